@@ -1,0 +1,322 @@
+"""The spectrogram codec: STFT frames <-> 16-bit tile pixels, streamed tile by tile.
+
+Pixel format
+------------
+Every tile is a ``size x size`` 16-bit RGB image, low frequencies at the bottom
+row, time running left to right:
+
+- red: magnitude in dB relative to a full-scale sine's peak bin, mapped
+  linearly from ``[db_min, db_max]`` onto ``[0, 65535]`` (the same range for
+  every tile; 0 decodes as silence);
+- green, blue: ``cos`` and ``sin`` of the phase, mapped from ``[-1, 1]`` onto
+  ``[0, 65535]``.
+
+Streaming
+---------
+:func:`encode_stream` needs only one tile of samples (plus ``n_fft/2`` either
+side) in memory and yields tiles as the audio arrives.  :func:`decode_stream`
+joins neighbouring tiles in the STFT domain (a few frames of context across
+each border) before the inverse STFT, so borders are seamless and the output
+equals a whole-file inverse STFT, while memory stays at about three tiles.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import cv2
+import librosa
+import numpy as np
+
+from .params import CodecParams
+from .tiling import TileSpan, n_tiles_for
+
+__all__ = ["stft_to_pixels", "pixels_to_stft", "magnitude_to_pixels", "encode_stream",
+           "decode_stream", "EncodedTile", "TileStats", "griffinlim_decode",
+           "encode_array", "decode_array", "tile_magnitude_db"]
+
+_FULL = 65535.0
+
+
+@dataclass
+class TileStats:
+    """Clipping counts of one tile's red channel.
+
+    Attributes
+    ----------
+    clipped_high : int
+        Bins louder than ``db_max`` (information lost; raise ``db_max``).
+    below_floor : int
+        Bins quieter than ``db_min`` (stored as silence; normally harmless).
+    """
+
+    clipped_high: int = 0
+    below_floor: int = 0
+
+    def __iadd__(self, other: "TileStats"):
+        self.clipped_high += other.clipped_high
+        self.below_floor += other.below_floor
+        return self
+
+
+@dataclass
+class EncodedTile:
+    """One tile as produced by :func:`encode_stream`."""
+
+    span: TileSpan
+    pixels: np.ndarray
+    stats: TileStats = field(default_factory=TileStats)
+    is_last: bool = False
+
+
+# --------------------------------------------------------------------------- pixels
+
+def _quantize(v: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(v, 0.0, 1.0) * _FULL).astype(np.uint16)
+
+
+def _db_to_unit(mag: np.ndarray, params: CodecParams):
+    with np.errstate(divide="ignore"):
+        db = 20.0 * np.log10(mag / params.db_scale)
+    stats = TileStats(int(np.count_nonzero(db > params.db_max)),
+                      int(np.count_nonzero(db < params.db_min)))
+    unit = (db - params.db_min) / (params.db_max - params.db_min)
+    return np.nan_to_num(unit, nan=0.0, neginf=0.0), stats
+
+
+def _unit_to_mag(unit: np.ndarray, params: CodecParams) -> np.ndarray:
+    db = params.db_min + unit * (params.db_max - params.db_min)
+    mag = params.db_scale * np.power(10.0, db / 20.0, dtype=np.float64)
+    return np.where(unit <= 0.0, 0.0, mag)
+
+
+def stft_to_pixels(S: np.ndarray, params: CodecParams) -> tuple[np.ndarray, TileStats]:
+    """Turn one tile of STFT frames into 16-bit RGB pixels.
+
+    Parameters
+    ----------
+    S : ndarray, complex, shape (n_fft//2 + 1, frames_per_tile)
+    params : CodecParams
+
+    Returns
+    -------
+    pixels : ndarray, uint16, shape (size, size, 3)
+    stats : TileStats
+    """
+    expect = (params.n_fft // 2 + 1, params.frames_per_tile)
+    if S.shape != expect:
+        raise ValueError(f"STFT block has shape {S.shape}, expected {expect} for {params.layout!r}")
+    S = S[: params.bins]
+    mag = np.abs(S).astype(np.float64)
+    unit, stats = _db_to_unit(mag, params)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.where(mag > 0, S.real / mag, 1.0)
+        sin = np.where(mag > 0, S.imag / mag, 0.0)
+    planes = [unit, (cos + 1.0) / 2.0, (sin + 1.0) / 2.0]
+    if params.layout == "seed":
+        planes = [cv2.resize(p.astype(np.float32), (params.size, params.size),
+                             interpolation=cv2.INTER_LANCZOS4) for p in planes]
+    pixels = np.stack([_quantize(p) for p in planes], axis=-1)
+    return np.ascontiguousarray(pixels[::-1]), stats
+
+
+def magnitude_to_pixels(mag_unit: np.ndarray) -> np.ndarray:
+    """Quantize a [0, 1] magnitude plane (bins x frames, low bins first) to a grey 16-bit image."""
+    return np.ascontiguousarray(_quantize(mag_unit)[::-1])
+
+
+def _planes_from_pixels(pixels: np.ndarray, params: CodecParams):
+    if pixels.shape[:2] != (params.size, params.size):
+        raise ValueError(f"tile is {pixels.shape[1]}x{pixels.shape[0]}, expected "
+                         f"{params.size}x{params.size}")
+    p = pixels[::-1].astype(np.float32) / np.float32(_FULL)
+    planes = [p] if p.ndim == 2 else [p[..., 0], p[..., 1] * 2 - 1, p[..., 2] * 2 - 1]
+    if params.layout == "seed":
+        shape = (params.frames_per_tile, params.bins)
+        planes = [cv2.resize(q, shape, interpolation=cv2.INTER_LANCZOS4) for q in planes]
+    return planes
+
+
+def tile_magnitude_db(pixels: np.ndarray, params: CodecParams) -> np.ndarray:
+    """Red channel as dB (bins x frames, low bins first; ``db_min`` where silent), for plots."""
+    red = pixels[::-1, :, 0] if pixels.ndim == 3 else pixels[::-1]
+    return params.db_min + red.astype(np.float32) / np.float32(_FULL) * (params.db_max - params.db_min)
+
+
+def pixels_to_stft(pixels: np.ndarray, params: CodecParams) -> np.ndarray:
+    """Inverse of :func:`stft_to_pixels`: complex STFT frames ``(n_fft//2 + 1, frames_per_tile)``.
+
+    For a magnitude-only (2-D) tile, the phase is zero; use :func:`griffinlim_decode`.
+    The Nyquist bin, which the "exact" layout drops, comes back as zero.
+    """
+    planes = _planes_from_pixels(pixels, params)
+    mag = _unit_to_mag(planes[0].astype(np.float64), params)
+    S = np.zeros((params.n_fft // 2 + 1, params.frames_per_tile), dtype=np.complex64)
+    if len(planes) == 1:
+        S[: params.bins] = mag
+        return S
+    cos, sin = planes[1].astype(np.float64), planes[2].astype(np.float64)
+    norm = np.hypot(cos, sin)
+    norm[norm == 0] = 1.0
+    S[: params.bins] = mag * (cos + 1j * sin) / norm
+    return S
+
+
+# --------------------------------------------------------------------------- streaming encode
+
+def _stft(segment: np.ndarray, params: CodecParams) -> np.ndarray:
+    return librosa.stft(segment, n_fft=params.n_fft, hop_length=params.hop_length,
+                        window="hann", center=False, dtype=np.complex64)
+
+
+def encode_stream(blocks: Iterable[np.ndarray], params: CodecParams) -> Iterator[EncodedTile]:
+    """Encode mono audio arriving in blocks into tiles, holding about one tile in memory.
+
+    Parameters
+    ----------
+    blocks : iterable of 1-D float arrays
+        Consecutive mono samples at ``params.sample_rate``.
+    params : CodecParams
+
+    Yields
+    ------
+    EncodedTile
+        In order.  The last one has ``is_last=True`` and its span's ``pad`` set.
+        Nothing is yielded for empty input.
+
+    Notes
+    -----
+    Frame ``j`` is centred on sample ``j*hop`` with zeros before the start and
+    after the end, exactly as ``librosa.stft(y, center=True, pad_mode="constant")``
+    on the whole signal, so the tiles equal slices of the whole-file STFT.
+    """
+    F, hop, half = params.frames_per_tile, params.hop_length, params.n_fft // 2
+    seg_len = (F - 1) * hop + params.n_fft
+    buf = np.zeros(half, dtype=np.float32)   # leading zeros: frame 0 is centred on sample 0
+    buf_start = -half                        # global index of buf[0]
+    total = 0
+    index = 0
+
+    def emit(i, n_real, last):
+        nonlocal buf, buf_start
+        start = i * F * hop - half
+        off = start - buf_start
+        seg = buf[off:off + seg_len]
+        if len(seg) < seg_len:
+            seg = np.concatenate([seg, np.zeros(seg_len - len(seg), np.float32)])
+        S = _stft(seg, params)
+        pixels, stats = stft_to_pixels(S, params)
+        t_start = i * F * hop
+        t_stop = t_start + F * hop
+        t_end = min(t_stop, n_real) if last else t_stop
+        return EncodedTile(TileSpan(i, t_start, t_end, t_stop, t_stop - t_end), pixels, stats, last)
+
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim != 1:
+            raise ValueError(f"encode_stream needs mono 1-D blocks, got shape {block.shape}")
+        if not len(block):
+            continue
+        buf = np.concatenate([buf, block])
+        total += len(block)
+        # a tile can be emitted once every sample its frames touch has arrived,
+        # and it is not the last once at least one sample lies beyond its span
+        while buf_start + len(buf) >= index * F * hop - half + seg_len and total > (index + 1) * F * hop:
+            yield emit(index, total, False)
+            index += 1
+            drop = index * F * hop - half - buf_start
+            buf = buf[drop:]
+            buf_start += drop
+    n_tiles = n_tiles_for(total, frames_per_tile=F, hop_length=hop)
+    while index < n_tiles:
+        yield emit(index, total, index == n_tiles - 1)
+        index += 1
+
+
+def encode_array(y: np.ndarray, params: CodecParams, *, block: int = 1 << 18) -> list[EncodedTile]:
+    """Encode a whole mono array (convenience wrapper around :func:`encode_stream`)."""
+    y = np.asarray(y, dtype=np.float32)
+    return list(encode_stream((y[i:i + block] for i in range(0, len(y), block)), params))
+
+
+# --------------------------------------------------------------------------- streaming decode
+
+def decode_stream(tiles: Iterable[np.ndarray], params: CodecParams, *,
+                  n_samples: int | None = None) -> Iterator[np.ndarray]:
+    """Decode consecutive tile pixel arrays to audio, joining tiles in the STFT domain.
+
+    Parameters
+    ----------
+    tiles : iterable of ndarray (size, size, 3) uint16
+        Tiles of one song, in order.
+    params : CodecParams
+    n_samples : int, optional
+        Song length; the padding after it is trimmed.  ``None`` keeps every
+        sample the tiles stand for.
+
+    Yields
+    ------
+    ndarray
+        Float32 audio, one block per tile (the samples that tile owns).
+    """
+    F, hop, half = params.frames_per_tile, params.hop_length, params.n_fft // 2
+    ctx = math.ceil(half / hop) + 1
+    it = iter(tiles)
+    prev = None
+    cur = next(it, None)
+    if cur is None:
+        return
+    cur = pixels_to_stft(cur, params)
+    index = 0
+    emitted = 0
+    while cur is not None:
+        nxt = next(it, None)
+        nxt = pixels_to_stft(nxt, params) if nxt is not None else None
+        left = prev[:, -ctx:] if prev is not None else np.zeros((cur.shape[0], 0), cur.dtype)
+        right = nxt[:, :ctx] if nxt is not None else np.zeros((cur.shape[0], 0), cur.dtype)
+        block = np.concatenate([left, cur, right], axis=1)
+        y = librosa.istft(block, hop_length=hop, n_fft=params.n_fft, window="hann", center=False,
+                          dtype=np.float32)
+        first_frame = index * F - left.shape[1]
+        origin = first_frame * hop - half        # global sample index of y[0]
+        a = index * F * hop
+        b = a + F * hop
+        if n_samples is not None:
+            b = min(b, int(n_samples))
+        if b > a:
+            out = y[a - origin:b - origin]
+            emitted += len(out)
+            yield out
+        prev, cur = cur, nxt
+        index += 1
+    if n_samples is not None and emitted < n_samples:
+        raise ValueError(f"tiles hold {emitted} samples but the song has {n_samples}; "
+                         f"a tile at the end is missing")
+
+
+def decode_array(tiles: Iterable[np.ndarray], params: CodecParams, *, n_samples: int | None = None) -> np.ndarray:
+    """Decode tiles to one array (convenience wrapper around :func:`decode_stream`)."""
+    parts = list(decode_stream(tiles, params, n_samples=n_samples))
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def griffinlim_decode(tiles: Iterable[np.ndarray], params: CodecParams, *, n_iter: int = 64,
+                      n_samples: int | None = None, seed: int = 0) -> np.ndarray:
+    """Decode tiles from magnitude alone, estimating the phase with Griffin-Lim.
+
+    For generated tiles whose phase channels are not coherent, or grey
+    (magnitude-only) images.  The whole song's magnitude is held in memory.
+    """
+    if n_iter < 1:
+        raise ValueError(f"n_iter must be >= 1, got {n_iter}")
+    mags = [np.abs(pixels_to_stft(t, params)) for t in tiles]
+    if not mags:
+        return np.zeros(0, np.float32)
+    M = np.concatenate(mags + [np.zeros((mags[0].shape[0], 1), np.float32)], axis=1)
+    length = (M.shape[1] - 1) * params.hop_length
+    y = librosa.griffinlim(M, n_iter=n_iter, hop_length=params.hop_length, n_fft=params.n_fft,
+                           window="hann", center=True, length=length, random_state=seed,
+                           init="random")
+    y = y.astype(np.float32)
+    return y[:n_samples] if n_samples is not None else y

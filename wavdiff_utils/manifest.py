@@ -1,0 +1,60 @@
+"""Per-song manifest: the codec parameters and the exact sample span of every tile.
+
+Written last, after every tile of a song, by the encoder; its presence marks a
+song as finished (a re-run skips it).  Captioners read the spans from it so
+their captions cover exactly the samples of each image.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .params import CodecParams
+from .paths import atomic_path
+from .tiling import TileSpan
+
+__all__ = ["MANIFEST_NAME", "write_manifest", "read_manifest", "manifest_spans",
+           "manifest_params"]
+
+MANIFEST_NAME = "manifest.json"
+FORMAT = "wavdiff-manifest"
+
+
+def write_manifest(folder, data: dict) -> Path:
+    """Write ``folder/manifest.json`` atomically."""
+    data = {"format": FORMAT, "version": 1, **data}
+    path = Path(folder) / MANIFEST_NAME
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def read_manifest(folder) -> dict | None:
+    """The manifest in ``folder`` (a song's tile folder), or ``None`` when there is none.
+
+    Raises
+    ------
+    ValueError
+        If the file exists but is not a wavdiff manifest.
+    """
+    path = Path(folder) / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: unreadable manifest ({exc})") from None
+    if data.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a wavdiff manifest (format={data.get('format')!r})")
+    return data
+
+
+def manifest_params(manifest: dict) -> CodecParams:
+    """Codec parameters recorded in a manifest."""
+    return CodecParams.from_dict(manifest["codec"])
+
+
+def manifest_spans(manifest: dict) -> list[TileSpan]:
+    """Tile spans recorded in a manifest, in order."""
+    return [TileSpan(t["index"], t["start"], t["end"], t["stop"], t["pad"])
+            for t in manifest["tiles"]]

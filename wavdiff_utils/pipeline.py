@@ -1,0 +1,505 @@
+"""Batch jobs: encode songs to tiles and decode tiles to songs, with resume and failure reports.
+
+Every output is written atomically; a song counts as finished only once its
+``manifest.json`` is in place, so an interrupted batch resumes where it
+stopped and a re-run skips finished songs.  One bad file never stops a batch:
+its error is collected and reported at the end.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from . import __version__
+from .audio_io import AudioError, AudioStream, audio_info, find_audio_files
+from .codec import decode_stream, encode_stream, griffinlim_decode
+from .manifest import MANIFEST_NAME, manifest_params, read_manifest, write_manifest
+from .params import CodecParams
+from .paths import atomic_path, song_id
+from .tile_io import (TileImageError, find_tiles, parse_tile_name, read_tile, read_tile_metadata,
+                      tile_name, write_tile)
+
+__all__ = ["SongResult", "BatchResult", "encode_song", "encode_batch", "decode_song",
+           "decode_batch", "OutputExistsError", "song_ids"]
+
+TILE_FORMAT = "wavdiff-tile"
+
+
+class OutputExistsError(FileExistsError):
+    """A song's output already exists and was made differently; the message says what to do."""
+
+
+@dataclass
+class SongResult:
+    """What happened to one song."""
+
+    song: str
+    source: str
+    output: str
+    status: str                      # "encoded", "skipped", "decoded"
+    n_tiles: int = 0
+    n_samples: int = 0
+    sample_rate: int = 0
+    seconds: float = 0.0             # wall time
+    clipped_high: int = 0
+    below_floor: int = 0
+    warnings: list = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        return self.n_samples / self.sample_rate if self.sample_rate else 0.0
+
+
+@dataclass
+class BatchResult:
+    """Results of a batch: finished songs, and failures with their reasons."""
+
+    results: list = field(default_factory=list)
+    failures: list = field(default_factory=list)   # (path, message)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> str:
+        """Human-readable summary, failures last."""
+        made = [r for r in self.results if r.status != "skipped"]
+        skipped = [r for r in self.results if r.status == "skipped"]
+        lines = [f"{len(made)} song(s) processed, {len(skipped)} already done (skipped), "
+                 f"{len(self.failures)} failed"]
+        for path, msg in self.failures:
+            lines.append(f"  FAILED {msg}" if str(path) in msg else f"  FAILED {path}: {msg}")
+        return "\n".join(lines)
+
+    def raise_if_failed(self):
+        """Raise ``RuntimeError`` listing every failure, if any."""
+        if self.failures:
+            raise RuntimeError(self.summary())
+
+    def table(self):
+        """Results as a pandas DataFrame (one row per song)."""
+        import pandas as pd
+        rows = [{"song": r.song, "status": r.status, "tiles": r.n_tiles,
+                 "seconds of audio": round(r.duration, 2), "wall s": round(r.seconds, 2),
+                 "clipped high": r.clipped_high, "below floor": r.below_floor, "output": r.output}
+                for r in self.results]
+        rows += [{"song": Path(p).name, "status": "FAILED", "output": m} for p, m in self.failures]
+        return pd.DataFrame(rows)
+
+
+def song_ids(files) -> dict[Path, str]:
+    """Song id for each file; files whose stems collide get their parent folder name prefixed."""
+    files = [Path(f) for f in files]
+    base = {f: song_id(f) for f in files}
+    counts: dict[str, int] = {}
+    for s in base.values():
+        counts[s] = counts.get(s, 0) + 1
+    out = {}
+    for f, s in base.items():
+        out[f] = s if counts[s] == 1 else song_id(f.parent.name + "__" + f.stem)
+    if len(set(out.values())) != len(out):
+        dup = sorted(s for s in out.values() if list(out.values()).count(s) > 1)
+        raise ValueError(f"several input files map to the same song name(s) {dup}; rename them")
+    return out
+
+
+def _tile_metadata(params: CodecParams, song: str, source: Path, tile) -> dict:
+    s = tile.span
+    return {"format": TILE_FORMAT, "version": 1, "wavdiff_version": __version__,
+            "codec": params.to_dict(), "song": song, "source": source.name,
+            "tile_index": s.index, "start": s.start, "end": s.end, "stop": s.stop, "pad": s.pad,
+            "is_last": tile.is_last, "start_seconds": s.start / params.sample_rate,
+            "end_seconds": s.end / params.sample_rate}
+
+
+def _same_codec(manifest: dict, params: CodecParams) -> bool:
+    try:
+        return manifest_params(manifest) == params
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def encode_song(path, output, *, params: CodecParams | None = None, song: str | None = None,
+                overwrite: bool = False, progress=None) -> SongResult:
+    """Encode one audio file into ``output/<song>/<song>_<index:04d>.png`` plus ``manifest.json``.
+
+    Parameters
+    ----------
+    path : path-like
+        Audio file.
+    output : path-like
+        Root folder; the song gets its own sub-folder.
+    params : CodecParams, optional
+        Codec settings (default ``CodecParams()``).
+    song : str, optional
+        Song id; default :func:`wavdiff_utils.paths.song_id` of the file name.
+    overwrite : bool
+        Re-encode a finished song even if it was made with other parameters.
+    progress : callable, optional
+        Called with the number of tiles written after each tile.
+
+    Returns
+    -------
+    SongResult
+        ``status="skipped"`` when the song was already finished with the same parameters.
+
+    Raises
+    ------
+    AudioError
+        Unreadable, empty, silent or too-short audio (the message names the file).
+    OutputExistsError
+        The song's folder holds tiles made with other parameters and ``overwrite`` is False.
+    """
+    params = params or CodecParams()
+    path = Path(path)
+    song = song or song_id(path)
+    folder = Path(output) / song
+    t0 = time.perf_counter()
+    manifest = read_manifest(folder) if folder.is_dir() else None
+    if manifest is not None and not overwrite:
+        files_ok = all((folder / t["file"]).is_file() for t in manifest["tiles"])
+        if _same_codec(manifest, params) and files_ok and manifest.get("source_name") == path.name:
+            return SongResult(song, str(path), str(folder), "skipped", manifest["n_tiles"],
+                              manifest["n_samples"], params.sample_rate, 0.0,
+                              manifest.get("clipped_high", 0), manifest.get("below_floor", 0))
+        if not _same_codec(manifest, params):
+            raise OutputExistsError(
+                f"{folder}: already holds tiles of {manifest.get('source_name')!r} made with other "
+                f"codec parameters ({manifest_params(manifest).describe()}); pass overwrite=True to "
+                f"replace them, or choose another output folder")
+        if manifest.get("source_name") != path.name:
+            raise OutputExistsError(
+                f"{folder}: already holds tiles of another file ({manifest.get('source_name')!r}); "
+                f"rename {path.name!r} or choose another output folder")
+
+    stream = AudioStream(path, sample_rate=params.sample_rate, mono=True)
+    partial = Path(output) / f".{song}.partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    tiles_meta = []
+    peak = 0.0
+    clipped = below = 0
+    n_samples = 0
+
+    def counted(blocks):
+        nonlocal peak, n_samples
+        for b in blocks:
+            if len(b):
+                peak = max(peak, float(np.max(np.abs(b))))
+                n_samples += len(b)
+            yield b
+
+    try:
+        with stream:
+            for tile in encode_stream(counted(stream), params):
+                name = tile_name(song, tile.span.index)
+                meta = _tile_metadata(params, song, path, tile)
+                target = partial / name
+                # resume: a tile already written by an interrupted run is kept if identical
+                if not (target.is_file() and read_tile_metadata(target) == meta):
+                    write_tile(target, tile.pixels, meta)
+                clipped += tile.stats.clipped_high
+                below += tile.stats.below_floor
+                tiles_meta.append({"file": name, **tile.span.to_dict()})
+                if progress:
+                    progress(1)
+        if n_samples == 0:
+            raise AudioError(path, "contains no audio samples (empty file)")
+        if n_samples < params.n_fft:
+            raise AudioError(path, f"is too short: {n_samples} samples "
+                                   f"({1000 * n_samples / params.sample_rate:.1f} ms) at "
+                                   f"{params.sample_rate} Hz; at least n_fft={params.n_fft} needed")
+        if peak == 0.0:
+            raise AudioError(path, "is silent (every sample is zero)")
+    except Exception:
+        # an unusable file leaves nothing behind; an interruption (KeyboardInterrupt) keeps
+        # the finished tiles of the partial folder for the next run to reuse
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    warn = []
+    if clipped:
+        warn.append(f"{clipped} magnitude values above db_max={params.db_max:g} dB were clipped")
+    if stream.source_rate != params.sample_rate:
+        warn.append(f"resampled from {stream.source_rate} Hz to {params.sample_rate} Hz")
+    manifest = {
+        "song": song, "source": str(path.resolve()), "source_name": path.name,
+        "source_sample_rate": stream.source_rate, "source_channels": stream.channels,
+        "codec": params.to_dict(), "codec_description": params.describe(),
+        "n_samples": n_samples, "duration": n_samples / params.sample_rate,
+        "n_tiles": len(tiles_meta), "peak": peak, "clipped_high": clipped, "below_floor": below,
+        "tiles": tiles_meta, "wavdiff_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    old = read_manifest(folder)
+    if old is not None:                       # overwrite: remove the old song's tiles first
+        (folder / MANIFEST_NAME).unlink()
+        for t in old["tiles"]:
+            (folder / t["file"]).unlink(missing_ok=True)
+    for t in tiles_meta:
+        os.replace(partial / t["file"], folder / t["file"])
+    write_manifest(folder, manifest)          # last: marks the song finished
+    shutil.rmtree(partial, ignore_errors=True)
+    return SongResult(song, str(path), str(folder), "encoded", len(tiles_meta), n_samples,
+                      params.sample_rate, time.perf_counter() - t0, clipped, below, warn)
+
+
+def _encode_worker(args):
+    path, output, params, song, overwrite = args
+    try:
+        return encode_song(path, output, params=params, song=song, overwrite=overwrite), None
+    except (AudioError, OutputExistsError, TileImageError, ValueError, OSError) as exc:
+        return None, (str(path), str(exc))
+
+
+def encode_batch(input, output, *, params: CodecParams | None = None, overwrite: bool = False,
+                 workers: int = 1, progress: bool = True) -> BatchResult:
+    """Encode a file or every audio file under a folder (recursive).
+
+    Parameters
+    ----------
+    input : path-like
+        Audio file or folder.
+    output : path-like
+        Root folder of the tiles (created).
+    params : CodecParams, optional
+    overwrite : bool
+        Replace songs already encoded with other parameters.
+    workers : int
+        Worker processes (songs are encoded in parallel; 1 = in this process).
+    progress : bool
+        Show a progress bar over songs.
+
+    Returns
+    -------
+    BatchResult
+        Failures are collected, not raised; call ``raise_if_failed()`` to stop on them.
+    """
+    from tqdm.auto import tqdm
+
+    params = params or CodecParams()
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, got {workers!r}")
+    files = find_audio_files(input)
+    ids = song_ids(files)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    batch = BatchResult()
+    jobs = [(f, output, params, ids[f], overwrite) for f in files]
+    bar = tqdm(total=len(jobs), desc="encode", unit="song", disable=not progress)
+    try:
+        if int(workers) == 1 or len(jobs) == 1:
+            for job in jobs:
+                bar.set_postfix_str(job[0].name[:40])
+                res, fail = _encode_worker(job)
+                batch.results.append(res) if res else batch.failures.append(fail)
+                bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=int(workers)) as pool:
+                futures = [pool.submit(_encode_worker, job) for job in jobs]
+                for fut in as_completed(futures):
+                    res, fail = fut.result()
+                    batch.results.append(res) if res else batch.failures.append(fail)
+                    bar.update(1)
+                order = {str(f): i for i, f in enumerate(files)}
+                batch.results.sort(key=lambda r: order[r.source])
+    finally:
+        bar.close()
+    return batch
+
+
+# --------------------------------------------------------------------------- decode
+
+def _song_params(tiles: list[Path], params: CodecParams | None, folder: Path | None):
+    """Codec parameters and song length for a sequence of tiles."""
+    manifest = read_manifest(folder) if folder is not None and folder.is_dir() else None
+    if manifest is not None:
+        return manifest_params(manifest), manifest["n_samples"], "manifest"
+    metas = [read_tile_metadata(t) for t in (tiles[0], tiles[-1])]
+    if metas[0] is not None and metas[0].get("format") == TILE_FORMAT:
+        found = CodecParams.from_dict(metas[0]["codec"])
+        last = metas[1]
+        n = last["end"] if last and last.get("is_last") else None
+        first_start = metas[0]["start"]
+        if n is not None:
+            n -= first_start
+        return found, n, "tile metadata"
+    if params is None:
+        warnings.warn(f"{tiles[0]}: tile has no wavdiff metadata; decoding with default codec "
+                      f"parameters ({CodecParams().describe()})", stacklevel=3)
+        params = CodecParams()
+    return params, None, "parameters"
+
+
+def _check_sequence(song: str, tiles: list[Path], missing: str) -> list[Path | None]:
+    idx = [parse_tile_name(t.name)[1] for t in tiles]
+    first = idx[0]
+    want = list(range(first, idx[-1] + 1))
+    have = dict(zip(idx, tiles))
+    gaps = [i for i in want if i not in have]
+    if gaps and missing == "error":
+        names = ", ".join(tile_name(song, i) for i in gaps[:5]) + (" ..." if len(gaps) > 5 else "")
+        raise TileImageError(tiles[0].parent, f"tile(s) missing from song {song!r}: {names} "
+                                              f"(pass missing='silence' to fill them with silence)")
+    return [have.get(i) for i in want]
+
+
+def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str = "image",
+                n_iter: int = 64, missing: str = "error", song: str | None = None,
+                progress=None) -> SongResult:
+    """Decode the tiles of one song into one audio file (written atomically).
+
+    Parameters
+    ----------
+    tiles : path-like or list of path-like
+        A song folder (``output/<song>`` of the encoder), one tile, or tile paths in order.
+    output : path-like
+        Audio file to write (.wav, .flac or .ogg).
+    params : CodecParams, optional
+        For tiles without metadata (e.g. generated by a diffusion model).  Tiles
+        carrying wavdiff metadata, or a folder with a manifest, use their own.
+    phase : {"image", "griffinlim"}
+        Take the phase from the green/blue channels, or estimate it from the
+        magnitude with Griffin-Lim (for generated tiles with incoherent phase).
+        Grey (magnitude-only) tiles always use Griffin-Lim.
+    n_iter : int
+        Griffin-Lim iterations.
+    missing : {"error", "silence"}
+        What to do about a gap in the tile numbering.
+    """
+    if phase not in ("image", "griffinlim"):
+        raise ValueError(f"phase must be 'image' or 'griffinlim', got {phase!r}")
+    if missing not in ("error", "silence"):
+        raise ValueError(f"missing must be 'error' or 'silence', got {missing!r}")
+    t0 = time.perf_counter()
+    folder = None
+    if isinstance(tiles, (str, os.PathLike)):
+        p = Path(tiles)
+        if p.is_dir():
+            folder = p
+            groups = find_tiles(p)
+            if not groups:
+                raise TileImageError(p, "folder holds no tiles named <song>_<index>.png")
+            if len(groups) > 1:
+                raise TileImageError(p, f"holds tiles of {len(groups)} songs "
+                                        f"({', '.join(list(groups)[:4])}); use decode_batch")
+            song, tiles = next(iter(groups.items()))
+        elif p.is_file():
+            tiles = [p]
+        else:
+            raise FileNotFoundError(f"tiles {str(p)!r} do not exist")
+    tiles = [Path(t) for t in tiles]
+    if not tiles:
+        raise ValueError("no tiles given")
+    parsed = parse_tile_name(tiles[0].name)
+    song = song or (parsed[0] if parsed else tiles[0].stem)
+    seq = _check_sequence(song, tiles, missing) if all(parse_tile_name(t.name) for t in tiles) \
+        and len(tiles) > 1 else tiles
+    real = [t for t in seq if t is not None]
+    params, n_samples, source = _song_params(real, params, folder)
+    warn = []
+    depth_warned = set()
+
+    def pixels():
+        for t in seq:
+            if t is None:
+                yield np.zeros((params.size, params.size, 3), np.uint16)
+                continue
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                tile = read_tile(t, expected_size=params.size)
+            for w in caught:
+                key = str(w.message).split(": ", 1)[-1]
+                if key not in depth_warned:
+                    depth_warned.add(key)
+                    warn.append(str(w.message))
+                    warnings.warn(str(w.message), stacklevel=2)
+            if progress:
+                progress(1)
+            yield tile.pixels
+
+    first = read_tile(real[0], expected_size=params.size, warn=False)
+    use_gl = phase == "griffinlim" or not first.has_phase
+    output = Path(output)
+    if output.suffix.lower() not in (".wav", ".flac", ".ogg"):
+        raise ValueError(f"output {str(output)!r} must end in .wav, .flac or .ogg")
+    n_written = 0
+    with atomic_path(output) as tmp:
+        fmt = output.suffix[1:].upper()
+        sub = "FLOAT" if fmt == "WAV" else None
+        with sf.SoundFile(str(tmp), "w", samplerate=params.sample_rate, channels=1, format=fmt,
+                          subtype=sub) as fh:
+            if use_gl:
+                y = griffinlim_decode(list(pixels()), params, n_iter=n_iter, n_samples=n_samples)
+                fh.write(y)
+                n_written = len(y)
+            else:
+                for block in decode_stream(pixels(), params, n_samples=n_samples):
+                    fh.write(block)
+                    n_written += len(block)
+    return SongResult(song, str(real[0].parent), str(output), "decoded", len(seq), n_written,
+                      params.sample_rate, time.perf_counter() - t0, warnings=warn)
+
+
+def decode_batch(input, output, *, params: CodecParams | None = None, phase: str = "image",
+                 n_iter: int = 64, missing: str = "error", fmt: str = "wav",
+                 overwrite: bool = True, progress: bool = True) -> BatchResult:
+    """Decode every song found under ``input`` into ``output/<song>.<fmt>``.
+
+    ``input`` may be the encoder's root folder (one sub-folder per song), one
+    song folder, a flat folder of generated tiles (grouped by ``<song>_<index>``
+    names), or a single tile.  ``output`` ending in .wav/.flac/.ogg names the
+    file for a single song.
+    """
+    from tqdm.auto import tqdm
+
+    inp = Path(input)
+    if not inp.exists():
+        raise FileNotFoundError(f"input {str(inp)!r} does not exist")
+    out = Path(output)
+    single_file = out.suffix.lower() in (".wav", ".flac", ".ogg")
+    jobs = []
+    if inp.is_file():
+        parsed = parse_tile_name(inp.name)
+        song = parsed[0] if parsed else inp.stem
+        jobs.append((song, inp, [inp]))
+    else:
+        groups = find_tiles(inp)
+        if not groups:
+            raise TileImageError(inp, "holds no tiles named <song>_<index:04d>.png")
+        for song, tiles in groups.items():
+            parents = {t.parent for t in tiles}
+            folder = parents.pop() if len(parents) == 1 else None
+            jobs.append((song, folder if folder is not None and (folder / MANIFEST_NAME).is_file() else None, tiles))
+    if single_file and len(jobs) > 1:
+        raise ValueError(f"output {str(out)!r} names one file but {len(jobs)} songs were found "
+                         f"under {str(inp)!r}; give a folder")
+    batch = BatchResult()
+    total = sum(len(t) for _, _, t in jobs)
+    bar = tqdm(total=total, desc="decode", unit="tile", disable=not progress)
+    try:
+        for song, folder, tiles in jobs:
+            target = out if single_file else out / f"{song}.{fmt}"
+            if target.exists() and not overwrite:
+                batch.results.append(SongResult(song, str(folder or tiles[0].parent), str(target),
+                                                "skipped"))
+                bar.update(len(tiles))
+                continue
+            try:
+                src = folder if folder is not None else tiles
+                res = decode_song(src, target, params=params, phase=phase, n_iter=n_iter,
+                                  missing=missing, song=song, progress=bar.update)
+                batch.results.append(res)
+            except (TileImageError, ValueError, OSError) as exc:
+                batch.failures.append((str(tiles[0].parent), str(exc)))
+    finally:
+        bar.close()
+    return batch

@@ -1,0 +1,215 @@
+"""Tile image files: 16-bit RGB PNGs that carry their own codec metadata.
+
+OpenCV writes and reads the 16-bit pixels; the metadata travels in a PNG
+``iTXt`` chunk with the keyword ``wavdiff`` holding JSON.  OpenCV neither
+writes nor keeps text chunks, so the chunk is spliced into the encoded bytes
+here (the PNG chunk layout is four fields: length, type, data, CRC-32).
+"""
+from __future__ import annotations
+
+import json
+import re
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .paths import atomic_path
+
+__all__ = ["TileImageError", "write_tile", "read_tile", "read_tile_metadata", "TILE_NAME",
+           "tile_name", "parse_tile_name", "find_tiles", "LoadedTile"]
+
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+_KEYWORD = b"wavdiff"
+#: Tile file names: ``<song>_<index:04d>.png``.
+TILE_NAME = re.compile(r"^(?P<song>.+)_(?P<index>\d{4,})\.png$", re.IGNORECASE)
+
+
+class TileImageError(ValueError):
+    """An image that cannot be used as a tile; the message names the file and the problem."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def tile_name(song: str, index: int, ext: str = ".png") -> str:
+    """File name of tile ``index`` of ``song``: ``<song>_<index:04d>.png``."""
+    return f"{song}_{int(index):04d}{ext}"
+
+
+def parse_tile_name(name: str) -> tuple[str, int] | None:
+    """``("song", 3)`` for ``"song_0003.png"``, ``None`` for other names."""
+    m = TILE_NAME.match(Path(name).name)
+    return (m["song"], int(m["index"])) if m else None
+
+
+def find_tiles(folder) -> dict[str, list[Path]]:
+    """Tiles under ``folder`` (recursive), grouped by song and sorted by index."""
+    folder = Path(folder)
+    groups: dict[str, list[tuple[int, Path]]] = {}
+    paths = [folder] if folder.is_file() else sorted(folder.rglob("*.png"))
+    for p in paths:
+        if p.name.startswith("."):
+            continue
+        parsed = parse_tile_name(p.name)
+        if parsed is None:
+            continue
+        song, idx = parsed
+        groups.setdefault(song, []).append((idx, p))
+    return {s: [p for _, p in sorted(v)] for s, v in sorted(groups.items())}
+
+
+def _chunk(ctype: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + ctype + data + struct.pack(">I", zlib.crc32(ctype + data) & 0xFFFFFFFF)
+
+
+def _iter_chunks(buf: bytes):
+    pos = len(_PNG_SIG)
+    while pos + 8 <= len(buf):
+        (length,) = struct.unpack(">I", buf[pos:pos + 4])
+        ctype = buf[pos + 4:pos + 8]
+        yield ctype, buf[pos + 8:pos + 8 + length], pos
+        pos += 12 + length
+        if ctype == b"IEND":
+            break
+
+
+def _metadata_from_bytes(buf: bytes) -> dict | None:
+    for ctype, data, _ in _iter_chunks(buf):
+        if ctype == b"iTXt" and data.startswith(_KEYWORD + b"\x00"):
+            # keyword \0 compression-flag compression-method language \0 translated \0 text
+            rest = data[len(_KEYWORD) + 1:]
+            flag = rest[0]
+            rest = rest[2:]
+            _lang, _, rest = rest.partition(b"\x00")
+            _trans, _, text = rest.partition(b"\x00")
+            if flag:
+                text = zlib.decompress(text)
+            return json.loads(text.decode("utf-8"))
+        if ctype == b"IDAT":
+            continue
+    return None
+
+
+def write_tile(path, rgb16: np.ndarray, metadata: dict | None = None, *, compression: int = 3) -> Path:
+    """Write a 16-bit RGB tile atomically, with ``metadata`` as JSON in an ``iTXt`` chunk.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination ``.png``.
+    rgb16 : ndarray, shape (H, W, 3), dtype uint16
+        Red, green, blue planes (RGB order; converted to OpenCV's BGR here).
+    metadata : dict, optional
+        JSON-serialisable codec and tile facts.
+    compression : int
+        zlib level 0-9 (3 trades size for speed well on spectrograms).
+    """
+    rgb16 = np.asarray(rgb16)
+    if rgb16.dtype != np.uint16 or rgb16.ndim != 3 or rgb16.shape[2] != 3:
+        raise ValueError(f"a tile must be a (H, W, 3) uint16 array, got {rgb16.shape} {rgb16.dtype}")
+    ok, enc = cv2.imencode(".png", rgb16[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
+    if not ok:
+        raise OSError(f"OpenCV could not encode {path}")
+    buf = enc.tobytes()
+    if metadata is not None:
+        text = json.dumps(metadata, sort_keys=True).encode("utf-8")
+        chunk = _chunk(b"iTXt", _KEYWORD + b"\x00\x00\x00" + b"\x00" + b"\x00" + text)
+        # after IHDR (signature 8 bytes + IHDR chunk 25 bytes)
+        ihdr_end = len(_PNG_SIG) + 25
+        buf = buf[:ihdr_end] + chunk + buf[ihdr_end:]
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf)
+    return path
+
+
+def read_tile_metadata(path) -> dict | None:
+    """The ``wavdiff`` metadata of a tile, or ``None`` for images without it."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if head != _PNG_SIG:
+            return None
+        buf = head + fh.read()
+    try:
+        return _metadata_from_bytes(buf)
+    except (ValueError, UnicodeDecodeError, zlib.error, IndexError):
+        return None
+
+
+@dataclass
+class LoadedTile:
+    """A tile read from disk.
+
+    Attributes
+    ----------
+    pixels : ndarray (H, W, 3) uint16, or (H, W) uint16 for magnitude-only images
+    metadata : dict or None
+    bit_depth : int
+        Bit depth of the file (8 or 16); 8-bit pixels are scaled to 16 bits.
+    path : Path
+    """
+
+    pixels: np.ndarray
+    metadata: dict | None
+    bit_depth: int
+    path: Path
+
+    @property
+    def has_phase(self) -> bool:
+        return self.pixels.ndim == 3
+
+
+def read_tile(path, *, expected_size: int | None = None, warn: bool = True) -> LoadedTile:
+    """Read a tile, checking it can be decoded.
+
+    16-bit RGB is the native form.  8-bit images are scaled to 16 bits and
+    grey (one channel) images are returned as magnitude only; both with a
+    warning, because they lose fidelity.  An alpha channel is dropped.
+
+    Raises
+    ------
+    TileImageError
+        Missing or unreadable file, unsupported channel count or depth, or a
+        size that differs from ``expected_size``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TileImageError(path, "file does not exist")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise TileImageError(path, "is not a readable image (OpenCV could not decode it)")
+    if img.dtype == np.uint8:
+        depth = 8
+        if warn:
+            warnings.warn(f"{path}: 8-bit image, scaled to 16 bits; magnitude steps are 257x "
+                          f"coarser, so expect a noisier reconstruction", stacklevel=2)
+        img = img.astype(np.uint16) * 257
+    elif img.dtype == np.uint16:
+        depth = 16
+    else:
+        raise TileImageError(path, f"unsupported pixel type {img.dtype}; expected 8- or 16-bit PNG")
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 3 and img.shape[2] == 3:
+        img = np.ascontiguousarray(img[:, :, ::-1])
+    elif img.ndim == 2:
+        if warn:
+            warnings.warn(f"{path}: single-channel image, read as magnitude only; phase must be "
+                          f"estimated (phase='griffinlim')", stacklevel=2)
+    else:
+        raise TileImageError(path, f"has {img.shape[2]} channels; expected 3 (RGB) or 1 (grey)")
+    if expected_size is not None and img.shape[:2] != (expected_size, expected_size):
+        raise TileImageError(path, f"is {img.shape[1]}x{img.shape[0]} pixels; expected "
+                                   f"{expected_size}x{expected_size} (the codec 'size' parameter)")
+    return LoadedTile(img, read_tile_metadata(path), depth, path)
