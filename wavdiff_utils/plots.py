@@ -1,0 +1,197 @@
+"""Figures, audio players and widgets for the notebooks (matplotlib, IPython, ipywidgets)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .codec import tile_magnitude_db
+from .manifest import manifest_params, read_manifest
+from .params import CodecParams
+from .tile_io import find_tiles, read_tile
+
+__all__ = ["plot_waveform", "plot_tile_grid", "plot_tile", "tile_players", "tile_explorer",
+           "plot_spectrogram_pair"]
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_waveform(y: np.ndarray, sample_rate: int, *, spans=None, title: str = "", ax=None,
+                  max_points: int = 20000):
+    """Waveform (min/max envelope) with tile borders marked.
+
+    Parameters
+    ----------
+    y : ndarray
+        Mono samples.
+    sample_rate : int
+    spans : list of TileSpan, optional
+        Tile spans; each tile is labelled and its border drawn.
+    """
+    plt = _plt()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(12, 2.6))
+    n = len(y)
+    step = max(1, n // max_points)
+    m = n // step * step
+    if m:
+        blk = y[:m].reshape(-1, step)
+        t = np.arange(blk.shape[0]) * step / sample_rate
+        ax.fill_between(t, blk.min(axis=1), blk.max(axis=1), color="#3b6ea8", lw=0)
+    for s in spans or []:
+        x0 = s.start / sample_rate
+        ax.axvline(x0, color="#d1495b", lw=1)
+        ax.text(x0, 1.0, f" {s.index:04d}", color="#d1495b", va="top", fontsize=8,
+                transform=ax.get_xaxis_transform())
+        if s.pad:
+            ax.axvspan(s.end / sample_rate, s.stop / sample_rate, color="0.85", label="padding")
+    ax.set_xlim(0, max(n, max((s.stop for s in spans or []), default=0)) / sample_rate)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("amplitude")
+    ax.set_title(title or "waveform and tiles")
+    return ax
+
+
+def plot_tile(pixels: np.ndarray, params: CodecParams, *, ax=None, title: str = "",
+              colorbar: bool = False, cmap: str = "magma"):
+    """One tile's magnitude channel in dB through a colormap, frequency axis in kHz."""
+    plt = _plt()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    db = tile_magnitude_db(pixels, params)
+    top = params.sample_rate / 2 * (params.bins - 1) / (params.n_fft / 2) / 1000
+    im = ax.imshow(db, origin="lower", aspect="auto", cmap=cmap, vmin=params.db_min,
+                   vmax=params.db_max, extent=[0, params.tile_seconds, 0, top],
+                   interpolation="antialiased")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("s", fontsize=8)
+    ax.set_ylabel("kHz", fontsize=8)
+    ax.tick_params(labelsize=7)
+    if colorbar:
+        plt.colorbar(im, ax=ax, label="dB re full-scale sine")
+    return ax
+
+
+def plot_tile_grid(folder, *, max_tiles: int = 12, cols: int = 4, cmap: str = "magma"):
+    """Thumbnails of a song's tiles (magnitude through a colormap), titled with their time span.
+
+    Parameters
+    ----------
+    folder : path-like
+        A song's tile folder (with ``manifest.json``).
+    """
+    plt = _plt()
+    folder = Path(folder)
+    man = read_manifest(folder)
+    if man is None:
+        raise FileNotFoundError(f"{folder}: no manifest.json; is this a song folder made by 01_encode?")
+    params = manifest_params(man)
+    tiles = man["tiles"][:max_tiles]
+    cols = max(1, min(cols, len(tiles)))
+    rows = -(-len(tiles) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    sr = params.sample_rate
+    for ax, t in zip(axes.flat, tiles):
+        ax.axis("on")
+        px = read_tile(folder / t["file"], warn=False).pixels
+        plot_tile(px, params, ax=ax, cmap=cmap,
+                  title=f"{t['file']}\n{t['start'] / sr:.2f}-{t['end'] / sr:.2f} s"
+                        + (f" (+{t['pad'] / sr:.2f} s pad)" if t["pad"] else ""))
+    more = len(man["tiles"]) - len(tiles)
+    fig.suptitle(f"{man['song']}: {man['n_tiles']} tiles" + (f" (first {len(tiles)} shown)" if more else ""))
+    fig.tight_layout()
+    return fig
+
+
+def tile_players(folder, *, max_tiles: int = 4, source_audio: np.ndarray | None = None):
+    """An audio player per tile: the samples that tile stands for, decoded from the tile alone.
+
+    Returns a list of ``(file name, IPython.display.Audio)``.
+    """
+    from IPython.display import Audio
+
+    from .codec import decode_array
+    folder = Path(folder)
+    man = read_manifest(folder)
+    params = manifest_params(man)
+    out = []
+    for t in man["tiles"][:max_tiles]:
+        if source_audio is not None:
+            y = source_audio[t["start"]:t["end"]]
+        else:
+            px = read_tile(folder / t["file"], warn=False).pixels
+            y = decode_array([px], params, n_samples=t["end"] - t["start"])
+        out.append((t["file"], Audio(y, rate=params.sample_rate, normalize=False)))
+    return out
+
+
+def tile_explorer(folder):
+    """Slider over a song's tiles: magnitude, phase (cos) and a player of the tile decoded alone.
+
+    Live in JupyterLab the slider moves through the tiles.  The view is filled
+    with ``Output.append_display_data`` rather than by capturing output, so a
+    headless run (papermill, nbval) never waits on widget messages.
+    """
+    import io
+
+    import ipywidgets as widgets
+    from IPython.display import Audio, Image, display
+
+    from .codec import decode_array
+    folder = Path(folder)
+    man = read_manifest(folder)
+    params = manifest_params(man)
+    plt = _plt()
+    slider = widgets.IntSlider(0, 0, len(man["tiles"]) - 1, description="tile")
+    view = widgets.Output()
+
+    def render(index):
+        t = man["tiles"][index]
+        px = read_tile(folder / t["file"], warn=False).pixels
+        fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+        plot_tile(px, params, ax=a, title=f"{t['file']} magnitude", colorbar=True)
+        b.imshow(px[..., 1], cmap="twilight", aspect="auto")
+        b.set_title("green channel: cos(phase)", fontsize=9)
+        b.axis("off")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80)
+        plt.close(fig)
+        y = decode_array([px], params, n_samples=t["end"] - t["start"])
+        view.clear_output()
+        view.append_display_data(Image(buf.getvalue()))
+        view.append_display_data(Audio(y, rate=params.sample_rate, normalize=False))
+
+    slider.observe(lambda change: render(change["new"]), names="value")
+    render(0)
+    display(widgets.VBox([slider, view]))
+    return slider
+
+
+def plot_spectrogram_pair(a: np.ndarray, b: np.ndarray, sample_rate: int, *, labels=("original", "decoded"),
+                          n_fft: int = 2048, hop_length: int = 512, seconds: float | None = 12.0):
+    """Two log spectrograms one above the other, and their difference in dB."""
+    import librosa
+    import librosa.display
+    plt = _plt()
+    n = min(len(a), len(b))
+    if seconds:
+        n = min(n, int(seconds * sample_rate))
+    A = librosa.amplitude_to_db(np.abs(librosa.stft(a[:n], n_fft=n_fft, hop_length=hop_length)), ref=1.0, top_db=None)
+    B = librosa.amplitude_to_db(np.abs(librosa.stft(b[:n], n_fft=n_fft, hop_length=hop_length)), ref=1.0, top_db=None)
+    fig, axes = plt.subplots(3, 1, figsize=(12, 8), sharex=True)
+    vmax = max(A.max(), B.max())
+    for ax, S, lab in zip(axes, (A, B), labels):
+        img = librosa.display.specshow(S, sr=sample_rate, hop_length=hop_length, x_axis="time",
+                                       y_axis="hz", ax=ax, vmin=vmax - 110, vmax=vmax, cmap="magma")
+        ax.set_title(lab)
+    fig.colorbar(img, ax=axes[:2], label="dB")
+    d = librosa.display.specshow(np.clip(B - A, -3, 3), sr=sample_rate, hop_length=hop_length,
+                                 x_axis="time", y_axis="hz", ax=axes[2], cmap="coolwarm", vmin=-3, vmax=3)
+    axes[2].set_title(f"{labels[1]} - {labels[0]} (dB, clipped to +-3)")
+    fig.colorbar(d, ax=axes[2], label="dB")
+    return fig

@@ -1,0 +1,140 @@
+"""Run a notebook headless and render it to one self-contained HTML report.
+
+Command line::
+
+    python -m wavdiff_utils.report notebooks/01_encode.ipynb -p input song.mp3 -f params/encode_exact.yaml
+
+writes ``outputs/reports/01_encode.ipynb`` (the executed copy) and
+``outputs/reports/01_encode.html`` (opens offline: figures and audio players are
+embedded).  ``outputs/`` is git-ignored.  Cells tagged ``remove_input`` show
+only their output; ``--no-code`` hides every code cell's input.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from .paths import REPO_ROOT, atomic_path, output_dir, resolve
+
+__all__ = ["run_notebook", "render_html", "main"]
+
+DEFAULT_REPORTS = "outputs/reports"
+
+
+def render_html(notebook, html_path=None, *, hide_code: bool = False) -> Path:
+    """Render an executed notebook to a single HTML file (atomically).
+
+    Cells tagged ``remove_cell`` are dropped, ``remove_input`` keep only their
+    output; ``hide_code`` hides all code inputs.
+    """
+    import nbformat
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
+    from traitlets.config import Config
+
+    notebook = Path(notebook)
+    html_path = Path(html_path) if html_path else notebook.with_suffix(".html")
+    cfg = Config()
+    cfg.TagRemovePreprocessor.remove_cell_tags = ("remove_cell",)
+    cfg.TagRemovePreprocessor.remove_input_tags = ("remove_input",)
+    cfg.TagRemovePreprocessor.enabled = True
+    exporter = HTMLExporter(config=cfg, exclude_input=hide_code)
+    exporter.register_preprocessor(TagRemovePreprocessor(config=cfg), True)
+    body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    with atomic_path(html_path) as tmp:
+        tmp.write_text(body, encoding="utf-8")
+    return html_path
+
+
+def run_notebook(notebook, *, parameters: dict | None = None, yaml_files=(), output=DEFAULT_REPORTS,
+                 name: str | None = None, html: bool = True, hide_code: bool = False,
+                 kernel: str = "python3") -> tuple[Path, Path | None]:
+    """Execute ``notebook`` with papermill and render it.
+
+    Parameters
+    ----------
+    notebook : path-like
+        e.g. ``"notebooks/01_encode.ipynb"`` (resolved against the repository too).
+    parameters : dict, optional
+        Parameter values; they override those of ``yaml_files``.
+    yaml_files : sequence of path-like
+        ``params/*.yaml`` files, applied in order.
+    output : path-like
+        Folder for the executed copy and the HTML (created).
+    name : str, optional
+        Base name of the outputs (default: the notebook's stem).
+
+    Returns
+    -------
+    (executed notebook path, HTML path or None)
+
+    Raises
+    ------
+    papermill.PapermillExecutionError
+        When a cell fails; the executed copy (with the error) is still written.
+    """
+    import papermill as pm
+
+    nb = resolve(notebook)
+    if not nb.is_file():
+        raise FileNotFoundError(f"notebook {str(nb)!r} does not exist")
+    params: dict = {}
+    for f in yaml_files:
+        data = yaml.safe_load(resolve(f).read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"parameter file {f!r} must hold a mapping")
+        params.update(data)
+    params.update(parameters or {})
+    out = output_dir(output)
+    stem = name or nb.stem
+    executed = out / f"{stem}.ipynb"
+    try:
+        pm.execute_notebook(str(nb), str(executed), parameters=params, kernel_name=kernel,
+                            cwd=str(REPO_ROOT), progress_bar=False)
+    finally:
+        if html and executed.exists():
+            render_html(executed, out / f"{stem}.html", hide_code=hide_code)
+    return executed, (out / f"{stem}.html") if html else None
+
+
+def _parse_value(text: str):
+    """``-p`` values are read as YAML scalars (numbers, booleans), like papermill's ``-p``."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m wavdiff_utils.report",
+                                 description="Run a wavdiff notebook headless and render an HTML report.")
+    ap.add_argument("notebook", help="e.g. notebooks/01_encode.ipynb")
+    ap.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                    help="parameter value (YAML-typed: 1024 is a number, true a boolean)")
+    ap.add_argument("-r", "--raw", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                    help="parameter value kept as a string")
+    ap.add_argument("-f", "--file", action="append", default=[], help="params/*.yaml file")
+    ap.add_argument("-o", "--output", default=DEFAULT_REPORTS, help=f"report folder (default {DEFAULT_REPORTS})")
+    ap.add_argument("--name", help="base name of the report files")
+    ap.add_argument("--no-html", action="store_true", help="skip the HTML rendering")
+    ap.add_argument("--no-code", action="store_true", help="hide code cells in the HTML")
+    a = ap.parse_args(argv)
+    params = {k: _parse_value(v) for k, v in a.parameter}
+    params.update({k: v for k, v in a.raw})
+    try:
+        nb, html = run_notebook(a.notebook, parameters=params, yaml_files=a.file, output=a.output,
+                                name=a.name, html=not a.no_html, hide_code=a.no_code)
+    except Exception as exc:  # papermill's error already names the failing cell
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"executed notebook: {nb}")
+    if html:
+        print(f"HTML report:       {html}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
