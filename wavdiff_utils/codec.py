@@ -73,22 +73,27 @@ class EncodedTile:
 # --------------------------------------------------------------------------- pixels
 
 def _quantize(v: np.ndarray) -> np.ndarray:
-    return np.rint(np.clip(v, 0.0, 1.0) * _FULL).astype(np.uint16)
+    v = np.clip(v, 0.0, 1.0, dtype=np.float32)
+    v *= np.float32(_FULL)
+    return np.rint(v, out=v).astype(np.uint16)
 
 
 def _db_to_unit(mag: np.ndarray, params: CodecParams):
     with np.errstate(divide="ignore"):
-        db = 20.0 * np.log10(mag / params.db_scale)
+        db = np.log10(mag * np.float32(1.0 / params.db_scale))
+    db *= np.float32(20.0)
     stats = TileStats(int(np.count_nonzero(db > params.db_max)),
                       int(np.count_nonzero(db < params.db_min)))
-    unit = (db - params.db_min) / (params.db_max - params.db_min)
-    return np.nan_to_num(unit, nan=0.0, neginf=0.0), stats
+    unit = (db - np.float32(params.db_min)) * np.float32(1.0 / (params.db_max - params.db_min))
+    unit[~np.isfinite(unit)] = 0.0
+    return unit, stats
 
 
 def _unit_to_mag(unit: np.ndarray, params: CodecParams) -> np.ndarray:
-    db = params.db_min + unit * (params.db_max - params.db_min)
-    mag = params.db_scale * np.power(10.0, db / 20.0, dtype=np.float64)
-    return np.where(unit <= 0.0, 0.0, mag)
+    db = unit * np.float32((params.db_max - params.db_min) / 20.0) + np.float32(params.db_min / 20.0)
+    mag = np.power(np.float32(10.0), db) * np.float32(params.db_scale)
+    mag[unit <= 0.0] = 0.0
+    return mag
 
 
 def stft_to_pixels(S: np.ndarray, params: CodecParams) -> tuple[np.ndarray, TileStats]:
@@ -107,13 +112,17 @@ def stft_to_pixels(S: np.ndarray, params: CodecParams) -> tuple[np.ndarray, Tile
     expect = (params.n_fft // 2 + 1, params.frames_per_tile)
     if S.shape != expect:
         raise ValueError(f"STFT block has shape {S.shape}, expected {expect} for {params.layout!r}")
-    S = S[: params.bins]
-    mag = np.abs(S).astype(np.float64)
+    S = S[: params.bins].astype(np.complex64, copy=False)
+    mag = np.abs(S)
     unit, stats = _db_to_unit(mag, params)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cos = np.where(mag > 0, S.real / mag, 1.0)
-        sin = np.where(mag > 0, S.imag / mag, 0.0)
-    planes = [unit, (cos + 1.0) / 2.0, (sin + 1.0) / 2.0]
+    silent = mag == 0
+    safe = np.where(silent, np.float32(1.0), mag)
+    cos = S.real / safe
+    sin = S.imag / safe
+    cos[silent] = 1.0
+    sin[silent] = 0.0
+    half = np.float32(0.5)
+    planes = [unit, (cos + 1) * half, (sin + 1) * half]
     if params.layout == "seed":
         planes = [cv2.resize(p.astype(np.float32), (params.size, params.size),
                              interpolation=cv2.INTER_LANCZOS4) for p in planes]
@@ -151,15 +160,17 @@ def pixels_to_stft(pixels: np.ndarray, params: CodecParams) -> np.ndarray:
     The Nyquist bin, which the "exact" layout drops, comes back as zero.
     """
     planes = _planes_from_pixels(pixels, params)
-    mag = _unit_to_mag(planes[0].astype(np.float64), params)
+    mag = _unit_to_mag(planes[0], params)
     S = np.zeros((params.n_fft // 2 + 1, params.frames_per_tile), dtype=np.complex64)
     if len(planes) == 1:
         S[: params.bins] = mag
         return S
-    cos, sin = planes[1].astype(np.float64), planes[2].astype(np.float64)
+    cos, sin = planes[1], planes[2]
     norm = np.hypot(cos, sin)
     norm[norm == 0] = 1.0
-    S[: params.bins] = mag * (cos + 1j * sin) / norm
+    scale = mag / norm
+    S.real[: params.bins] = cos * scale
+    S.imag[: params.bins] = sin * scale
     return S
 
 
