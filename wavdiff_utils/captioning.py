@@ -60,7 +60,8 @@ class SongTiles:
         return self.audio[s.start:s.end]
 
 
-def song_tiles(audio_path, output, *, params: CodecParams | None = None) -> SongTiles:
+def song_tiles(audio_path, output, *, params: CodecParams | None = None,
+               song: str | None = None) -> SongTiles:
     """Load a song and find the sample span of each of its tiles.
 
     Parameters
@@ -73,11 +74,25 @@ def song_tiles(audio_path, output, *, params: CodecParams | None = None) -> Song
     params : CodecParams, optional
         Used when no manifest exists (default :class:`CodecParams()`).  When a
         manifest exists its parameters win, with a warning if they differ.
+    song : str, optional
+        Song id (the tile folder and file prefix).  Default
+        :func:`wavdiff_utils.paths.song_id` of the file name; pass the id
+        :func:`wavdiff_utils.pipeline.song_ids` gave the file when several
+        input files share a stem, as ``encode_batch`` does.
+
+    Notes
+    -----
+    Without a manifest, spans are read from the tiles' own PNG metadata when
+    the folder holds a complete, numbered set of this song's tiles (e.g. the
+    manifest was lost); otherwise they are computed by
+    :func:`wavdiff_utils.tiling.tile_spans`.
     """
     audio_path = Path(audio_path)
-    song = song_id(audio_path)
+    song = song or song_id(audio_path)
     folder = Path(output) / song
     manifest = read_manifest(folder) if folder.is_dir() else None
+    if manifest is None and folder.is_dir():
+        manifest = _manifest_from_tiles(folder, song)
     given = params or CodecParams()
     if manifest is not None:
         used = manifest_params(manifest)
@@ -93,6 +108,36 @@ def song_tiles(audio_path, output, *, params: CodecParams | None = None) -> Song
     y = load_audio(audio_path, sample_rate=given.sample_rate, mono=True)
     spans = tile_spans(len(y), frames_per_tile=given.frames_per_tile, hop_length=given.hop_length)
     return SongTiles(song, audio_path, folder, given, spans, y, False)
+
+
+def _manifest_from_tiles(folder: Path, song: str) -> dict | None:
+    """A minimal manifest rebuilt from the PNG metadata of a song's tiles, or ``None``.
+
+    Only a complete set counts: tiles ``0..n-1`` all present, all carrying the
+    same codec parameters, the last one flagged ``is_last``.
+    """
+    from .tile_io import parse_tile_name, read_tile_metadata
+
+    found = {}
+    for p in folder.glob(f"{song}_*.png"):
+        parsed = parse_tile_name(p.name)
+        if parsed and parsed[0] == song:
+            found[parsed[1]] = p
+    if not found or sorted(found) != list(range(len(found))):
+        return None
+    tiles, codec = [], None
+    for i in range(len(found)):
+        try:
+            meta = read_tile_metadata(found[i])
+        except Exception:
+            return None
+        if not meta or "codec" not in meta or (codec is not None and meta["codec"] != codec):
+            return None
+        codec = meta["codec"]
+        tiles.append({k: meta[k] for k in ("start", "end", "stop", "pad")} | {"index": i})
+    if not meta.get("is_last"):
+        return None
+    return {"codec": codec, "tiles": tiles, "n_samples": tiles[-1]["end"]}
 
 
 def caption_path(folder, song: str, index: int, *, suffix: str = "") -> Path:
