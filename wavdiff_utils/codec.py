@@ -90,8 +90,13 @@ def _db_to_unit(mag: np.ndarray, params: CodecParams):
 
 
 def _unit_to_mag(unit: np.ndarray, params: CodecParams) -> np.ndarray:
-    db = unit * np.float32((params.db_max - params.db_min) / 20.0) + np.float32(params.db_min / 20.0)
-    mag = np.power(np.float32(10.0), db) * np.float32(params.db_scale)
+    # scale * 10 ** (db / 20) written as one exp: exp(unit * a + b)
+    ln10_20 = np.log(10.0) / 20.0
+    a = np.float32((params.db_max - params.db_min) * ln10_20)
+    b = np.float32(params.db_min * ln10_20 + np.log(params.db_scale))
+    mag = unit * a
+    mag += b
+    np.exp(mag, out=mag)
     mag[unit <= 0.0] = 0.0
     return mag
 
@@ -166,11 +171,14 @@ def pixels_to_stft(pixels: np.ndarray, params: CodecParams) -> np.ndarray:
         S[: params.bins] = mag
         return S
     cos, sin = planes[1], planes[2]
-    norm = np.hypot(cos, sin)
+    norm = cos * cos
+    norm += sin * sin
+    np.sqrt(norm, out=norm)
     norm[norm == 0] = 1.0
-    scale = mag / norm
-    S.real[: params.bins] = cos * scale
-    S.imag[: params.bins] = sin * scale
+    np.divide(mag, norm, out=mag)
+    view = S[: params.bins].view(np.float32).reshape(params.bins, params.frames_per_tile, 2)
+    np.multiply(cos, mag, out=view[..., 0])
+    np.multiply(sin, mag, out=view[..., 1])
     return S
 
 

@@ -1,10 +1,9 @@
 """Path helpers shared by the notebooks, the pipeline and the tests.
 
-papermill runs a notebook in the folder it was launched from, nbval runs it in
-the notebook's own folder.  Every notebook therefore resolves its paths through
-:func:`resolve`, which makes relative paths independent of the working folder:
-a relative path is taken relative to the current folder when it exists there,
-and relative to the repository root otherwise.
+papermill runs a notebook in the folder it was launched from, nbval (and
+JupyterLab) in the notebook's own folder.  Every notebook resolves its paths
+through :func:`resolve`: relative paths start from the launch folder, or from the
+repository root when the notebook runs inside ``notebooks/``.
 """
 from __future__ import annotations
 
@@ -27,31 +26,42 @@ SAMPLE_AUDIO = REPO_ROOT / "sample_data" / "wavdiff_demo.mp3"
 AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".m4a", ".opus")
 
 
+def _base() -> Path:
+    """Folder relative paths start from: the launch folder, or the repository root when the
+    notebook runs inside ``notebooks/`` (nbval, JupyterLab)."""
+    cwd = Path.cwd().resolve()
+    return REPO_ROOT if cwd == (REPO_ROOT / "notebooks").resolve() else cwd
+
+
 def resolve(path: str | os.PathLike) -> Path:
-    """Resolve a user-given path independently of the working folder.
+    """Resolve a user-given path independently of where a notebook runs.
 
     Parameters
     ----------
     path : str or path-like
-        Absolute path, or a path relative to the current folder or to the
-        repository root (tried in that order).  ``~`` is expanded.
+        Absolute, or relative to the launch folder (papermill's working folder).
+        Inside the repository's ``notebooks/`` folder, where nbval and JupyterLab
+        run notebooks, relative paths start from the repository root instead.
+        An existing path that is not found there is looked up in the repository
+        root too, so ``sample_data/...`` works from anywhere.  ``~`` is expanded.
 
     Returns
     -------
     pathlib.Path
-        An absolute path.  It is not required to exist: for a relative path
-        that exists in neither place, the repository-relative form is returned
-        so outputs land in the same place whatever the working folder.
+        An absolute path; it need not exist (outputs are created later).
     """
     if path is None or str(path).strip() == "":
         raise ValueError("empty path given; pass a file or folder name")
     p = Path(os.path.expanduser(str(path)))
     if p.is_absolute():
         return p
-    here = Path.cwd() / p
+    here = _base() / p
     if here.exists():
         return here.resolve()
-    return (REPO_ROOT / p).resolve()
+    in_repo = REPO_ROOT / p
+    if in_repo.exists():
+        return in_repo.resolve()
+    return here.resolve()
 
 
 def output_dir(path: str | os.PathLike) -> Path:

@@ -195,3 +195,83 @@ def plot_spectrogram_pair(a: np.ndarray, b: np.ndarray, sample_rate: int, *, lab
     axes[2].set_title(f"{labels[1]} - {labels[0]} (dB, clipped to +-3)")
     fig.colorbar(d, ax=axes[2], label="dB")
     return fig
+
+
+def plot_compare_scores(result):
+    """Bar chart of a :class:`wavdiff_utils.compare.ComparisonResult`: PSNR per channel and STFT SNR per tile.
+
+    Identical tiles (PSNR = inf) are drawn as hatched bars at the top of the axis.
+    """
+    plt = _plt()
+    df = result.table()
+    series = {"all channels": "psnr_db", "magnitude": "psnr_magnitude_db",
+              "phase": "psnr_phase_db", "phase, non-silent bins": "psnr_phase_nonsilent_db",
+              "STFT SNR": "stft_snr_db"}
+    finite = df[list(series.values())].replace([np.inf, -np.inf], np.nan)
+    top = float(np.nanmax(finite.to_numpy())) * 1.1 if finite.notna().any().any() else 100.0
+    x = np.arange(len(df))
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(df) * len(series) / 2), 4))
+    for i, (label, col) in enumerate(series.items()):
+        v = df[col].to_numpy(dtype=float)
+        inf = np.isinf(v)
+        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, np.where(inf, top, v), width, label=label)
+        for b, is_inf in zip(bars, inf):
+            if is_inf:
+                b.set_hatch("//")
+    ax.axhline(result.mean_psnr, color="k", lw=1, ls="--", label=f"mean PSNR {result.mean_psnr:.1f} dB")
+    many = len(df) > 4
+    ax.set_xticks(x, df["key"], rotation=30 if many else 0, ha="right" if many else "center")
+    ax.set_ylabel("dB")
+    ax.set_ylim(0, top * 1.05)
+    ax.set_title("PSNR (16-bit scale) and STFT SNR per tile")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def plot_benchmark(table):
+    """Throughput (x realtime) per input and method, and round-trip SNR / LSD, from ``run_benchmark``'s table."""
+    plt = _plt()
+    inputs = list(dict.fromkeys(table["input"]))
+    methods = list(dict.fromkeys(table["method"]))
+    width = 0.8 / len(methods)
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    for ax, d in zip(axes[0], ["encode", "decode"]):
+        for k, m in enumerate(methods):
+            v = [table[(table.input == i) & (table.method == m)][f"{d}_x"].iloc[0] for i in inputs]
+            bars = ax.bar(np.arange(len(inputs)) + (k - (len(methods) - 1) / 2) * width, v, width, label=m)
+            ax.bar_label(bars, fmt="%.0f", fontsize=8)
+        ax.set_xticks(np.arange(len(inputs)), inputs)
+        ax.set_title(f"{d} throughput")
+        ax.set_ylabel("seconds of audio per wall second")
+    axes[0, 0].legend()
+    for k, m in enumerate(methods):
+        sub = table[table.method == m].set_index("input").reindex(inputs)
+        x = np.arange(len(inputs)) + (k - (len(methods) - 1) / 2) * width
+        axes[1, 0].bar_label(axes[1, 0].bar(x, sub["snr_db"], width, label=m), fmt="%.1f", fontsize=8)
+        axes[1, 1].bar_label(axes[1, 1].bar(x, sub["lsd_db"], width, label=m), fmt="%.3f", fontsize=8)
+    axes[1, 0].axhline(85, color="k", ls="--", lw=1, label="target 85 dB")
+    axes[1, 0].set_ylabel("round-trip SNR (dB, higher is better)")
+    axes[1, 1].set_ylabel("LSD (dB, lower is better)")
+    for ax in axes[1]:
+        ax.set_xticks(np.arange(len(inputs)), inputs)
+    axes[1, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_memory(memory_rows, *, bound_bytes: int = 1 << 30):
+    """Horizontal bars of peak resident memory per job, with the after-imports baseline and the bound."""
+    plt = _plt()
+    jobs = [f"{m['job']} ({m['input_minutes']:g} min)" for m in memory_rows]
+    peak = [m["peak_mib"] for m in memory_rows]
+    base = [m["baseline_mib"] for m in memory_rows]
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.5 * len(jobs)))
+    bars = ax.barh(jobs, peak, color="tab:blue")
+    ax.barh(jobs, base, color="tab:gray", label="after imports")
+    ax.bar_label(bars, fmt="%.0f MiB", fontsize=8)
+    ax.axvline(bound_bytes / 2**20, color="r", ls="--", label=f"{bound_bytes / 2**30:g} GiB bound")
+    ax.set_xlabel("peak resident memory (MiB)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

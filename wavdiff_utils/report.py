@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from .paths import REPO_ROOT, atomic_path, output_dir, resolve
+from .paths import atomic_path, output_dir, resolve
 
 __all__ = ["run_notebook", "render_html", "main"]
 
@@ -93,7 +93,7 @@ def run_notebook(notebook, *, parameters: dict | None = None, yaml_files=(), out
     executed = out / f"{stem}.ipynb"
     try:
         pm.execute_notebook(str(nb), str(executed), parameters=params, kernel_name=kernel,
-                            cwd=str(REPO_ROOT), progress_bar=False)
+                            progress_bar=False)     # runs in the launch folder, like papermill
     finally:
         if html and executed.exists():
             render_html(executed, out / f"{stem}.html", hide_code=hide_code)

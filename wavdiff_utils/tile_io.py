@@ -82,6 +82,8 @@ def _iter_chunks(buf: bytes):
 
 def _metadata_from_bytes(buf: bytes) -> dict | None:
     for ctype, data, _ in _iter_chunks(buf):
+        if ctype in (b"IDAT", b"IEND"):      # text chunks written here come before the pixels
+            return None
         if ctype == b"iTXt" and data.startswith(_KEYWORD + b"\x00"):
             # keyword \0 compression-flag compression-method language \0 translated \0 text
             rest = data[len(_KEYWORD) + 1:]
@@ -92,8 +94,6 @@ def _metadata_from_bytes(buf: bytes) -> dict | None:
             if flag:
                 text = zlib.decompress(text)
             return json.loads(text.decode("utf-8"))
-        if ctype == b"IDAT":
-            continue
     return None
 
 
@@ -152,14 +152,20 @@ def read_tile_metadata(path) -> dict | None:
     """The ``wavdiff`` metadata of a tile, or ``None`` for images without it."""
     path = Path(path)
     with open(path, "rb") as fh:
-        head = fh.read(8)
-        if head != _PNG_SIG:
+        buf = fh.read(1 << 16)                 # IHDR + iTXt sit in the first few KB
+        if buf[:8] != _PNG_SIG:
             return None
-        buf = head + fh.read()
-    try:
-        return _metadata_from_bytes(buf)
-    except (ValueError, UnicodeDecodeError, zlib.error, IndexError):
-        return None
+        while True:                            # make sure the first IDAT (or the end) is in buf
+            try:
+                meta = _metadata_from_bytes(buf)
+            except (ValueError, UnicodeDecodeError, zlib.error, IndexError, struct.error):
+                meta = None
+            if meta is not None or b"IDAT" in buf or len(buf) % (1 << 16):
+                return meta
+            more = fh.read(1 << 20)
+            if not more:
+                return meta
+            buf += more
 
 
 @dataclass
@@ -220,7 +226,7 @@ def read_tile(path, *, expected_size: int | None = None, warn: bool = True) -> L
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     if img.ndim == 3 and img.shape[2] == 3:
-        img = np.ascontiguousarray(img[:, :, ::-1])
+        img = img[:, :, ::-1]                  # OpenCV's BGR -> RGB (a view, no copy)
     elif img.ndim == 2:
         if warn:
             warnings.warn(f"{path}: single-channel image, read as magnitude only; phase must be "
@@ -230,4 +236,10 @@ def read_tile(path, *, expected_size: int | None = None, warn: bool = True) -> L
     if expected_size is not None and img.shape[:2] != (expected_size, expected_size):
         raise TileImageError(path, f"is {img.shape[1]}x{img.shape[0]} pixels; expected "
                                    f"{expected_size}x{expected_size} (the codec 'size' parameter)")
-    return LoadedTile(img, read_tile_metadata(path), depth, path)
+    try:
+        meta = _metadata_from_bytes(data[: 1 << 16].tobytes())
+    except (ValueError, UnicodeDecodeError, zlib.error, IndexError, struct.error):
+        meta = None
+    if meta is None and data.size > (1 << 16):
+        meta = read_tile_metadata(path)
+    return LoadedTile(img, meta, depth, path)
