@@ -12,7 +12,14 @@ One module per concern:
 - :mod:`wavdiff_utils.metrics` - SNR, LSD, 16-bit PSNR
 - :mod:`wavdiff_utils.compare` - tile-by-tile comparison reports
 - :mod:`wavdiff_utils.pipeline` - batch encode/decode with resume and failure reports
+- :mod:`wavdiff_utils.captioning` - what both captioners share (spans, file names, tags)
+- :mod:`wavdiff_utils.muq_captioner` - MuQ-MuLan tag captions
+- :mod:`wavdiff_utils.qwen_captioner` - Qwen2-Audio prose captions
+- :mod:`wavdiff_utils.batch` - the one-step pipeline (``python -m wavdiff_utils``)
+- :mod:`wavdiff_utils.dataset` - training-ready export and the 16-bit loader
 - :mod:`wavdiff_utils.plots` - figures and widgets for the notebooks
+- :mod:`wavdiff_utils.report` - executed notebooks and single-file HTML reports
+- :mod:`wavdiff_utils.benchmark` - throughput, fidelity and memory figures
 """
 __version__ = "0.1.0"
 

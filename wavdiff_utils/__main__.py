@@ -1,0 +1,225 @@
+"""``python -m wavdiff_utils``: audio in, a captioned 16-bit tile dataset out (plus an HTML report).
+
+In a terminal with no options it asks for the input, the output folder, the
+artist and the title (empty = from the file tags).  With options (or ``-f
+params/pipeline.yaml``) it asks nothing::
+
+    python -m wavdiff_utils --input sample_data --output outputs/dataset --captioner muq
+    python -m wavdiff_utils -f params/pipeline.yaml --workers 4
+
+The work is done by :func:`wavdiff_utils.batch.run_pipeline`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+#: Options a ``-f`` YAML file may set (the same names as the long options, with underscores).
+OPTIONS = ("input", "output", "artist", "title", "captioner", "model", "device", "workers",
+           "layout", "size", "sample_rate", "db_min", "db_max", "overwrite", "report",
+           "report_dir", "png_compression")
+DEFAULT_OUTPUT = "outputs/dataset"
+EXAMPLE = "python -m wavdiff_utils --input song.mp3 --output outputs/dataset"
+
+
+class UsageError(Exception):
+    """A bad or missing option; the message says which and what to do."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m wavdiff_utils",
+        description="Turn a song or a folder of songs into a training-ready dataset: 16-bit RGB "
+                    "PNG spectrogram tiles, one caption per tile, metadata.jsonl, a dataset card "
+                    "and an HTML report. In a terminal with no options it asks for input, "
+                    "output, artist and title.",
+        epilog=f"example: {EXAMPLE} --captioner muq --workers 4")
+    ap.add_argument("-f", "--file", action="append", default=[], metavar="YAML",
+                    help="params/*.yaml with option values (e.g. params/pipeline.yaml); "
+                         "options given here win")
+    ap.add_argument("-i", "--input", help="audio file, or folder searched recursively (relative: "
+                                          "to this folder, else to the repository)")
+    ap.add_argument("-o", "--output", help=f"dataset folder (created, relative to this folder), "
+                                           f"e.g. {DEFAULT_OUTPUT}")
+    ap.add_argument("--artist", help="caption prefix for every song; empty = from the file tags")
+    ap.add_argument("--title", help="caption prefix for every song; empty = from the file tags")
+    ap.add_argument("--captioner", help="muq (tags, default), qwen (prose) or none")
+    ap.add_argument("--model", help="captioning model: local folder or hub id "
+                                    "(default: the captioner's own; $WAVDIFF_MUQ_MODEL / "
+                                    "$WAVDIFF_QWEN_MODEL replace it)")
+    ap.add_argument("--device", help="captioner device: auto (default), cpu, cuda[:N], mps")
+    ap.add_argument("--workers", type=int, help="encode worker processes (0 = one per CPU, "
+                                                "at most 8; default 0)")
+    ap.add_argument("--layout", help="tile layout: exact (default, lossless) or seed")
+    ap.add_argument("--size", type=int, help="tile edge in pixels (default 1024)")
+    ap.add_argument("--sample-rate", dest="sample_rate", type=int, help="codec sample rate in Hz "
+                                                                        "(default 44100)")
+    ap.add_argument("--db-min", dest="db_min", type=float, help="dB stored as pixel 0 (default -110)")
+    ap.add_argument("--db-max", dest="db_max", type=float, help="dB stored as pixel 65535 (default 10)")
+    ap.add_argument("--png-compression", dest="png_compression", type=int,
+                    help="zlib level 0-9 of the tiles (default 0, fastest)")
+    ap.add_argument("--overwrite", action="store_true", default=None,
+                    help="re-encode songs finished with other codec parameters")
+    ap.add_argument("--no-report", dest="report", action="store_false", default=None,
+                    help="skip the HTML report")
+    ap.add_argument("--report-dir", dest="report_dir", help="report folder (default <output>/report)")
+    ap.add_argument("--interactive", action="store_true",
+                    help="ask for input, output, artist and title (not given as options) even "
+                         "when stdin is not a terminal")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return ap
+
+
+def _settings(args) -> dict:
+    """Option values: defaults < YAML files (in order) < command line."""
+    from .params import load_yaml_params
+
+    values = {"artist": "", "title": "", "captioner": "muq", "model": None, "device": "auto",
+              "workers": 0, "layout": "exact", "size": 1024, "sample_rate": 44100,
+              "db_min": -110.0, "db_max": 10.0, "overwrite": False, "report": True,
+              "report_dir": None, "png_compression": 0, "input": None, "output": None}
+    for f in args.file:
+        try:
+            data = load_yaml_params(f)
+        except (OSError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        unknown = sorted(set(data) - set(OPTIONS))
+        if unknown:
+            raise UsageError(f"{f}: unknown option(s) {', '.join(map(repr, unknown))}; known: "
+                             f"{', '.join(OPTIONS)}")
+        values.update(data)
+    for k in OPTIONS:
+        v = getattr(args, k, None)
+        if v is not None:
+            values[k] = v
+    return values
+
+
+def _ask(prompt: str, default: str = "", *, check=None) -> str:
+    """One answer from stdin; re-asked (at most 3 times) while ``check`` says what is wrong."""
+    for _ in range(3):
+        try:
+            answer = input(prompt).strip()
+        except EOFError:
+            raise UsageError(f"no answer to {prompt.strip()!r} (end of input)") from None
+        answer = answer or default
+        problem = check(answer) if check else None
+        if not problem:
+            return answer
+        print(f"  {problem}", file=sys.stderr)
+    raise UsageError(f"no usable answer to {prompt.strip()!r}")
+
+
+def _prompt(values: dict, given: set) -> None:
+    from .paths import resolve
+
+    def audio(a):
+        if not a:
+            return "give an audio file or a folder of audio files"
+        return None if resolve(a).exists() else f"{a!r} does not exist"
+
+    print("wavdiff: audio -> captioned 16-bit spectrogram tiles (a dataset). "
+          "Press Enter to take the value in [brackets].")
+    if "input" not in given:
+        values["input"] = _ask("Audio file or folder: ", values.get("input") or "", check=audio)
+    if "output" not in given:
+        values["output"] = _ask(f"Output folder [{values.get('output') or DEFAULT_OUTPUT}]: ",
+                                values.get("output") or DEFAULT_OUTPUT)
+    if "artist" not in given:
+        values["artist"] = _ask("Artist (empty = from the file tags): ", values.get("artist") or "")
+    if "title" not in given:
+        values["title"] = _ask("Title (empty = from the file tags): ", values.get("title") or "")
+
+
+def main(argv=None) -> int:
+    """Run the pipeline from the command line; returns the exit status.
+
+    0: every song made (captions may have been skipped, said in one line);
+    1: some songs failed (the rest are made; the summary says why);
+    2: a usage error; 130: interrupted (run the same command again to resume).
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ap = _parser()
+    args = ap.parse_args(argv)
+    try:
+        values = _settings(args)
+        given = {k for k in OPTIONS if getattr(args, k, None) is not None}
+        given |= {k for k in ("input", "output") if values.get(k)}
+        tty = sys.stdin is not None and sys.stdin.isatty()
+        if args.interactive or (tty and not argv):
+            _prompt(values, given if args.interactive else set())
+        missing = [k for k in ("input", "output") if not values.get(k)]
+        if missing:
+            why = ("stdin is not a terminal, so nothing can be asked" if not tty
+                   else "options were given, so nothing is asked")
+            raise UsageError(f"no --{' or --'.join(missing)} given and {why}. Run e.g. "
+                             f"`{EXAMPLE}`, use -f params/pipeline.yaml, or add --interactive "
+                             f"to answer the prompts from stdin")
+        params, run = _checked(values)
+    except UsageError as exc:
+        ap.print_usage(sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    from .batch import run_pipeline
+
+    try:
+        result = run_pipeline(params=params, progress=not args.quiet, **run)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished songs and tiles are kept; run the same command again to "
+              "resume", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    return 0 if result.ok else 1
+
+
+def _here(path) -> Path:
+    """A user-given output path, relative to the launch folder."""
+    return Path(os.path.expanduser(str(path))).absolute()
+
+
+def _checked(values: dict):
+    """CodecParams and run_pipeline's keyword arguments, every value checked."""
+    from .batch import CAPTIONERS
+    from .params import CodecParams
+    from .paths import resolve
+
+    cap = str(values["captioner"]).strip().lower()
+    if cap not in CAPTIONERS:
+        raise UsageError(f"--captioner must be one of {', '.join(CAPTIONERS)}, got "
+                         f"{values['captioner']!r}")
+    for k in ("workers", "png_compression"):
+        v = values[k]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise UsageError(f"--{k.replace('_', '-')} must be a whole number >= 0, got {v!r}")
+    if values["png_compression"] > 9:
+        raise UsageError(f"--png-compression must be 0-9, got {values['png_compression']!r}")
+    try:
+        params = CodecParams(sample_rate=values["sample_rate"], layout=values["layout"],
+                             size=values["size"], db_min=values["db_min"], db_max=values["db_max"])
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"codec option: {exc}") from None
+    inp = resolve(str(values["input"]))
+    if not inp.exists():
+        raise UsageError(f"--input {str(values['input'])!r} does not exist (looked for {inp})")
+    out = _here(values["output"])          # outputs: from the launch folder, never the repository
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output {str(values['output'])!r} is a file; give a folder")
+    model = values["model"]
+    run = dict(input=inp, output=out, captioner=cap, artist=str(values["artist"] or ""),
+               title=str(values["title"] or ""), workers=values["workers"],
+               model=str(model) if model else None, device=str(values["device"] or "auto"),
+               overwrite=bool(values["overwrite"]), report=bool(values["report"]),
+               report_dir=_here(values["report_dir"]) if values["report_dir"] else None,
+               png_compression=values["png_compression"],
+               log=lambda line: print(line, file=sys.stderr, flush=True))
+    return params, run
+
+
+if __name__ == "__main__":
+    sys.exit(main())

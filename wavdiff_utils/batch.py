@@ -1,0 +1,826 @@
+"""The one-step pipeline: audio in, a training-ready dataset of captioned 16-bit tiles out.
+
+:func:`run_pipeline` (what ``python -m wavdiff_utils`` runs) does, for a file
+or every audio file under a folder:
+
+1. **encode** the songs in parallel worker processes
+   (:func:`wavdiff_utils.pipeline.encode_song` per song);
+2. **caption** every tile in this process with one model loaded once (MuQ-MuLan
+   tags or Qwen2-Audio prose; ``"none"`` skips it).  Without the model's weights
+   the captions are skipped with one line saying how to get them, and the rest
+   goes on;
+3. **export** the folder as a dataset (``metadata.jsonl`` and a dataset card,
+   :func:`wavdiff_utils.dataset.export_dataset`);
+4. **report**: ``notebooks/06_batch_report.ipynb`` executed once for the batch
+   and rendered to one HTML file that opens offline.
+
+One progress bar counts tiles over both steps, with the songs done in its
+label.  Every step resumes: finished songs are skipped, an interrupted song's
+finished tiles are kept, up-to-date captions are not redone, and the export and
+report are rebuilt from what is on disk.  Failures are collected per song and
+listed at the end with their reasons; ``<output>/wavdiff_batch.json`` records
+the run.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import multiprocessing as mp
+import os
+import queue as _queue
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .audio_io import audio_info, find_audio_files
+from .manifest import read_manifest
+from .params import CodecParams
+from .paths import REPO_ROOT, atomic_path, song_id
+from .pipeline import BatchResult, encode_song, song_ids
+from .tiling import n_tiles_for
+
+__all__ = ["CAPTIONERS", "REPORT_NOTEBOOK", "SUMMARY_NAME", "PipelineResult", "run_pipeline",
+           "encode_songs", "songs_per_minute", "skipped_line", "default_workers",
+           "song_strip", "audio_player", "tile_round_trip"]
+
+#: Captioner choices: MuQ-MuLan tags, Qwen2-Audio prose, or no captions.
+CAPTIONERS = ("muq", "qwen", "none")
+#: The per-batch report notebook.
+REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "06_batch_report.ipynb"
+#: Record of the last run, in the output folder.
+SUMMARY_NAME = "wavdiff_batch.json"
+#: Name of the report files in the report folder.
+REPORT_NAME = "batch_report"
+
+
+def default_workers() -> int:
+    """Encode worker processes used when ``workers=0``: the CPU count, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+# =========================================================================== results
+
+@dataclass
+class PipelineResult:
+    """What :func:`run_pipeline` did.
+
+    Attributes
+    ----------
+    input, output : Path
+    encode : BatchResult
+        One :class:`~wavdiff_utils.pipeline.SongResult` per finished song
+        (``"encoded"`` now or ``"skipped"``: done before) and the failures.
+    captioner : str
+    captions : list of dict
+        Per song: ``song``, ``status`` (``"captioned"`` or ``"skipped"``), ``tiles``.
+    caption_failures : list of (path, message)
+    captions_skipped : str
+        One line saying why no captions were made (missing weights, ...); ``""`` otherwise.
+    export : DatasetExport or None
+    export_error : str
+    report : Path or None
+        The HTML report.
+    report_error : str
+    seconds : dict
+        Wall time per step.
+    warnings : list of str
+    """
+
+    input: Path
+    output: Path
+    encode: BatchResult = field(default_factory=BatchResult)
+    captioner: str = "none"
+    captions: list = field(default_factory=list)
+    caption_failures: list = field(default_factory=list)
+    captions_skipped: str = ""
+    export: object = None
+    export_error: str = ""
+    report: Path | None = None
+    report_error: str = ""
+    seconds: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+
+    @property
+    def failures(self) -> list:
+        """Every per-song failure, ``(path, "step: message")``."""
+        return ([(p, f"encode: {m}") for p, m in self.encode.failures]
+                + [(p, f"caption: {m}") for p, m in self.caption_failures])
+
+    @property
+    def ok(self) -> bool:
+        """True when no song failed (skipped captions and a failed report do not count)."""
+        return not self.failures
+
+    def summary(self) -> str:
+        """What was made and what failed, and why; one line per fact, failures last."""
+        enc = self.encode.results
+        made = [r for r in enc if r.status == "encoded"]
+        n_tiles = sum(r.n_tiles for r in enc)
+        audio = sum(r.duration for r in enc)
+        total = sum(self.seconds.values())
+        lines = [f"wavdiff pipeline: {self.input} -> {self.output} ({total:.1f} s)",
+                 f"  songs:    {len(made)} encoded, {len(enc) - len(made)} already done, "
+                 f"{len(self.encode.failures)} failed; {n_tiles} tiles, {_hms(audio)} of audio"]
+        if self.captioner == "none":
+            lines.append("  captions: none asked for (--captioner none)")
+        elif self.captions_skipped:
+            lines.append(f"  {self.captions_skipped}")
+        else:
+            done = [c for c in self.captions if c["status"] != "skipped"]
+            lines.append(f"  captions: {self.captioner}: {sum(c['tiles'] for c in done)} tiles in "
+                         f"{len(done)} song(s) captioned, {len(self.captions) - len(done)} song(s) "
+                         f"already done, {len(self.caption_failures)} failed")
+        if self.export is not None:
+            e = self.export
+            lines.append(f"  dataset:  {e.metadata} ({e.n_tiles} rows, {e.n_captioned} with a "
+                         f"caption), card {e.card.name}")
+        elif self.export_error:
+            lines.append(f"  dataset:  not written: {self.export_error}")
+        if self.report is not None:
+            lines.append(f"  report:   {self.report}")
+        elif self.report_error:
+            lines.append(f"  report:   not written: {self.report_error}")
+        lines += [f"  warning:  {w}" for w in self.warnings]
+        for path, msg in self.failures:
+            lines.append(f"  FAILED {msg}" if str(path) in msg else f"  FAILED {path}: {msg}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """JSON-ready record of the run (written to ``<output>/wavdiff_batch.json``)."""
+        return {
+            "format": "wavdiff-batch", "version": 1,
+            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "input": str(self.input), "output": str(self.output), "captioner": self.captioner,
+            "songs": [{"song": r.song, "source": r.source, "status": r.status, "tiles": r.n_tiles,
+                       "seconds_of_audio": round(r.duration, 3), "wall_seconds": round(r.seconds, 3)}
+                      for r in self.encode.results],
+            "captions": self.captions, "captions_skipped": self.captions_skipped,
+            "failures": [{"path": p, "message": m} for p, m in self.failures],
+            "dataset": None if self.export is None else {
+                "metadata": str(self.export.metadata), "card": str(self.export.card),
+                "songs": self.export.n_songs, "tiles": self.export.n_tiles,
+                "captioned": self.export.n_captioned, "seconds": round(self.export.seconds, 3)},
+            "export_error": self.export_error, "warnings": self.warnings,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0].strip() if text else type(exc).__name__
+
+
+def skipped_line(captioner: str, exc: BaseException) -> str:
+    """One line for a captioner that cannot run: ``"captions skipped: <why>; <how to get the weights>"``."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    if not lines:
+        return f"captions skipped: {captioner}: {type(exc).__name__}"
+    if len(lines) == 1:                  # already one line with its own advice (Qwen's)
+        return f"captions skipped: {lines[0]}"
+    env = "WAVDIFF_MUQ_MODEL" if captioner == "muq" else "WAVDIFF_QWEN_MODEL"
+    head = lines[0].rstrip(":. ")
+    problems = [ln[2:] for ln in lines[1:] if ln.startswith("- ")]
+    cmds = [ln for ln in lines[1:] if ln.startswith(("hf download", "huggingface-cli download"))]
+    if problems and not cmds:
+        head += " (" + "; ".join(p.rstrip(". ") for p in problems) + ")"
+    if cmds:
+        folder = cmds[0].split("--local-dir", 1)[1].split()[0] if "--local-dir" in cmds[0] \
+            else "<folder>"
+        how = f"get them with `{' && '.join(cmds)}`, then pass --model {folder} (or set {env})"
+    else:
+        how = (f"point --model at a complete model folder (or set {env}); without --model the "
+               f"message says what to download")
+    return f"captions skipped: {head}; {how}"
+
+
+# =========================================================================== encode
+
+_PROGRESS = None          # a worker process's queue for per-tile progress
+
+
+def _init_worker(q):
+    global _PROGRESS
+    _PROGRESS = q
+
+
+def _encode_job(path, output, params, song, overwrite, png_compression):
+    """Encode one song (in a worker process or here); failures come back as ``(path, message)``."""
+    def tick(n):
+        if _PROGRESS is not None:
+            _PROGRESS.put((song, n))
+    try:
+        return encode_song(path, output, params=params, song=song, overwrite=overwrite,
+                           png_compression=png_compression, progress=tick), None
+    except Exception as exc:          # one bad file never stops the batch
+        msg = str(exc)
+        return None, (str(path), msg if str(path) in msg else f"{path}: {type(exc).__name__}: {msg}")
+
+
+def _estimate_tiles(path: Path, params: CodecParams) -> int:
+    try:
+        info = audio_info(path)
+        n = int(np.ceil(info["frames"] * params.sample_rate / info["sample_rate"]))
+        return max(1, n_tiles_for(n, frames_per_tile=params.frames_per_tile,
+                                  hop_length=params.hop_length))
+    except Exception:
+        return 1
+
+
+class _Bar:
+    """The single progress bar: tiles over all steps, songs done in the label."""
+
+    def __init__(self, total: int, n_songs: int, progress: bool):
+        from tqdm.auto import tqdm
+        self.bar = tqdm(total=max(total, 1), unit="tile", disable=not progress, dynamic_ncols=True,
+                        desc="encode")
+        self.n_songs = n_songs
+        self.songs = 0
+
+    def step(self, name: str):
+        self.bar.set_description(name)
+        self.songs = 0
+        self._label()
+
+    def _label(self):
+        self.bar.set_postfix_str(f"songs {self.songs}/{self.n_songs}", refresh=False)
+
+    def tiles(self, n: int):
+        if n:
+            self.bar.update(n)
+
+    def song_done(self, tiles: int = 0):
+        self.songs += 1
+        self._label()
+        self.tiles(tiles)
+
+    def retotal(self, delta: int):
+        if delta:
+            self.bar.total = max(self.bar.n, self.bar.total + delta)
+            self.bar.refresh()
+
+    def close(self):
+        self.bar.close()
+
+
+def encode_songs(input, output, *, params: CodecParams | None = None, workers: int = 1,
+                 overwrite: bool = False, png_compression: int = 0, progress: bool = True,
+                 _bar: _Bar | None = None) -> BatchResult:
+    """Encode a file or every audio file under a folder, songs in parallel worker processes.
+
+    The same as :func:`wavdiff_utils.pipeline.encode_batch`, with a progress
+    bar that counts tiles as the workers write them.
+
+    Parameters
+    ----------
+    input : path-like
+        Audio file or folder (recursive).
+    output : path-like
+        Root folder: ``output/<song>/<song>_<index:04d>.png`` and ``manifest.json``.
+    params : CodecParams, optional
+    workers : int
+        Worker processes; 1 encodes here, 0 means :func:`default_workers`.
+    overwrite : bool
+        Re-encode songs finished with other codec parameters.
+    png_compression : int
+        zlib level 0-9 of the PNGs.
+    progress : bool
+        Show the progress bar.
+
+    Returns
+    -------
+    BatchResult
+        Results in input order; failures collected, not raised.
+    """
+    params = params or CodecParams()
+    workers = _check_workers(workers)
+    files = find_audio_files(input)
+    ids = song_ids(files)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    est = {ids[f]: _estimate_tiles(f, params) for f in files}
+    own = _bar is None
+    bar = _bar or _Bar(sum(est.values()), len(files), progress)
+    counted = {s: 0 for s in est}
+    batch = BatchResult()
+
+    def finish(res, fail, song):
+        if res is not None:
+            batch.results.append(res)
+            bar.retotal(res.n_tiles - est[song])
+            bar.song_done(res.n_tiles - counted[song])
+        else:
+            batch.failures.append(fail)
+            bar.retotal(counted[song] - est[song])
+            bar.song_done(0)
+
+    jobs = [(f, output, params, ids[f], overwrite, png_compression) for f in files]
+    try:
+        if workers == 1 or len(jobs) == 1:
+            global _PROGRESS
+
+            class _Here:                        # in this process: move the bar at once
+                @staticmethod
+                def put(item):
+                    counted[item[0]] += item[1]
+                    bar.tiles(item[1])
+
+            _PROGRESS, old = _Here, _PROGRESS
+            try:
+                for job in jobs:
+                    finish(*_encode_job(*job), job[3])
+            finally:
+                _PROGRESS = old
+        else:
+            ctx = mp.get_context()
+            q = ctx.Queue()
+            pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx,
+                                       initializer=_init_worker, initargs=(q,))
+            try:
+                futures = {pool.submit(_encode_job, *job): job for job in jobs}
+                pending = set(futures)
+
+                def drain():
+                    while True:
+                        try:
+                            s, n = q.get_nowait()
+                        except _queue.Empty:
+                            return
+                        counted[s] += n
+                        bar.tiles(n)
+
+                while pending:
+                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    drain()
+                    for fut in done:
+                        job = futures[fut]
+                        try:
+                            res, fail = fut.result()
+                        except Exception as exc:      # a worker died (killed, out of memory)
+                            res, fail = None, (str(job[0]), f"{job[0]}: worker failed: "
+                                                            f"{type(exc).__name__}: {exc}")
+                        finish(res, fail, job[3])
+                drain()
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
+    finally:
+        if own:
+            bar.close()
+    order = {str(f): i for i, f in enumerate(files)}
+    batch.results.sort(key=lambda r: order.get(r.source, 0))
+    return batch
+
+
+def _check_workers(workers) -> int:
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
+        raise ValueError(f"workers must be a whole number >= 0 (0 = one per CPU, at most 8), "
+                         f"got {workers!r}")
+    return int(workers) or default_workers()
+
+
+# =========================================================================== caption
+
+def _caption_muq(files, ids, output, *, params, model, device, artist, title, bar, res):
+    from .muq_captioner import DEFAULT_MODEL, ModelWeightsMissing, caption_song, load_muq_mulan, \
+        load_vocabulary
+    from .audio_io import AudioError
+
+    try:
+        mulan = load_muq_mulan(model or DEFAULT_MODEL, device=device)
+    except (ModelWeightsMissing, ImportError) as exc:
+        res.captions_skipped = skipped_line("muq", exc)
+        return
+    except RuntimeError as exc:                      # e.g. a transformers muq cannot run with
+        res.captions_skipped = f"captions skipped: {_first_line(exc)}"
+        return
+    vocabulary = load_vocabulary()
+    for f in files:
+        try:
+            r = caption_song(f, output, mulan=mulan, song=ids[f], params=params, artist=artist,
+                             title=title, vocabulary=vocabulary)
+            res.captions.append({"song": r.song, "status": r.status, "tiles": r.n_tiles})
+            bar.song_done(r.n_tiles)
+        except (AudioError, ValueError, OSError, RuntimeError) as exc:
+            res.caption_failures.append((str(f), str(exc)))
+            bar.song_done(0)
+
+
+def _qwen_all_done(output: Path, songs: list[str]) -> bool:
+    """Cheap look: every song has a complete Qwen record (then the model need not be loaded)."""
+    from .qwen_captioner import RECORD_NAME
+    for s in songs:
+        try:
+            rec = json.loads((output / s / RECORD_NAME).read_text(encoding="utf-8"))
+            man = read_manifest(output / s)
+        except (OSError, ValueError):
+            return False
+        if man is None or rec.get("pending") or len(rec.get("tiles", [])) != man["n_tiles"]:
+            return False
+    return True
+
+
+def _caption_qwen(input, files, ids, output, *, params, model, device, artist, title, bar, res):
+    from .qwen_captioner import DEFAULT_MODEL, QwenWeightsError, describe_songs, load_qwen
+
+    model = model or DEFAULT_MODEL
+    common = dict(artist=artist, title=title, params=params, progress=False)
+
+    def take(result, only=None):
+        for s in result.songs:
+            if only is None or s.song in only:
+                res.captions.append({"song": s.song, "status": "skipped" if s.status == "skipped"
+                                     else "captioned", "tiles": len(s.files)})
+                bar.song_done(len(s.files))
+        for p, m in result.failures:
+            if only is None or ids.get(Path(p)) in only:
+                res.caption_failures.append((p, m))
+                bar.song_done(0)
+
+    try:
+        if _qwen_all_done(output, [ids[f] for f in files]):
+            take(describe_songs(input, output, model=model, device=device, **common))
+            return
+        cap = load_qwen(model, device=device)
+    except (QwenWeightsError, ImportError) as exc:
+        res.captions_skipped = skipped_line("qwen", exc)
+        return
+    # per song, so the bar moves; files whose song id is not their own stem (two inputs share
+    # a name) are done in one call over the whole input, which gives them the encoder's ids
+    plain = [f for f in files if ids[f] == song_id(f)]
+    for f in plain:
+        take(describe_songs(f, output, model=cap, **common))
+    rest = {ids[f] for f in files if f not in plain}
+    if rest:
+        take(describe_songs(input, output, model=cap, **common), only=rest)
+
+
+# =========================================================================== pipeline
+
+def run_pipeline(input, output, *, params: CodecParams | None = None, captioner: str = "muq",
+                 artist: str = "", title: str = "", workers: int = 0, model: str | None = None,
+                 device: str = "auto", overwrite: bool = False, report: bool = True,
+                 report_dir=None, png_compression: int = 0, progress: bool = True,
+                 log=print) -> PipelineResult:
+    """Encode, caption, export and report a batch of songs (see the module notes).
+
+    Parameters
+    ----------
+    input : path-like
+        Audio file or folder (searched recursively).
+    output : path-like
+        Dataset folder (created): ``<song>/<song>_<index:04d>.png`` + ``.txt``,
+        ``metadata.jsonl``, ``README.md``, ``report/``.
+    params : CodecParams, optional
+        Codec (default ``CodecParams()``: exact 1024x1024 tiles).
+    captioner : {"muq", "qwen", "none"}
+        MuQ-MuLan tag captions, Qwen2-Audio prose, or none.
+    artist, title : str
+        Caption prefix for every song; empty means "from each file's tags".
+    workers : int
+        Encode worker processes; 0 (default) = one per CPU, at most 8.
+    model : str, optional
+        Captioning model (hub id or local folder); default the captioner's
+        own default, which ``$WAVDIFF_MUQ_MODEL`` / ``$WAVDIFF_QWEN_MODEL`` replace.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda[:N]"`` or ``"mps"`` for the captioner.
+    overwrite : bool
+        Re-encode songs finished with other codec parameters.
+    report : bool
+        Execute ``06_batch_report`` and render ``<report_dir>/batch_report.html``.
+    report_dir : path-like, optional
+        Default ``<output>/report``.
+    png_compression : int
+        zlib level 0-9 of the tiles.
+    progress : bool
+        Show the progress bar.
+    log : callable
+        Receives one-line notes (captions skipped, report being written); ``None`` silences them.
+
+    Returns
+    -------
+    PipelineResult
+        ``summary()`` says what was made and what failed, and why.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``input`` does not exist.
+    ValueError
+        A bad option (the message names it), or ``input`` holds no audio.
+    KeyboardInterrupt
+        Passed on; finished songs and tiles stay, and a re-run resumes.
+    """
+    say = log or (lambda *_: None)
+    if captioner not in CAPTIONERS:
+        raise ValueError(f"captioner must be one of {CAPTIONERS}, got {captioner!r}")
+    workers = _check_workers(workers)
+    params = params or CodecParams()
+    input, output = Path(input), Path(output)
+    if output.exists() and not output.is_dir():
+        raise NotADirectoryError(f"output {str(output)!r} exists and is a file, not a folder")
+    files = find_audio_files(input)
+    ids = song_ids(files)
+    output.mkdir(parents=True, exist_ok=True)
+    res = PipelineResult(input, output, captioner=captioner)
+    est = sum(_estimate_tiles(f, params) for f in files)
+    steps = 2 if captioner != "none" else 1
+    bar = _Bar(est * steps, len(files), progress)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            t0 = time.perf_counter()
+            res.encode = encode_songs(input, output, params=params, workers=workers,
+                                      overwrite=overwrite, png_compression=png_compression,
+                                      _bar=bar)
+            res.seconds["encode"] = time.perf_counter() - t0
+            if captioner != "none":
+                t0 = time.perf_counter()
+                done = {r.source for r in res.encode.results}
+                ok = [f for f in files if str(f) in done]
+                bar.retotal(sum(r.n_tiles for r in res.encode.results) - est)
+                bar.step(f"caption ({captioner})")
+                kw = dict(params=params, model=model, device=device, artist=artist, title=title,
+                          bar=bar, res=res)
+                if ok and captioner == "muq":
+                    _caption_muq(ok, ids, output, **kw)
+                elif ok:
+                    _caption_qwen(input, ok, ids, output, **kw)
+                if res.captions_skipped:
+                    bar.bar.set_description("caption: no model")
+                    bar.retotal(-(bar.bar.total - bar.bar.n))
+                res.seconds["caption"] = time.perf_counter() - t0
+        finally:
+            bar.close()
+    res.warnings += _unique([str(w.message) for w in caught
+                             if not issubclass(w.category, (DeprecationWarning, FutureWarning))])
+
+    from .dataset import export_dataset
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res.export = export_dataset(output)
+        res.warnings += res.export.warnings
+    except (ValueError, OSError) as exc:
+        res.export_error = _first_line(exc)
+    res.seconds["export"] = time.perf_counter() - t0
+    _write_summary(res)
+
+    if report and res.export is not None:
+        t0 = time.perf_counter()
+        folder = Path(report_dir) if report_dir else output / "report"
+        say(f"report: executing {REPORT_NOTEBOOK.name} for the batch ...")
+        log_path = folder.resolve() / f"{REPORT_NAME}.log"
+        try:
+            from .report import run_notebook
+            with _stderr_to(log_path):    # the kernel's own chatter goes to the log, not the terminal
+                _, html = run_notebook(REPORT_NOTEBOOK,
+                                       parameters={"output": str(output.resolve()), "input": ""},
+                                       output=folder.resolve(), name=REPORT_NAME, hide_code=True)
+            res.report = html
+        except Exception as exc:          # the dataset is made; a report problem is one line
+            res.report_error = f"{type(exc).__name__}: {_first_line(exc)} (details: {log_path})"
+        res.seconds["report"] = time.perf_counter() - t0
+        _write_summary(res)
+    return res
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path):
+    """Send file descriptor 2 (this process and the children it starts) to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        os.dup2(fd, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+
+
+def _unique(items):
+    seen, out = set(), []
+    for i in items:
+        if i not in seen:
+            seen.add(i)
+            out.append(i)
+    return out
+
+
+def _write_summary(res: PipelineResult) -> None:
+    path = res.output / SUMMARY_NAME
+    data = res.to_dict()
+    data["report"] = str(res.report) if res.report else None
+    data["report_error"] = res.report_error
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+
+
+# =========================================================================== benchmark
+
+def songs_per_minute(input, *, workers=(1, 2), params: CodecParams | None = None,
+                     repeats: int = 1, scratch=None, png_compression: int = 0) -> list[dict]:
+    """Encode throughput of the pipeline in songs per minute, for each worker count.
+
+    Every run encodes all songs under ``input`` from scratch into a fresh
+    temporary folder (removed afterwards).
+
+    Parameters
+    ----------
+    input : path-like
+        A folder of songs (several, so that workers have something to share).
+    workers : sequence of int
+        Worker counts to measure, e.g. ``(1, os.cpu_count())``.
+    params : CodecParams, optional
+    repeats : int
+        Runs per worker count; the fastest counts (the first run of a session
+        also pays for cold file caches).
+    scratch : path-like, optional
+        Where the temporary folders go (default: the system's temp folder).
+    png_compression : int
+
+    Returns
+    -------
+    list of dict
+        Per worker count: ``workers``, ``songs``, ``failed``, ``tiles``,
+        ``audio_seconds``, ``wall_seconds``, ``songs_per_minute`` and
+        ``speedup`` (over the first entry).
+    """
+    workers = list(workers)
+    if not workers:
+        raise ValueError("workers must name at least one worker count, e.g. (1, 2)")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a whole number >= 1, got {repeats!r}")
+    rows = []
+    for w in workers:
+        w = _check_workers(w)
+        dt = float("inf")
+        for _ in range(repeats):
+            tmp = Path(tempfile.mkdtemp(prefix="wavdiff-spm-", dir=scratch))
+            try:
+                t0 = time.perf_counter()
+                b = encode_songs(input, tmp, params=params, workers=w,
+                                 png_compression=png_compression, progress=False)
+                dt = min(dt, time.perf_counter() - t0)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        rows.append({"workers": w, "songs": len(b.results), "failed": len(b.failures),
+                     "tiles": sum(r.n_tiles for r in b.results),
+                     "audio_seconds": round(sum(r.duration for r in b.results), 2),
+                     "wall_seconds": round(dt, 3),
+                     "songs_per_minute": round(60.0 * len(b.results) / dt, 2) if dt > 0 else 0.0})
+    for r in rows:
+        r["speedup"] = round(r["songs_per_minute"] / rows[0]["songs_per_minute"], 2) \
+            if rows[0]["songs_per_minute"] else None
+    return rows
+
+
+# =========================================================================== report helpers
+
+def song_strip(folder, *, max_tiles: int = 16, height: int = 160, cmap: str = "magma"):
+    """A song's tiles side by side as one spectrogram strip (magnitude in dB), tile borders marked.
+
+    Parameters
+    ----------
+    folder : path-like
+        A song folder with ``manifest.json``.
+    max_tiles : int
+        Tiles drawn (the first ones).
+    height : int
+        Pixels per tile edge in the strip (tiles are shrunk with area averaging).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import cv2
+    import matplotlib.pyplot as plt
+
+    from .codec import tile_magnitude_db
+    from .manifest import manifest_params
+    from .tile_io import read_tile
+
+    folder = Path(folder)
+    man = read_manifest(folder)
+    if man is None:
+        raise FileNotFoundError(f"{folder}: no manifest.json; not a finished song folder")
+    params = manifest_params(man)
+    tiles = man["tiles"][:max(1, int(max_tiles))]
+    parts = []
+    for t in tiles:
+        db = tile_magnitude_db(read_tile(folder / t["file"], warn=False).pixels, params)
+        parts.append(cv2.resize(db.astype(np.float32), (height, height), interpolation=cv2.INTER_AREA))
+    strip = np.concatenate(parts, axis=1)
+    sr = params.sample_rate
+    t_end = tiles[-1]["stop"] / sr
+    top = params.sample_rate / 2 * (params.bins - 1) / (params.n_fft / 2) / 1000
+    fig, ax = plt.subplots(figsize=(min(16, 1.0 + 1.6 * len(tiles)), 2.4))
+    im = ax.imshow(strip, origin="lower", aspect="auto", cmap=cmap, vmin=params.db_min,
+                   vmax=params.db_max,
+                   extent=[tiles[0]["start"] / sr, t_end, 0, top], interpolation="antialiased")
+    for t in tiles[1:]:
+        ax.axvline(t["start"] / sr, color="w", lw=0.8)
+    for t in tiles:
+        ax.text(t["start"] / sr, top, f" {t['index']:04d}", color="w", va="top", fontsize=7)
+        if t["pad"]:
+            ax.axvspan(t["end"] / sr, t["stop"] / sr, color="0.75", alpha=0.6, lw=0)
+            ax.text(t["stop"] / sr, 0, "padding ", color="k", ha="right", va="bottom", fontsize=7)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("kHz")
+    more = len(man["tiles"]) - len(tiles)
+    ax.set_title(f"{man['song']}: {man['n_tiles']} tiles" + (f" (first {len(tiles)})" if more else ""),
+                 fontsize=9)
+    fig.colorbar(im, ax=ax, label="dB", pad=0.01)
+    fig.tight_layout()
+    return fig
+
+
+def audio_player(y: np.ndarray, sample_rate: int, *, label: str = ""):
+    """An HTML audio player with the clip embedded as MP3 (small enough for a shareable page).
+
+    Falls back to an embedded WAV (``IPython.display.Audio``) where libsndfile cannot write MP3.
+    """
+    import base64
+    import html
+    import io
+
+    import soundfile as sf
+    from IPython.display import HTML, Audio
+
+    y = np.clip(np.asarray(y, dtype=np.float32), -1.0, 1.0)
+    try:
+        buf = io.BytesIO()
+        sf.write(buf, y, int(sample_rate), format="MP3")
+        data = base64.b64encode(buf.getvalue()).decode("ascii")
+    except Exception:
+        return Audio(y, rate=int(sample_rate), normalize=False)
+    cap = f"<code>{html.escape(label)}</code> " if label else ""
+    return HTML(f'<div>{cap}<audio controls preload="none" '
+                f'src="data:audio/mpeg;base64,{data}"></audio></div>')
+
+
+def tile_round_trip(folder, index: int | None = None) -> dict:
+    """Decode one tile alone and compare it with the source audio it was made from.
+
+    Parameters
+    ----------
+    folder : path-like
+        A song folder with ``manifest.json``.
+    index : int, optional
+        Tile index; default the middle tile.
+
+    Returns
+    -------
+    dict
+        ``tile``, ``start_seconds``, ``end_seconds``, ``snr_db`` and ``lsd_db``
+        (``None`` with ``error`` set when the source file is gone), ``decoded``
+        (the samples) and ``sample_rate``.
+    """
+    from .audio_io import load_audio
+    from .codec import decode_array
+    from .manifest import manifest_params
+    from .metrics import lsd_db, snr_db
+    from .tile_io import read_tile
+
+    folder = Path(folder)
+    man = read_manifest(folder)
+    if man is None:
+        raise FileNotFoundError(f"{folder}: no manifest.json; not a finished song folder")
+    params = manifest_params(man)
+    tiles = man["tiles"]
+    i = len(tiles) // 2 if index is None or index < 0 else int(index)
+    if not 0 <= i < len(tiles):
+        raise ValueError(f"tile index {index} is out of range: {folder.name} has {len(tiles)} tiles")
+    t = tiles[i]
+    sr = params.sample_rate
+    y = decode_array([read_tile(folder / t["file"], warn=False).pixels], params,
+                     n_samples=t["end"] - t["start"])
+    out = {"tile": i, "file": t["file"], "start_seconds": t["start"] / sr,
+           "end_seconds": t["end"] / sr, "snr_db": None, "lsd_db": None, "error": "",
+           "decoded": y, "sample_rate": sr}
+    src = Path(man.get("source", ""))
+    if not src.is_file():
+        out["error"] = f"source {str(src)!r} is not there any more; nothing to compare with"
+        return out
+    ref = load_audio(src, sample_rate=sr)[t["start"]:t["end"]]
+    out["snr_db"] = snr_db(ref, y)
+    out["lsd_db"] = lsd_db(ref, y)
+    return out
