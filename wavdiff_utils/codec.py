@@ -72,10 +72,15 @@ class EncodedTile:
 
 # --------------------------------------------------------------------------- pixels
 
-def _quantize(v: np.ndarray) -> np.ndarray:
+def _quantize(v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """[0, 1] floats -> uint16 (written into ``out`` when given, which may be a strided view)."""
     v = np.clip(v, 0.0, 1.0, dtype=np.float32)
     v *= np.float32(_FULL)
-    return np.rint(v, out=v).astype(np.uint16)
+    np.rint(v, out=v)
+    if out is None:
+        return v.astype(np.uint16)
+    out[...] = v
+    return out
 
 
 def _db_to_unit(mag: np.ndarray, params: CodecParams):
@@ -131,8 +136,10 @@ def stft_to_pixels(S: np.ndarray, params: CodecParams) -> tuple[np.ndarray, Tile
     if params.layout == "seed":
         planes = [cv2.resize(p.astype(np.float32), (params.size, params.size),
                              interpolation=cv2.INTER_LANCZOS4) for p in planes]
-    pixels = np.stack([_quantize(p) for p in planes], axis=-1)
-    return np.ascontiguousarray(pixels[::-1]), stats
+    pixels = np.empty((params.size, params.size, 3), np.uint16)
+    for k, p in enumerate(planes):
+        _quantize(p[::-1], out=pixels[:, :, k])       # row 0 = highest frequency
+    return pixels, stats
 
 
 def magnitude_to_pixels(mag_unit: np.ndarray) -> np.ndarray:

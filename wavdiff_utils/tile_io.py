@@ -118,7 +118,7 @@ def write_tile(path, rgb16: np.ndarray, metadata: dict | None = None, *, compres
     flags = [cv2.IMWRITE_PNG_COMPRESSION, int(compression)]
     if int(compression) == 0 and hasattr(cv2, "IMWRITE_PNG_FILTER"):
         flags += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
-    ok, enc = cv2.imencode(".png", rgb16[:, :, ::-1], flags)
+    ok, enc = cv2.imencode(".png", cv2.cvtColor(rgb16, cv2.COLOR_RGB2BGR), flags)
     if not ok:
         raise OSError(f"OpenCV could not encode {path}")
     buf = enc.tobytes()
