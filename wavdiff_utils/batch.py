@@ -44,7 +44,7 @@ from .audio_io import audio_info, find_audio_files
 from .manifest import read_manifest
 from .params import CodecParams
 from .paths import REPO_ROOT, atomic_path, song_id
-from .pipeline import BatchResult, encode_song, song_ids
+from .pipeline import BatchResult, encode_song, failure_lines, song_ids
 from .tiling import n_tiles_for
 
 __all__ = ["CAPTIONERS", "REPORT_NOTEBOOK", "SUMMARY_NAME", "PipelineResult", "run_pipeline",
@@ -149,9 +149,7 @@ class PipelineResult:
         elif self.report_error:
             lines.append(f"  report:   not written: {self.report_error}")
         lines += [f"  warning:  {w}" for w in self.warnings]
-        for path, msg in self.failures:
-            lines.append(f"  FAILED {msg}" if str(path) in msg else f"  FAILED {path}: {msg}")
-        return "\n".join(lines)
+        return "\n".join(lines + failure_lines(self.failures))
 
     def to_dict(self) -> dict:
         """JSON-ready record of the run (written to ``<output>/wavdiff_batch.json``)."""

@@ -28,7 +28,7 @@ from .paths import atomic_path, song_id
 from .tile_io import (TileImageError, find_tiles, parse_tile_name, png_header, read_tile,
                       read_tile_metadata, tile_name, write_tile)
 
-__all__ = ["SongResult", "BatchResult", "encode_song", "encode_batch", "decode_song",
+__all__ = ["SongResult", "BatchResult", "failure_lines", "encode_song", "encode_batch", "decode_song",
            "decode_batch", "OutputExistsError", "song_ids"]
 
 TILE_FORMAT = "wavdiff-tile"
@@ -36,6 +36,11 @@ TILE_FORMAT = "wavdiff-tile"
 
 class OutputExistsError(FileExistsError):
     """A song's output already exists and was made differently; the message says what to do."""
+
+
+def failure_lines(failures) -> list[str]:
+    """``FAILED ...`` lines for ``(path, message)`` pairs; the path is left out when the message names it."""
+    return [f"  FAILED {msg}" if str(path) in msg else f"  FAILED {path}: {msg}" for path, msg in failures]
 
 
 @dataclass
@@ -76,9 +81,7 @@ class BatchResult:
         skipped = [r for r in self.results if r.status == "skipped"]
         lines = [f"{len(made)} song(s) processed, {len(skipped)} already done (skipped), "
                  f"{len(self.failures)} failed"]
-        for path, msg in self.failures:
-            lines.append(f"  FAILED {msg}" if str(path) in msg else f"  FAILED {path}: {msg}")
-        return "\n".join(lines)
+        return "\n".join(lines + failure_lines(self.failures))
 
     def raise_if_failed(self):
         """Raise ``RuntimeError`` listing every failure, if any."""

@@ -47,7 +47,7 @@ from .captioning import caption_path, caption_prefix, pick_device, song_tiles, t
     write_caption
 from .params import CodecParams
 from .paths import atomic_path, resolve
-from .pipeline import song_ids
+from .pipeline import failure_lines, song_ids
 
 __all__ = ["DEFAULT_MODEL", "MODEL_ENV", "DEFAULT_PROMPT", "NAMINGS", "PROSE_SUFFIX",
            "MAX_AUDIO_SECONDS", "RECORD_NAME", "QwenWeightsError", "TileTooLongError",
@@ -551,9 +551,7 @@ class DescribeResult:
         for s in self.songs:
             for w in s.warnings:
                 lines.append(f"  warning {s.song}: {w}")
-        for path, msg in self.failures:
-            lines.append(f"  FAILED {msg}" if str(path) in msg else f"  FAILED {path}: {msg}")
-        return "\n".join(lines)
+        return "\n".join(lines + failure_lines(self.failures))
 
     def raise_if_failed(self):
         """Raise ``RuntimeError`` listing every failure, if any."""
