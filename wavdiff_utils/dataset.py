@@ -47,13 +47,12 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .manifest import MANIFEST_NAME, manifest_params, read_manifest
 from .params import CodecParams
 from .paths import atomic_path
-from .tile_io import TileImageError, tile_name, write_tile
+from .tile_io import TileImageError, decode_image, tile_name, write_tile
 
 __all__ = ["METADATA_NAME", "CARD_NAME", "CHANNELS", "DatasetExport", "export_dataset",
            "read_metadata", "decode_png16", "pixels_to_tensor", "tensor_to_pixels",
@@ -352,26 +351,19 @@ def decode_png16(source, *, name: str | None = None) -> np.ndarray:
         For an 8-bit image (scaled by 257; its lost bits do not come back).
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data = np.frombuffer(source, dtype=np.uint8)
-        label = name or "<bytes>"
+        data, label = source, name or "<bytes>"
     else:
         label = str(source)
         if not Path(source).is_file():
             raise TileImageError(label, "file does not exist")
         data = np.fromfile(label, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise TileImageError(label, "is not a readable image (OpenCV could not decode it)")
-    if img.ndim != 3 or img.shape[2] not in (3, 4):
-        raise TileImageError(label, f"has {1 if img.ndim == 2 else img.shape[2]} channel(s); "
-                                    f"a tile has 3 (RGB)")
-    if img.dtype == np.uint8:
+    img, depth = decode_image(data, label, warn=False)
+    if img.ndim != 3:
+        raise TileImageError(label, "has 1 channel(s) (grey, magnitude only); a tile has 3 (RGB)")
+    if depth == 8:
         warnings.warn(f"{label}: 8-bit image, scaled to 16 bits; the lost low bits do not come "
                       f"back", stacklevel=2)
-        img = img.astype(np.uint16) * 257
-    elif img.dtype != np.uint16:
-        raise TileImageError(label, f"unsupported pixel type {img.dtype}; expected a 16-bit PNG")
-    return np.ascontiguousarray(img[:, :, 2::-1])
+    return np.ascontiguousarray(img)
 
 
 def pixels_to_tensor(pixels: np.ndarray):

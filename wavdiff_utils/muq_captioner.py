@@ -85,7 +85,7 @@ from .audio_io import AudioError, find_audio_files
 from .captioning import (caption_path, caption_prefix, pick_device, song_tiles, tags_from_file,
                          write_caption)
 from .params import CodecParams
-from .pipeline import BatchResult, song_ids
+from .pipeline import BatchResult, SongResult, song_ids
 from .paths import REPO_ROOT, atomic_path
 
 __all__ = [
@@ -1147,26 +1147,13 @@ class TileCaption:
 
 
 @dataclass
-class CaptionResult:
-    """What happened to one song."""
+class CaptionResult(SongResult):
+    """What happened to one song (``status`` is "captioned" or "skipped")."""
 
-    song: str
-    source: str
-    output: str
-    status: str                        # "captioned" or "skipped"
-    n_tiles: int = 0
-    n_samples: int = 0
-    sample_rate: int = 0
-    seconds: float = 0.0
     from_manifest: bool = False
     bpm: float | None = None
     prefix: str = ""
     tiles: list = field(default_factory=list)
-    warnings: list = field(default_factory=list)
-
-    @property
-    def duration(self) -> float:
-        return self.n_samples / self.sample_rate if self.sample_rate else 0.0
 
 
 class CaptionBatch(BatchResult):

@@ -21,7 +21,7 @@ import numpy as np
 from .paths import atomic_path
 
 __all__ = ["TileImageError", "write_tile", "read_tile", "read_tile_metadata", "TILE_NAME",
-           "tile_name", "parse_tile_name", "find_tiles", "LoadedTile", "png_header"]
+           "tile_name", "parse_tile_name", "find_tiles", "LoadedTile", "png_header", "decode_image"]
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _KEYWORD = b"wavdiff"
@@ -191,6 +191,57 @@ class LoadedTile:
         return self.pixels.ndim == 3
 
 
+def decode_image(data, label, *, warn: bool = True) -> tuple[np.ndarray, int]:
+    """Decode PNG bytes to 16-bit pixels: ``(H, W, 3)`` RGB, or ``(H, W)`` for grey images.
+
+    8-bit images are scaled by 257 and an alpha channel is dropped; 8-bit and
+    grey images warn (they lose fidelity) when ``warn`` is true.
+
+    Parameters
+    ----------
+    data : bytes or ndarray of uint8
+        The encoded file.
+    label : str or path-like
+        Names the file in messages.
+
+    Returns
+    -------
+    (pixels, bit depth of the file)
+
+    Raises
+    ------
+    TileImageError
+        Undecodable data, an unsupported pixel type or channel count.
+    """
+    data = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise TileImageError(label, "is not a readable image (OpenCV could not decode it)")
+    if img.dtype == np.uint8:
+        depth = 8
+        if warn:
+            warnings.warn(f"{label}: 8-bit image, scaled to 16 bits; magnitude steps are 257x "
+                          f"coarser, so expect a noisier reconstruction", stacklevel=3)
+        img = img.astype(np.uint16) * 257
+    elif img.dtype == np.uint16:
+        depth = 16
+    else:
+        raise TileImageError(label, f"unsupported pixel type {img.dtype}; expected 8- or 16-bit PNG")
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 3 and img.shape[2] == 3:
+        img = img[:, :, ::-1]                  # OpenCV's BGR -> RGB (a view, no copy)
+    elif img.ndim == 2:
+        if warn:
+            warnings.warn(f"{label}: single-channel image, read as magnitude only; phase must be "
+                          f"estimated (phase='griffinlim')", stacklevel=3)
+    else:
+        raise TileImageError(label, f"has {img.shape[2]} channels; expected 3 (RGB) or 1 (grey)")
+    return img, depth
+
+
 def read_tile(path, *, expected_size: int | None = None, warn: bool = True) -> LoadedTile:
     """Read a tile, checking it can be decoded.
 
@@ -208,31 +259,7 @@ def read_tile(path, *, expected_size: int | None = None, warn: bool = True) -> L
     if not path.is_file():
         raise TileImageError(path, "file does not exist")
     data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise TileImageError(path, "is not a readable image (OpenCV could not decode it)")
-    if img.dtype == np.uint8:
-        depth = 8
-        if warn:
-            warnings.warn(f"{path}: 8-bit image, scaled to 16 bits; magnitude steps are 257x "
-                          f"coarser, so expect a noisier reconstruction", stacklevel=2)
-        img = img.astype(np.uint16) * 257
-    elif img.dtype == np.uint16:
-        depth = 16
-    else:
-        raise TileImageError(path, f"unsupported pixel type {img.dtype}; expected 8- or 16-bit PNG")
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = img[:, :, :3]
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim == 3 and img.shape[2] == 3:
-        img = img[:, :, ::-1]                  # OpenCV's BGR -> RGB (a view, no copy)
-    elif img.ndim == 2:
-        if warn:
-            warnings.warn(f"{path}: single-channel image, read as magnitude only; phase must be "
-                          f"estimated (phase='griffinlim')", stacklevel=2)
-    else:
-        raise TileImageError(path, f"has {img.shape[2]} channels; expected 3 (RGB) or 1 (grey)")
+    img, depth = decode_image(data, path, warn=warn)
     if expected_size is not None and img.shape[:2] != (expected_size, expected_size):
         raise TileImageError(path, f"is {img.shape[1]}x{img.shape[0]} pixels; expected "
                                    f"{expected_size}x{expected_size} (the codec 'size' parameter)")
