@@ -740,3 +740,47 @@ def compare_tiles(original, reconstructed, output, *, audio_original=None,
         result.summary_txt = output / SUMMARY_TXT
         tmp.write_text(result.summary() + "\n", encoding="utf-8")
     return result
+
+
+def round_trip_tiles(audio, workdir, *, params: CodecParams | None = None,
+                     original=None) -> tuple[Path, Path, Path]:
+    """Make two tile sets to compare: ``audio`` encoded, then decoded to WAV and encoded again.
+
+    Parameters
+    ----------
+    audio : path-like
+        Audio file or folder to encode (ignored when ``original`` is given).
+    workdir : path-like
+        Scratch root: ``original/``, ``decoded/`` and ``reconstructed/`` are made
+        below it; ``decoded/`` and ``reconstructed/`` are emptied first so no
+        song of an earlier run lingers.
+    params : CodecParams, optional
+    original : path-like, optional
+        Existing tiles to start from instead of encoding ``audio``.
+
+    Returns
+    -------
+    (original tiles, decoded audio folder, reconstructed tiles)
+
+    Raises
+    ------
+    RuntimeError
+        If a step fails for any song (the message lists them).
+    """
+    import shutil
+
+    from .pipeline import decode_batch, encode_batch
+
+    work = Path(workdir)
+    if original is None:
+        original = work / "original"
+        encode_batch(audio, original, params=params, overwrite=True, progress=False).raise_if_failed()
+    decoded, reconstructed = work / "decoded", work / "reconstructed"
+    for d in (decoded, reconstructed):
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+    dec = decode_batch(original, decoded, progress=False)
+    dec.raise_if_failed()
+    for r in dec.results:
+        encode_batch(r.output, reconstructed, params=params, progress=False).raise_if_failed()
+    return Path(original), decoded, reconstructed
