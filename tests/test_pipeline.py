@@ -122,15 +122,23 @@ def test_decode_generated_tiles_without_metadata(songs, tmp_path):
         px = read_tile(png).pixels
         cv2.imwrite(str(gen / png.name.replace("a_", "gen_")), px[..., ::-1])
     assert read_tile_metadata(gen / "gen_0000.png") is None
-    r = decode_batch(gen, tmp_path / "dec", params=P, progress=False)
-    assert r.ok and r.results[0].n_samples == 6 * 8192          # no metadata: padding kept
-    bad = decode_batch(gen, tmp_path / "dec4", params=CodecParams(size=64), progress=False)
+    # generator output: one clip per image by default, the assumed codec stated
+    r = decode_batch(gen, tmp_path / "clips", params=P, progress=False)
+    assert r.ok and [x.song for x in r.results] == [f"gen_{i:04d}" for i in range(6)]
+    assert all(x.n_samples == 8192 for x in r.results)
+    assert all(x.assumed.startswith("no wavdiff metadata: assumed") for x in r.results)
+    # joined on request: one song, padding kept (no metadata says where the song ended)
+    r = decode_batch(gen, tmp_path / "dec", params=P, join="song", progress=False)
+    assert r.ok and r.results[0].n_samples == 6 * 8192
+    bad = decode_batch(gen, tmp_path / "dec4", params=CodecParams(size=64), join="song",
+                       progress=False)
     assert not bad.ok and "expected 64x64" in bad.failures[0][1]
     assert not (tmp_path / "dec4").exists() or not list((tmp_path / "dec4").iterdir())
     (gen / "gen_0002.png").unlink()
-    r = decode_batch(gen, tmp_path / "dec2", params=P, progress=False)
+    r = decode_batch(gen, tmp_path / "dec2", params=P, join="song", progress=False)
     assert not r.ok and "gen_0002.png" in r.failures[0][1]
-    r = decode_batch(gen, tmp_path / "dec3", params=P, missing="silence", progress=False)
+    r = decode_batch(gen, tmp_path / "dec3", params=P, join="song", missing="silence",
+                     progress=False)
     assert r.ok and r.results[0].n_samples == 6 * 8192
 
 
@@ -138,5 +146,7 @@ def test_griffinlim_option(songs, tmp_path):
     encode_song(songs / "a.wav", tmp_path / "t", params=P)
     r = decode_batch(tmp_path / "t", tmp_path / "gl", phase="griffinlim", n_iter=8, progress=False)
     assert r.ok and {x.song for x in r.results} == {"a"}
+    assert [t.method for t in r.results[0].tiles] == ["griffinlim"] * 6
+    assert all(t.iterations == 8 for t in r.results[0].tiles)
     y, _ = sf.read(tmp_path / "gl" / "a.wav")
     assert len(y) == 44100 and np.abs(y).max() > 0.01

@@ -33,7 +33,7 @@ from .params import CodecParams
 from .tiling import TileSpan, n_tiles_for
 
 __all__ = ["stft_to_pixels", "pixels_to_stft", "magnitude_to_pixels", "encode_stream",
-           "decode_stream", "EncodedTile", "TileStats", "griffinlim_decode",
+           "decode_stream", "istft_stream", "EncodedTile", "TileStats",
            "encode_array", "decode_array", "tile_magnitude_db"]
 
 _FULL = 65535.0
@@ -168,7 +168,7 @@ def tile_magnitude_db(pixels: np.ndarray, params: CodecParams) -> np.ndarray:
 def pixels_to_stft(pixels: np.ndarray, params: CodecParams) -> np.ndarray:
     """Inverse of :func:`stft_to_pixels`: complex STFT frames ``(n_fft//2 + 1, frames_per_tile)``.
 
-    For a magnitude-only (2-D) tile, the phase is zero; use :func:`griffinlim_decode`.
+    For a magnitude-only (2-D) tile, the phase is zero; :mod:`wavdiff_utils.phase` rebuilds one.
     The Nyquist bin, which the "exact" layout drops, comes back as zero.
     """
     planes = _planes_from_pixels(pixels, params)
@@ -286,19 +286,38 @@ def decode_stream(tiles: Iterable[np.ndarray], params: CodecParams, *,
     ndarray
         Float32 audio, one block per tile (the samples that tile owns).
     """
+    return istft_stream((pixels_to_stft(t, params) for t in tiles), params, n_samples=n_samples)
+
+
+def istft_stream(stfts: Iterable[np.ndarray], params: CodecParams, *,
+                 n_samples: int | None = None) -> Iterator[np.ndarray]:
+    """Inverse STFT of consecutive tiles' STFT blocks, joined across tile borders.
+
+    Parameters
+    ----------
+    stfts : iterable of complex ndarray (n_fft//2 + 1, frames_per_tile)
+        One block per tile, in order (e.g. from :func:`pixels_to_stft`, or with
+        a phase rebuilt by :func:`wavdiff_utils.phase.reconstruct_tiles`).
+    params : CodecParams
+    n_samples : int, optional
+        As in :func:`decode_stream`.
+
+    Yields
+    ------
+    ndarray
+        Float32 audio, one block per tile.
+    """
     F, hop, half = params.frames_per_tile, params.hop_length, params.n_fft // 2
     ctx = math.ceil(half / hop) + 1
-    it = iter(tiles)
+    it = iter(stfts)
     prev = None
     cur = next(it, None)
     if cur is None:
         return
-    cur = pixels_to_stft(cur, params)
     index = 0
     emitted = 0
     while cur is not None:
         nxt = next(it, None)
-        nxt = pixels_to_stft(nxt, params) if nxt is not None else None
         left = prev[:, -ctx:] if prev is not None else np.zeros((cur.shape[0], 0), cur.dtype)
         right = nxt[:, :ctx] if nxt is not None else np.zeros((cur.shape[0], 0), cur.dtype)
         block = np.concatenate([left, cur, right], axis=1)
@@ -325,24 +344,3 @@ def decode_array(tiles: Iterable[np.ndarray], params: CodecParams, *, n_samples:
     """Decode tiles to one array (convenience wrapper around :func:`decode_stream`)."""
     parts = list(decode_stream(tiles, params, n_samples=n_samples))
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
-
-
-def griffinlim_decode(tiles: Iterable[np.ndarray], params: CodecParams, *, n_iter: int = 64,
-                      n_samples: int | None = None, seed: int = 0) -> np.ndarray:
-    """Decode tiles from magnitude alone, estimating the phase with Griffin-Lim.
-
-    For generated tiles whose phase channels are not coherent, or grey
-    (magnitude-only) images.  The whole song's magnitude is held in memory.
-    """
-    if n_iter < 1:
-        raise ValueError(f"n_iter must be >= 1, got {n_iter}")
-    mags = [np.abs(pixels_to_stft(t, params)) for t in tiles]
-    if not mags:
-        return np.zeros(0, np.float32)
-    M = np.concatenate(mags + [np.zeros((mags[0].shape[0], 1), np.float32)], axis=1)
-    length = (M.shape[1] - 1) * params.hop_length
-    y = librosa.griffinlim(M, n_iter=n_iter, hop_length=params.hop_length, n_fft=params.n_fft,
-                           window="hann", center=True, length=length, random_state=seed,
-                           init="random")
-    y = y.astype(np.float32)
-    return y[:n_samples] if n_samples is not None else y

@@ -21,7 +21,8 @@ import numpy as np
 from .paths import atomic_path
 
 __all__ = ["TileImageError", "write_tile", "read_tile", "read_tile_metadata", "TILE_NAME",
-           "tile_name", "parse_tile_name", "find_tiles", "LoadedTile", "png_header", "decode_image"]
+           "tile_name", "parse_tile_name", "find_tiles", "LoadedTile", "png_header", "decode_image",
+           "check_tile_metadata", "natural_key"]
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _KEYWORD = b"wavdiff"
@@ -47,6 +48,12 @@ def parse_tile_name(name: str) -> tuple[str, int] | None:
     """``("song", 3)`` for ``"song_0003.png"``, ``None`` for other names."""
     m = TILE_NAME.match(Path(name).name)
     return (m["song"], int(m["index"])) if m else None
+
+
+def natural_key(path) -> tuple:
+    """Sort key that orders ``x_2.png`` before ``x_10.png`` (numbers compared as numbers)."""
+    parts = re.split(r"(\d+)", str(path))
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in parts)
 
 
 def find_tiles(folder) -> dict[str, list[Path]]:
@@ -242,6 +249,84 @@ def decode_image(data, label, *, warn: bool = True) -> tuple[np.ndarray, int]:
     return img, depth
 
 
+#: Signatures of image formats that are not PNG, for a clear message when one is renamed ``.png``.
+_OTHER_FORMATS = ((b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"), (b"BM", "a BMP image"),
+                  (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"),
+                  (b"\x00\x00\x00\x0cjP", "a JPEG 2000 image"))
+
+#: Integer fields of the tile metadata, each at least 0.
+_INT_FIELDS = ("tile_index", "start", "end", "stop", "pad")
+
+
+def _not_png(data: np.ndarray) -> str | None:
+    """Why ``data`` cannot be a (whole) PNG file, or None."""
+    head = data[:16].tobytes()
+    if head[:8] == _PNG_SIG:
+        tail = data[-12:].tobytes()
+        return None if tail[4:8] == b"IEND" else "is a truncated PNG (it ends before its IEND chunk)"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        kind = "a WebP image"
+    else:
+        kind = next((name for sig, name in _OTHER_FORMATS if head.startswith(sig)), None)
+    if kind is None:
+        kind = "empty" if not len(data) else "not an image file wavdiff can read"
+        return f"is {kind}; tiles must be PNG files"
+    return f"is {kind}, not a PNG; tiles must be lossless PNG files (16-bit RGB)"
+
+
+def check_tile_metadata(meta, path) -> dict:
+    """Check the ``wavdiff`` metadata of a tile; the error names the file and the field.
+
+    Parameters
+    ----------
+    meta : object
+        What the tile's text chunk held (parsed JSON).
+    path : path-like
+        The tile, for messages.
+
+    Returns
+    -------
+    dict
+        ``meta`` itself.
+
+    Raises
+    ------
+    TileImageError
+        Not an object, or (for tile metadata, ``format: wavdiff-tile``) a field
+        of the wrong type or value.
+    """
+    from .params import CodecParams
+
+    if not isinstance(meta, dict):
+        raise TileImageError(path, f"wavdiff metadata must be a JSON object, got "
+                                   f"{type(meta).__name__}")
+    if meta.get("format") != "wavdiff-tile":
+        return meta                          # free-form metadata of the caller's own, not a tile's
+    codec = meta.get("codec")
+    if not isinstance(codec, dict):
+        raise TileImageError(path, f"metadata field 'codec' must be an object, got {codec!r}")
+    try:
+        CodecParams.from_dict(codec)
+    except (TypeError, ValueError) as exc:
+        raise TileImageError(path, f"metadata field 'codec' is invalid: {exc}") from None
+    for name in _INT_FIELDS:
+        v = meta.get(name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise TileImageError(path, f"metadata field {name!r} must be an integer >= 0, "
+                                       f"got {v!r}")
+    if not meta["start"] <= meta["end"] <= meta["stop"] or meta["pad"] != meta["stop"] - meta["end"]:
+        raise TileImageError(path, f"metadata fields 'start', 'end', 'stop', 'pad' disagree "
+                                   f"({meta['start']}, {meta['end']}, {meta['stop']}, {meta['pad']}): "
+                                   f"need start <= end <= stop and pad = stop - end")
+    for name in ("is_last", "generated"):
+        if name in meta and not isinstance(meta[name], bool):
+            raise TileImageError(path, f"metadata field {name!r} must be true or false, "
+                                       f"got {meta[name]!r}")
+    if not isinstance(meta.get("song", ""), str):
+        raise TileImageError(path, f"metadata field 'song' must be a string, got {meta['song']!r}")
+    return meta
+
+
 def read_tile(path, *, expected_size: int | None = None, warn: bool = True) -> LoadedTile:
     """Read a tile, checking it can be decoded.
 
@@ -252,13 +337,17 @@ def read_tile(path, *, expected_size: int | None = None, warn: bool = True) -> L
     Raises
     ------
     TileImageError
-        Missing or unreadable file, unsupported channel count or depth, or a
-        size that differs from ``expected_size``.
+        Missing, unreadable, truncated or non-PNG file, unsupported channel
+        count or depth, a size that differs from ``expected_size``, or
+        metadata that makes no sense (:func:`check_tile_metadata`).
     """
     path = Path(path)
     if not path.is_file():
         raise TileImageError(path, "file does not exist")
     data = np.fromfile(str(path), dtype=np.uint8)
+    problem = _not_png(data)
+    if problem:
+        raise TileImageError(path, problem)
     img, depth = decode_image(data, path, warn=warn)
     if expected_size is not None and img.shape[:2] != (expected_size, expected_size):
         raise TileImageError(path, f"is {img.shape[1]}x{img.shape[0]} pixels; expected "
@@ -269,4 +358,6 @@ def read_tile(path, *, expected_size: int | None = None, warn: bool = True) -> L
         meta = None
     if meta is None and data.size > (1 << 16):
         meta = read_tile_metadata(path)
+    if meta is not None:
+        check_tile_metadata(meta, path)
     return LoadedTile(img, meta, depth, path)
