@@ -47,6 +47,7 @@ from .pipeline import BatchResult, SongResult, failure_lines
 from .tile_io import TileImageError, natural_key, parse_tile_name, read_tile, tile_name
 
 __all__ = ["DecodeResult", "DecodeBatch", "DecodeJob", "plan_decode", "decode_song", "decode_batch",
+           "source_scores", "summary_markdown",
            "IMAGE_EXTENSIONS", "JOIN_MODES", "PEAK_MODES", "find_images"]
 
 #: Files looked at when a folder is decoded (non-PNG ones are reported, not decoded).
@@ -101,9 +102,14 @@ class DecodeBatch(BatchResult):
         n = len([r for r in self.results if r.status != "skipped"])
         lines = [f"{n} file(s) decoded, {len(self.results) - n} already there (skipped), "
                  f"{len(self.failures)} failed"]
+        by_text: dict[str, list[str]] = {}
         for r in self.results:
             for w in r.warnings:
-                lines.append(f"  WARNING {r.song}: {w}")
+                by_text.setdefault(w, []).append(r.song)
+        for w, names in by_text.items():         # one line per warning, however many files share it
+            who = names[0] if len(names) == 1 else (f"{len(names)} files ({', '.join(names[:3])}"
+                                                    f"{', ...' if len(names) > 3 else ''})")
+            lines.append(f"  WARNING {who}: {w}")
         return "\n".join(lines + failure_lines(self.failures))
 
     def table(self):
@@ -158,7 +164,8 @@ def _has_metadata(path: Path) -> bool:
         meta = read_tile_metadata(path)
     except OSError:
         return False
-    return isinstance(meta, dict) and meta.get("format") == "wavdiff-tile"
+    # a wavdiff chunk that is not an object is ours too, so that reading it reports the damage
+    return meta is not None and (not isinstance(meta, dict) or meta.get("format") == "wavdiff-tile")
 
 
 def plan_decode(input, *, join: str = "auto") -> list[DecodeJob]:
@@ -504,3 +511,41 @@ def decode_batch(input, output, *, params: CodecParams | None = None, phase: str
     finally:
         bar.close()
     return batch
+
+
+# --------------------------------------------------------------------------- reading the results
+
+def source_scores(result: DecodeResult, y: np.ndarray, sample_rate: int):
+    """Round-trip SNR and LSD of a decoded song against its source file, when the manifest names one.
+
+    Returns
+    -------
+    (dict, ndarray or None)
+        Scores (empty when there is no source to compare with) and the source audio.
+    """
+    from .audio_io import load_audio
+    from .metrics import lsd_db, snr_db
+    from .paths import resolve
+
+    man = read_manifest(result.source) if Path(result.source).is_dir() else None
+    if man is None or not resolve(man["source"]).exists():
+        return {}, None
+    ref = load_audio(man["source"], sample_rate=sample_rate)
+    return {"SNR dB": round(snr_db(ref, y), 2), "LSD dB": round(lsd_db(ref, y), 3),
+            "length matches": len(ref) == len(y)}, ref
+
+
+def summary_markdown(batch: DecodeBatch, output, scores=None) -> str:
+    """Short Markdown summary of a decode: files, methods, fit, level warnings, failures."""
+    lines = [f"- **{len(batch.results)}** file(s) decoded to `{output}`"]
+    for r in batch.results:
+        sc = [t.sc_db for t in r.tiles if t.sc_db == t.sc_db]
+        fit = f", worst tile SC {max(sc):.1f} dB" if sc else ""
+        lines.append(f"- `{r.song}`: {r.methods() or r.phase}{fit}, peak {r.peak_dbfs:+.1f} dBFS")
+    if scores is not None and "SNR dB" in scores:
+        for _, s in scores.dropna(subset=["SNR dB"]).iterrows():
+            lines.append(f"- `{s['file']}`: round trip **{s['SNR dB']:.1f} dB SNR**, "
+                         f"LSD {s['LSD dB']:.3f} dB")
+    lines += [f"- WARNING `{r.song}`: {w}" for r in batch.results for w in r.warnings]
+    lines += [f"- FAILED: {msg}" for _, msg in batch.failures]
+    return "\n".join(lines)

@@ -8,15 +8,42 @@ import numpy as np
 from .codec import tile_magnitude_db
 from .manifest import manifest_params, read_manifest
 from .params import CodecParams
-from .tile_io import find_tiles, read_tile
+from .tile_io import read_tile
 
 __all__ = ["plot_waveform", "plot_tile_grid", "plot_tile", "tile_players", "tile_explorer",
-           "plot_spectrogram_pair"]
+           "plot_spectrogram_pair", "audio_player", "plot_decode_report", "show_decoded"]
 
 
 def _plt():
     import matplotlib.pyplot as plt
     return plt
+
+
+def audio_player(y: np.ndarray, sample_rate: int, *, label: str = ""):
+    """A notebook audio player that works at any level.
+
+    ``IPython.display.Audio(..., normalize=False)`` refuses samples beyond
+    full scale, which real MP3s and rebuilt audio often have (peaks of 1.15 are
+    common).  Louder audio is scaled down to full scale for listening only,
+    and the label says by how much; files on disk keep their true values.
+
+    Returns
+    -------
+    IPython.display.HTML or Audio
+    """
+    from IPython.display import HTML, Audio
+
+    y = np.nan_to_num(np.asarray(y, dtype=np.float32))
+    peak = float(np.max(np.abs(y))) if len(y) else 0.0
+    note = ""
+    if peak > 1.0:
+        y = y / peak
+        note = f" (peaks at {20 * np.log10(peak):+.1f} dBFS: played {20 * np.log10(peak):.1f} dB quieter)"
+    player = Audio(y, rate=int(sample_rate), normalize=False)
+    if not (label or note):
+        return player
+    import html
+    return HTML(f"<div><code>{html.escape(label)}</code>{html.escape(note)}</div>{player._repr_html_()}")
 
 
 def plot_waveform(y: np.ndarray, sample_rate: int, *, spans=None, title: str = "", ax=None,
@@ -111,10 +138,8 @@ def plot_tile_grid(folder, *, max_tiles: int = 12, cols: int = 4, cmap: str = "m
 def tile_players(folder, *, max_tiles: int = 4, source_audio: np.ndarray | None = None):
     """An audio player per tile: the samples that tile stands for, decoded from the tile alone.
 
-    Returns a list of ``(file name, IPython.display.Audio)``.
+    Returns a list of ``(file name, player)`` (see :func:`audio_player`).
     """
-    from IPython.display import Audio
-
     from .codec import decode_array
     folder = Path(folder)
     man = read_manifest(folder)
@@ -126,7 +151,7 @@ def tile_players(folder, *, max_tiles: int = 4, source_audio: np.ndarray | None 
         else:
             px = read_tile(folder / t["file"], warn=False).pixels
             y = decode_array([px], params, n_samples=t["end"] - t["start"])
-        out.append((t["file"], Audio(y, rate=params.sample_rate, normalize=False)))
+        out.append((t["file"], audio_player(y, params.sample_rate)))
     return out
 
 
@@ -140,7 +165,7 @@ def tile_explorer(folder):
     import io
 
     import ipywidgets as widgets
-    from IPython.display import Audio, Image, display
+    from IPython.display import Image, display
 
     from .codec import decode_array
     folder = Path(folder)
@@ -164,7 +189,7 @@ def tile_explorer(folder):
         y = decode_array([px], params, n_samples=t["end"] - t["start"])
         view.clear_output()
         view.append_display_data(Image(buf.getvalue()))
-        view.append_display_data(Audio(y, rate=params.sample_rate, normalize=False))
+        view.append_display_data(audio_player(y, params.sample_rate))
 
     slider.observe(lambda change: render(change["new"]), names="value")
     render(0)
@@ -275,3 +300,62 @@ def plot_memory(memory_rows, *, bound_bytes: int = 1 << 30):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_decode_report(batch, *, max_tiles: int = 60):
+    """Per tile of a decode: how coherent the image phase was and how well the audio fits the image.
+
+    Points are the spectral convergence (dB, lower is better) of the image
+    phase as it is, and of the phase kept; colours say which method ran.
+    Returns the figure, or None when no tile went through the phase step.
+    """
+    plt = _plt()
+    rows = [(r.song, t) for r in batch.results for t in r.tiles if t.sc_db == t.sc_db][:max_tiles]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(min(12, 2 + 0.35 * len(rows)), 3.2))
+    x = np.arange(len(rows))
+    colours = {}
+    palette = ["#3b6ea8", "#d1495b", "#edae49", "#00798c", "#66a182"]
+    for i, (_, t) in enumerate(rows):
+        c = colours.setdefault(t.method, palette[len(colours) % len(palette)])
+        if t.coherence_db is not None:
+            ax.plot([i, i], [t.coherence_db, t.sc_db], color="0.8", lw=1, zorder=1)
+            ax.scatter(i, t.coherence_db, marker="x", color="0.45", zorder=2)
+        ax.scatter(i, t.sc_db, color=c, zorder=3)
+    for m, c in colours.items():
+        ax.scatter([], [], color=c, label=m)
+    ax.scatter([], [], marker="x", color="0.45", label="image phase as it is")
+    ax.set_xticks(x, [f"{s}:{t.index}" for s, t in rows], rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("spectral convergence, dB")
+    ax.set_title("phase per tile: image phase (x) and the phase kept (dots); lower fits better")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def show_decoded(batch, *, max_files: int = 3):
+    """For the first decoded files: waveform, players, and next to the source when it is known.
+
+    Returns the table of round-trip scores (SNR, LSD) where a source exists.
+    """
+    import pandas as pd
+    import soundfile as sf
+    from IPython.display import display
+
+    from .decoding import source_scores
+
+    plt = _plt()
+    rows = []
+    for r in [r for r in batch.results if r.status == "decoded"][:max_files]:
+        y, sr = sf.read(r.output, dtype="float32")
+        score, ref = source_scores(r, y, sr)
+        if ref is not None:
+            plot_spectrogram_pair(ref, y, sr, labels=("original", "decoded"))
+            plt.show()
+            display(audio_player(ref, sr, label=f"{r.song} original"))
+        plot_waveform(y, sr, title=f"{r.song} decoded ({r.methods() or r.phase})")
+        plt.show()
+        display(audio_player(y, sr, label=f"{r.song} decoded"))
+        rows.append({"file": r.song, "seconds": round(len(y) / sr, 2), **score})
+    return pd.DataFrame(rows)
