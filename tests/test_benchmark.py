@@ -69,3 +69,13 @@ def test_benchmark_notebook_quick(tmp_path):
     assert (tmp_path / "work" / "results.csv").is_file()
     text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
     assert "MET" in text or "MISS" in text
+    # the generated-tile (phase) section: every method at every scenario, saved as JSON
+    ph = json.loads((tmp_path / "work" / "phase.json").read_text(encoding="utf-8"))
+    by = {(r["mag_db"], str(r["level"]), r["method"]): r for r in ph["rows"]}
+    assert len(by) == 3 * 5
+    for mag, level in ((0.0, "0.3"), (0.0, "random"), (3.0, "0.3")):
+        # auto fits the magnitude at least as well as the image phase decoded as it is
+        assert by[(mag, level, "auto")]["sc_mean_db"] <= by[(mag, level, "image")]["sc_mean_db"] + 0.1
+        assert all(by[(mag, level, m)]["x_realtime"] > 0 for m in ("image", "auto", "pghi"))
+    assert by[(0.0, "random", "pghi")]["sc_mean_db"] < by[(0.0, "random", "griffinlim")]["sc_mean_db"]
+    assert "auto decode >= 10x realtime" in text

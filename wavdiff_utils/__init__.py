@@ -11,7 +11,9 @@ One module per concern:
 - :mod:`wavdiff_utils.manifest` - per-song manifest
 - :mod:`wavdiff_utils.metrics` - SNR, LSD, 16-bit PSNR
 - :mod:`wavdiff_utils.compare` - tile-by-tile comparison reports
-- :mod:`wavdiff_utils.pipeline` - batch encode/decode with resume and failure reports
+- :mod:`wavdiff_utils.pipeline` - batch encode with resume and failure reports
+- :mod:`wavdiff_utils.decoding` - any folder of images back to audio, with a per-tile report
+- :mod:`wavdiff_utils.phase` - phase reconstruction: exact, fast Griffin-Lim, PGHI, automatic
 - :mod:`wavdiff_utils.captioning` - what both captioners share (spans, file names, tags)
 - :mod:`wavdiff_utils.muq_captioner` - MuQ-MuLan tag captions
 - :mod:`wavdiff_utils.qwen_captioner` - Qwen2-Audio prose captions
@@ -20,6 +22,7 @@ One module per concern:
 - :mod:`wavdiff_utils.plots` - figures and widgets for the notebooks
 - :mod:`wavdiff_utils.report` - executed notebooks and single-file HTML reports
 - :mod:`wavdiff_utils.benchmark` - throughput, fidelity and memory figures
+- :mod:`wavdiff_utils.phase_benchmark` - phase methods on generated-looking tiles of real music
 """
 __version__ = "0.1.0"
 
