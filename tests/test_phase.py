@@ -38,7 +38,7 @@ def _reference_integrate(logm, dt, df, floor):
 
 
 def test_pghi_kernel_matches_plain_reference():
-    from wavdiff_utils import _pghi
+    from wavdiff_utils import _kernels
 
     rng = np.random.default_rng(3)
     logm = rng.normal(size=(40, 33))                 # distinct values: one visiting order
@@ -46,7 +46,7 @@ def test_pghi_kernel_matches_plain_reference():
     floor = np.quantile(logm, 0.2)                   # a fifth of the bins left alone
     phase = np.zeros_like(logm)
     done = np.zeros(logm.shape, bool)
-    _pghi.integrate(logm, dt, df, phase, done, floor)
+    _kernels.integrate(logm, dt, df, phase, done, floor)
     ref = _reference_integrate(logm, dt, df, floor)
     assert np.allclose(phase, ref, atol=1e-9)
 

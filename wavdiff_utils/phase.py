@@ -43,6 +43,8 @@ image asks for.  Lower is better; our own clean tiles score about -83 dB.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Iterable, Iterator
@@ -79,9 +81,12 @@ class PhaseSettings:
         Fast Griffin-Lim momentum (0 gives plain Griffin-Lim).
     clean_db : float
         ``auto``: an image phase whose SC is below this is used as it is.
-    race_db : float
-        ``auto``: an image phase whose SC is above this also gets a PGHI start;
-        both run ``race_iter`` iterations and the better one goes on.
+    race_db, pghi_db : float
+        ``auto``: an image phase whose SC lies between these two is raced
+        against a PGHI start: both run ``race_iter`` iterations, the SC each
+        would reach after ``n_iter`` is extrapolated (the gain per doubling of
+        iterations stays about constant), and the better one goes on.  Above
+        ``pghi_db`` (random phase scores about -4 dB) PGHI starts alone.
     race_iter : int
         Iterations each start runs in a race.
     stop_db, patience : float, int
@@ -101,11 +106,12 @@ class PhaseSettings:
     """
 
     method: str = "auto"
-    n_iter: int = 32
+    n_iter: int = 64
     momentum: float = 0.99
     clean_db: float = -50.0
     race_db: float = -6.5
-    race_iter: int = 8
+    pghi_db: float = -4.4
+    race_iter: int = 16
     stop_db: float = 0.2
     patience: int = 16
     context: int = 16
@@ -214,11 +220,13 @@ class _NumpyEngine:
     def numpy(self, a) -> np.ndarray:
         return a
 
-    def _wsum(self, n_frames: int) -> np.ndarray:
-        w2 = np.zeros((n_frames - 1) * self.hop + self.n_fft, np.float32)
-        self._ola(np.broadcast_to(self.win * self.win, (n_frames, self.n_fft)), w2)
-        np.maximum(w2, np.float32(1e-6), out=w2)
-        return w2
+    def _inv_wsum(self, n_frames: int) -> np.ndarray:
+        cache = self.__dict__.setdefault("_inv", {})
+        if n_frames not in cache:
+            w2 = np.zeros((n_frames - 1) * self.hop + self.n_fft, np.float32)
+            self._ola(np.broadcast_to(self.win * self.win, (n_frames, self.n_fft)), w2)
+            cache[n_frames] = 1.0 / np.maximum(w2, np.float32(1e-6))
+        return cache[n_frames]
 
     def _ola(self, frames: np.ndarray, out: np.ndarray):
         hop, n = self.hop, self.n_fft
@@ -237,7 +245,7 @@ class _NumpyEngine:
         frames *= self.win
         y = np.zeros((len(X) - 1) * self.hop + self.n_fft, np.float32)
         self._ola(frames, y)
-        y /= self._wsum(len(X))
+        y *= self._inv_wsum(len(X))
         return y
 
     def stft(self, y):
@@ -308,15 +316,15 @@ class _TorchEngine(_NumpyEngine):
             view[j:j + n] += parts[:, j]
         return out
 
-    def _wsum(self, n_frames: int):
+    def _inv_wsum(self, n_frames: int):
         if n_frames not in self._wsums:
             w2 = (self.win * self.win).expand(n_frames, -1)
-            self._wsums[n_frames] = self._fold(w2).clamp_min(1e-6)
+            self._wsums[n_frames] = self._fold(w2).clamp_min(1e-6).reciprocal()
         return self._wsums[n_frames]
 
     def istft(self, X):
         frames = self.torch.fft.irfft(X, n=self.n_fft, dim=1) * self.win
-        return self._fold(frames) / self._wsum(len(X))
+        return self._fold(frames) * self._inv_wsum(len(X))
 
     def stft(self, y):
         return self.torch.fft.rfft(y.unfold(0, self.n_fft, self.hop) * self.win, dim=1)
@@ -346,6 +354,8 @@ def stft_engine(n_fft: int, hop: int, *, backend: str = "auto", device: str = "a
     against 21-39 ms for torch (1-2 threads), and torch's threads slow down
     badly when other processes share the cores.
     """
+    if backend == "auto" and not _gpu_likely(device):
+        return _NumpyEngine(n_fft, hop)          # importing torch alone costs ~700 MB and seconds
     if backend in ("auto", "torch"):
         try:
             import torch
@@ -357,6 +367,15 @@ def stft_engine(n_fft: int, hop: int, *, backend: str = "auto", device: str = "a
             if backend == "torch" or gpu:
                 return _TorchEngine(n_fft, hop, device)
     return _NumpyEngine(n_fft, hop)
+
+
+def _gpu_likely(device: str) -> bool:
+    """Whether a GPU may be there, without importing torch unless it is already imported."""
+    if device != "auto":
+        return device != "cpu"
+    if "torch" in sys.modules:
+        return bool(sys.modules["torch"].cuda.is_available())
+    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidia0")
 
 
 # --------------------------------------------------------------------------- PGHI
@@ -385,7 +404,7 @@ def pghi(mag: np.ndarray, *, n_fft: int, hop_length: int, known: np.ndarray | No
     ndarray (frames, bins) float64
         Phase in radians.
     """
-    from . import _pghi
+    from . import _kernels
 
     mag = np.asarray(mag, np.float64)
     if mag.ndim != 2 or mag.shape[1] != n_fft // 2 + 1:
@@ -406,7 +425,7 @@ def pghi(mag: np.ndarray, *, n_fft: int, hop_length: int, known: np.ndarray | No
         phase[:n_known] = np.asarray(known, np.float64)[:n_known] + centre
         done[:n_known] = True
     floor = logm.max() + floor_db / 20.0 * np.log(10.0)
-    _pghi.integrate(logm, dphi_time, dphi_freq, phase, done, floor)
+    _kernels.integrate(logm, dphi_time, dphi_freq, phase, done, floor)
     return phase - centre
 
 
@@ -431,16 +450,27 @@ class _FGLA:
 
     def step(self, n: int = 1):
         e = self.e
+        fused = isinstance(e, _NumpyEngine) and not isinstance(e, _TorchEngine)
+        if fused:
+            from ._kernels import fgla_update
         for _ in range(n):
-            p = e.project(self.t, self.M)
+            p = self.p if fused and getattr(self, "p", None) is not None else e.project(self.t, self.M)
             if self.n_fixed:
                 p[:self.n_fixed] = self.fixed
             c = e.stft(e.istft(p))
-            sc = _db(e.norm(e.abs(c[self.frames]) - self.M[self.frames]) / max(self.ref, 1e-30))
+            if fused:                # error, momentum and magnitude projection in one pass
+                nxt = np.empty_like(c)
+                prev = c if self.c_prev is None else self.c_prev
+                err = fgla_update(c, prev, self.M, np.float32(self.alpha), self.frames.start,
+                                  self.frames.stop, nxt)
+                sc = _db(math.sqrt(err) / max(self.ref, 1e-30))
+                self.p = nxt
+            else:
+                sc = _db(e.norm(e.abs(c[self.frames]) - self.M[self.frames]) / max(self.ref, 1e-30))
+                self.t = c if self.c_prev is None else e.extrapolate(self.c_prev, c, 1.0 + self.alpha)
             self.history.append(sc)
             if sc < self.best_sc:
                 self.best_sc, self.best = sc, p
-            self.t = c if self.c_prev is None else e.extrapolate(self.c_prev, c, 1.0 + self.alpha)
             self.c_prev = c
         return self
 
@@ -531,13 +561,17 @@ def reconstruct_tiles(tiles: Iterable[tuple[np.ndarray, bool]], params: CodecPar
                 label = "fgla"
             elif coherence < s.clean_db:
                 label = "image"
+            elif coherence >= s.pghi_db:         # no usable phase: PGHI alone
+                runs = [_pghi_start(engine, Mt, M, X_img, C, s, frames, params)]
+                label = "fgla (pghi start)"
+                _iterate(runs[0], s, auto=True)
             else:
                 label = "fgla (image start)"
                 if coherence >= s.race_db:
                     runs.append(_pghi_start(engine, Mt, M, X_img, C, s, frames, params))
                     for r in runs:
                         r.step(max(min(s.race_iter, s.n_iter) - r.iterations, 0))
-                    runs.sort(key=lambda r: r.best_sc)
+                    runs.sort(key=lambda r: _predict(r, s.n_iter))
                     if runs[0] is not img:
                         label = "fgla (pghi start)"
                 _iterate(runs[0], s, auto=True)
@@ -556,6 +590,16 @@ def reconstruct_tiles(tiles: Iterable[tuple[np.ndarray, bool]], params: CodecPar
                             label != "image" else 0, time.perf_counter() - t0)
         yield np.ascontiguousarray(out.T), report
         index += 1
+
+
+def _predict(run: _FGLA, n_total: int) -> float:
+    """SC a run would reach after ``n_total`` iterations, extrapolated per doubling of iterations."""
+    best = np.minimum.accumulate(run.history)
+    k = len(best)
+    if k < 4 or n_total <= k:
+        return float(best[-1])
+    per_doubling = best[-1] - best[k // 2 - 1]
+    return float(best[-1] + per_doubling * math.log2(n_total / k))
 
 
 def _iterate(run: _FGLA, s: PhaseSettings, *, auto: bool):

@@ -1,8 +1,8 @@
-"""Compiled core of phase-gradient heuristic integration (PGHI).
+"""Compiled kernels of the phase module: PGHI's integration and fast Griffin-Lim's update.
 
-Kept in its own module so that numba is imported, and the kernel compiled
-(or loaded from numba's on-disk cache, ``cache=True``), only when PGHI is used.
-Arrays are frames-major: ``[frame, bin]``.
+Kept in their own module so that numba is imported, and the kernels compiled
+(or loaded from numba's on-disk cache, ``cache=True``), only when a phase is
+rebuilt.  Arrays are frames-major: ``[frame, bin]``.
 """
 from __future__ import annotations
 
@@ -111,3 +111,36 @@ def integrate(logmag, dphi_time, dphi_freq, phase, done, floor):
             phase[t, b - 1] = p - 0.5 * (dphi_freq[t, b] + dphi_freq[t, b - 1])
             done[t, b - 1] = True
             size = _push(keys, vals, size, logmag[t, b - 1], v - 1)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def fgla_update(c, c_prev, mag, alpha, lo, hi, out):
+    """One fused pass of fast Griffin-Lim after the consistency projection.
+
+    Returns the squared error ``sum((|c| - mag)^2)`` over frames ``lo:hi`` (the
+    spectral convergence of the estimate ``c`` came from), and writes into
+    ``out`` the next estimate: ``mag`` with the phase of ``c + alpha (c - c_prev)``.
+    One thread with fastmath measured fastest (1.4 ms for 1072 x 1025 bins,
+    against 4.1 ms without fastmath and 2-8 ms with numba's parallel loops).
+    """
+    n_frames, n_bins = c.shape
+    err = 0.0
+    for t in range(n_frames):
+        inside = lo <= t < hi
+        for b in range(n_bins):
+            z = c[t, b]
+            zr = z.real
+            zi = z.imag
+            if inside:
+                d = np.sqrt(zr * zr + zi * zi) - mag[t, b]
+                err += d * d
+            p = c_prev[t, b]
+            wr = zr + alpha * (zr - p.real)
+            wi = zi + alpha * (zi - p.imag)
+            m2 = wr * wr + wi * wi
+            if m2 > 0:
+                g = mag[t, b] / np.sqrt(m2)
+                out[t, b] = complex(wr * g, wi * g)
+            else:
+                out[t, b] = mag[t, b]
+    return err
