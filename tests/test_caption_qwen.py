@@ -20,7 +20,7 @@ from tiny_qwen import WORDS, build_tiny_qwen2_audio  # noqa: E402
 
 from wavdiff_utils import CodecParams, tile_spans  # noqa: E402
 from wavdiff_utils.audio_io import load_audio  # noqa: E402
-from wavdiff_utils import qwen_captioner as qc  # noqa: E402
+from wavdiff_utils import captioning, qwen_captioner as qc  # noqa: E402
 
 SR = 22050
 #: Small tiles so a 5.5 s song has four (256 frames x hop 128 at 22050 Hz = 1.49 s).
@@ -205,7 +205,7 @@ def test_switching_naming_replaces_only_our_own_files(song, tmp_path, captioner)
 
 def test_an_interrupted_run_still_owns_its_files(song, tmp_path, captioner, monkeypatch):
     _describe(song, tmp_path, captioner)
-    real, calls = qc.write_caption, []
+    real, calls = captioning.write_caption, []
 
     def crash_on_third(path, text):
         calls.append(path)
@@ -213,13 +213,13 @@ def test_an_interrupted_run_still_owns_its_files(song, tmp_path, captioner, monk
             raise KeyboardInterrupt("stopped while writing")
         return real(path, text)
 
-    monkeypatch.setattr(qc, "write_caption", crash_on_third)
+    monkeypatch.setattr(captioning, "write_caption", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         _describe(song, tmp_path, captioner, prompt="Another instruction.")
-    monkeypatch.setattr(qc, "write_caption", real)
+    monkeypatch.setattr(captioning, "write_caption", real)
     # half old, half new texts: all still recognised as this captioner's, so no .prose.txt
     again = _describe(song, tmp_path, captioner, prompt="Another instruction.")
-    assert again.ok and again.songs[0].status == "described"
+    assert again.ok and again.songs[0].status == "captioned"
     assert all(Path(f).name.endswith(f"_{i:04d}.txt") for i, f in enumerate(again.songs[0].files))
     assert _texts(tmp_path / "tune", qc.PROSE_SUFFIX) == {}
 
@@ -239,12 +239,12 @@ def test_songs_sharing_a_stem_use_the_encoders_song_ids(tmp_path, captioner):
 
 
 def test_resume_skips_until_a_setting_changes(song, tmp_path, captioner):
-    assert _describe(song, tmp_path, captioner).songs[0].status == "described"
+    assert _describe(song, tmp_path, captioner).songs[0].status == "captioned"
     record = json.loads((tmp_path / "tune" / qc.RECORD_NAME).read_text(encoding="utf-8"))
-    assert len(record["tiles"]) == 4 and record["settings"]["max_new_tokens"] == 4
+    assert len(record["tiles"]) == 4 and record["identity"]["max_new_tokens"] == 4
     skipped = _describe(song, tmp_path, captioner)
     assert skipped.songs[0].status == "skipped"
-    assert _describe(song, tmp_path, captioner, max_new_tokens=6).songs[0].status == "described"
+    assert _describe(song, tmp_path, captioner, max_new_tokens=6).songs[0].status == "captioned"
     assert all(len(t.split()) == 6 for t in _texts(tmp_path / "tune").values())
 
 
@@ -287,7 +287,7 @@ def test_describe_refuses_a_clip_over_the_window(captioner):
         captioner.describe([np.zeros(31 * SR, np.float32)], sample_rate=SR)
 
 
-MISSING = "Qwen2-Audio weights not found"
+MISSING = "Qwen2-Audio weights for model="
 
 
 def test_missing_local_folder_has_one_clear_message(tmp_path):
@@ -295,7 +295,8 @@ def test_missing_local_folder_has_one_clear_message(tmp_path):
         qc.load_qwen(str(tmp_path / "no-such-model"))
     msg = str(err.value)
     assert msg.startswith(MISSING) and "no-such-model" in msg and "does not exist" in msg
-    assert "huggingface-cli download Qwen/Qwen2-Audio-7B-Instruct" in msg
+    assert "hf download Qwen/Qwen2-Audio-7B-Instruct" in msg and "\n" not in msg
+    assert "`--model" in msg and "-p model" in msg and qc.MODEL_ENV in msg
 
 
 def test_incomplete_folder_names_what_is_missing(tmp_path, model_dir):
@@ -322,8 +323,8 @@ def test_uncached_hub_id_has_one_clear_message(monkeypatch, offline):
         qc.resolve_model("wavdiff-tests/not-a-model")
     msg = str(err.value)
     assert msg.startswith(MISSING) and "'wavdiff-tests/not-a-model'" in msg
-    assert "neither a local folder nor in the local Hugging Face cache" in msg
-    assert ("switched off" in msg) == offline
+    assert "not in the local Hugging Face cache" in msg and "\n" not in msg
+    assert ("HF_HUB_OFFLINE" in msg) == offline
 
 
 def test_env_variable_replaces_only_the_default_model(monkeypatch, model_dir, tmp_path):
@@ -374,15 +375,14 @@ def test_bad_load_options_are_named(model_dir, kw, bad):
         qc.load_qwen(str(model_dir), **kw)
 
 
-def test_notebook_runs_with_papermill_parameters(song, tmp_path, model_dir):
-    papermill = pytest.importorskip("papermill")
-    root = Path(__file__).resolve().parent.parent
+def test_default_tiling_from_a_model_folder(song, tmp_path, model_dir):
+    """What the notebook run with papermill covered: default 1024x1024 tiling, a model folder."""
     out = tmp_path / "tiles"
-    papermill.execute_notebook(
-        str(root / "notebooks" / "02b_caption_qwen.ipynb"), str(tmp_path / "out.ipynb"),
-        parameters={"input": str(song), "output": str(out), "model": str(model_dir),
-                    "max_new_tokens": 6}, kernel_name="python3", cwd=str(tmp_path),
-        progress_bar=False)
+    result = qc.describe_songs(str(song), str(out), model=str(model_dir), max_new_tokens=6,
+                               device="cpu", progress=False)
+    assert result.ok, result.summary()
     y = load_audio(song, sample_rate=44100)
     n = len(tile_spans(len(y), frames_per_tile=1024, hop_length=512))
-    assert len(list((out / "tune").glob("tune_[0-9][0-9][0-9][0-9].txt"))) == n
+    files = sorted((out / "tune").glob("tune_[0-9][0-9][0-9][0-9].txt"))
+    assert len(files) == n == len(result.songs[0].tiles)
+    assert all(len(f.read_text(encoding="utf-8").split()) == 6 for f in files)

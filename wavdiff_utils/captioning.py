@@ -1,28 +1,61 @@
-"""What both captioners share: which samples each caption covers, where it is written, song tags.
+"""One interface for every captioner: a caption per tile, in sync with the tiles, resumable.
 
-A caption must describe exactly the audio inside its image.  :func:`song_tiles`
-finds each tile's sample span the way the encoder did: from the song's
-manifest when ``01_encode`` has run, otherwise computed by the same
-:func:`wavdiff_utils.tiling.tile_spans` on the same decoded samples.
+A captioner (:class:`Captioner`) only says how to caption the tiles of one song;
+everything else lives here, once:
+
+- the sample span of each tile (:func:`song_tiles`: ``01_encode``'s manifest,
+  else the tiles' own metadata, else computed by the same
+  :func:`wavdiff_utils.tiling.tile_spans`), so a caption describes exactly the
+  audio of its image;
+- file names (``<song>_<index:04d>.txt`` beside the tile, or
+  ``<song>_<index:04d><suffix>.txt`` when another captioner's caption is there,
+  see :func:`caption_song`'s ``naming``);
+- a per-song record of what was written, so a re-run skips up-to-date songs,
+  recognises its own files after an interruption, never overwrites another
+  captioner's and removes its own stale ones;
+- failures collected per song (:func:`caption_songs`), and the model loaded once
+  and only when a song needs it.
+
+Adding a captioner is one file: subclass :class:`Captioner`, set
+:attr:`~Captioner.name` and :attr:`~Captioner.suffix`, implement
+:meth:`~Captioner.identity` and :meth:`~Captioner.caption_tiles` (and
+:meth:`~Captioner.load` when it has weights).  :func:`make_captioner` builds one
+by name (``"muq"``, ``"qwen"``, ``"metadata"``).
 """
 from __future__ import annotations
 
+import datetime as _dt
+import hashlib
+import json
+import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
-from .audio_io import load_audio
+from .audio_io import find_audio_files, load_audio
+from .errors import BadParameterError, OutputConflictError, WeightsMissingError, one_line
 from .manifest import manifest_params, manifest_spans, read_manifest
 from .params import CodecParams
-from .paths import atomic_path, song_id
+from .paths import atomic_path, resolve, song_id
+from .caption_results import CaptionBatch, CaptionResult, TileCaption
+from .pipeline import song_ids
 from .tile_io import tile_name
 from .tiling import TileSpan, tile_spans
 
-__all__ = ["SongTiles", "song_tiles", "caption_path", "write_caption", "tags_from_file",
-           "pick_device", "caption_prefix"]
+__all__ = ["CAPTIONERS", "Captioner", "TileCaption", "CaptionResult", "CaptionBatch",
+           "SongTiles", "song_tiles", "caption_song", "caption_songs", "make_captioner",
+           "caption_path", "write_caption", "tags_from_file", "caption_prefix", "pick_device",
+           "check_tile_length", "captioner_or_fallback", "fallback_notice", "recorded_captions"]
 
+#: Captioners :func:`make_captioner` knows, by name (also the ``caption_source`` of their rows).
+CAPTIONERS = ("muq", "qwen", "metadata")
+_RECORD_FORMAT = "wavdiff-captions"
+_LEGACY_FORMATS = ("wavdiff-captions-muq", "wavdiff-qwen-descriptions")
+
+
+# =========================================================================== tiles of a song
 
 @dataclass
 class SongTiles:
@@ -42,7 +75,7 @@ class SongTiles:
     audio : ndarray
         Mono float32 samples at ``params.sample_rate``.
     from_manifest : bool
-        True when the spans were read from ``01_encode``'s manifest.
+        True when the spans were read from ``01_encode``'s manifest (or tile metadata).
     """
 
     song: str
@@ -52,7 +85,6 @@ class SongTiles:
     spans: list[TileSpan]
     audio: np.ndarray
     from_manifest: bool = False
-    extra: dict = field(default_factory=dict)
 
     def tile_audio(self, index: int) -> np.ndarray:
         """The real samples of tile ``index`` (no padding)."""
@@ -72,20 +104,16 @@ def song_tiles(audio_path, output, *, params: CodecParams | None = None,
         Root folder of tiles (``01_encode``'s ``output``) or any folder; the
         song's folder is ``output/<song>``.
     params : CodecParams, optional
-        Used when no manifest exists (default :class:`CodecParams()`).  When a
+        Used when no manifest exists (default ``CodecParams()``).  When a
         manifest exists its parameters win, with a warning if they differ.
     song : str, optional
-        Song id (the tile folder and file prefix).  Default
-        :func:`wavdiff_utils.paths.song_id` of the file name; pass the id
-        :func:`wavdiff_utils.pipeline.song_ids` gave the file when several
-        input files share a stem, as ``encode_batch`` does.
+        Song id; default :func:`wavdiff_utils.paths.song_id` of the file name.
 
     Notes
     -----
     Without a manifest, spans are read from the tiles' own PNG metadata when
-    the folder holds a complete, numbered set of this song's tiles (e.g. the
-    manifest was lost); otherwise they are computed by
-    :func:`wavdiff_utils.tiling.tile_spans`.
+    the folder holds a complete, numbered set of this song's tiles; otherwise
+    they are computed by :func:`wavdiff_utils.tiling.tile_spans`.
     """
     audio_path = Path(audio_path)
     song = song or song_id(audio_path)
@@ -93,29 +121,25 @@ def song_tiles(audio_path, output, *, params: CodecParams | None = None,
     manifest = read_manifest(folder) if folder.is_dir() else None
     if manifest is None and folder.is_dir():
         manifest = _manifest_from_tiles(folder, song)
-    given = params or CodecParams()
-    if manifest is not None:
-        used = manifest_params(manifest)
-        if params is not None and used != params:
-            warnings.warn(f"{folder}: tiles were made with {used.describe()}; using those "
-                          f"parameters instead of the ones given", stacklevel=2)
-        y = load_audio(audio_path, sample_rate=used.sample_rate, mono=True)
-        spans = manifest_spans(manifest)
-        if len(y) != manifest["n_samples"]:
-            raise ValueError(f"{audio_path}: decodes to {len(y)} samples but its tiles in {folder} "
-                             f"were made from {manifest['n_samples']}; re-encode the song")
-        return SongTiles(song, audio_path, folder, used, spans, y, True)
-    y = load_audio(audio_path, sample_rate=given.sample_rate, mono=True)
-    spans = tile_spans(len(y), frames_per_tile=given.frames_per_tile, hop_length=given.hop_length)
-    return SongTiles(song, audio_path, folder, given, spans, y, False)
+    if manifest is None:
+        given = params or CodecParams()
+        y = load_audio(audio_path, sample_rate=given.sample_rate, mono=True)
+        spans = tile_spans(len(y), frames_per_tile=given.frames_per_tile,
+                           hop_length=given.hop_length)
+        return SongTiles(song, audio_path, folder, given, spans, y, False)
+    used = manifest_params(manifest)
+    if params is not None and used != params:
+        warnings.warn(f"{folder}: tiles were made with {used.describe()}; using those "
+                      f"parameters instead of the ones given", stacklevel=2)
+    y = load_audio(audio_path, sample_rate=used.sample_rate, mono=True)
+    if len(y) != manifest["n_samples"]:
+        raise BadParameterError(f"{audio_path}: decodes to {len(y)} samples but its tiles in "
+                                f"{folder} were made from {manifest['n_samples']}; re-encode the song")
+    return SongTiles(song, audio_path, folder, used, manifest_spans(manifest), y, True)
 
 
 def _manifest_from_tiles(folder: Path, song: str) -> dict | None:
-    """A minimal manifest rebuilt from the PNG metadata of a song's tiles, or ``None``.
-
-    Only a complete set counts: tiles ``0..n-1`` all present, all carrying the
-    same codec parameters, the last one flagged ``is_last``.
-    """
+    """A minimal manifest rebuilt from a complete set of the song's tiles, or ``None``."""
     from .tile_io import parse_tile_name, read_tile_metadata
 
     found = {}
@@ -125,13 +149,13 @@ def _manifest_from_tiles(folder: Path, song: str) -> dict | None:
             found[parsed[1]] = p
     if not found or sorted(found) != list(range(len(found))):
         return None
-    tiles, codec = [], None
+    tiles, codec, meta = [], None, {}
     for i in range(len(found)):
         try:
-            meta = read_tile_metadata(found[i])
+            meta = read_tile_metadata(found[i]) or {}
         except Exception:
             return None
-        if not meta or "codec" not in meta or (codec is not None and meta["codec"] != codec):
+        if "codec" not in meta or (codec is not None and meta["codec"] != codec):
             return None
         codec = meta["codec"]
         tiles.append({k: meta[k] for k in ("start", "end", "stop", "pad")} | {"index": i})
@@ -139,6 +163,29 @@ def _manifest_from_tiles(folder: Path, song: str) -> dict | None:
         return None
     return {"codec": codec, "tiles": tiles, "n_samples": tiles[-1]["end"]}
 
+
+def check_tile_length(tiles: SongTiles, max_seconds: float | None, *, who: str = "the model") -> None:
+    """Refuse a song whose tiles last longer than ``max_seconds`` (``None``: no limit).
+
+    Raises
+    ------
+    BadParameterError
+        Naming the song, the tile length, the codec parameters behind it and what to change.
+    """
+    p = tiles.params
+    longest = max((s.n_samples for s in tiles.spans), default=0) / p.sample_rate
+    if max_seconds is None or longest <= max_seconds + 1e-9:
+        return
+    where = "from its manifest" if tiles.from_manifest else "computed"
+    raise BadParameterError(
+        f"{tiles.source}: its tiles ({where}) last {longest:.2f} s ({p.frames_per_tile} frames x "
+        f"hop {p.hop_length} at {p.sample_rate} Hz), but {who} hears at most {max_seconds:g} s "
+        f"per clip and silently drops the rest. Tiles over {max_seconds:g} s are refused, not "
+        f"split: make them shorter (a smaller size or hop_length, or a higher sample_rate) and "
+        f"encode again.")
+
+
+# =========================================================================== small shared helpers
 
 def caption_path(folder, song: str, index: int, *, suffix: str = "") -> Path:
     """``folder/<song>_<index:04d><suffix>.txt``, beside the tile with the same stem."""
@@ -153,25 +200,22 @@ def write_caption(path, text: str) -> Path:
 
 
 def tags_from_file(path) -> dict:
-    """Artist and title from the file's tags (tinytag); empty strings when absent or unreadable."""
+    """Artist, title, album, genre and year from the file's tags (tinytag); ``""`` when absent."""
+    keys = ("artist", "title", "album", "genre", "year")
     try:
         from tinytag import TinyTag
         tag = TinyTag.get(str(path))
-        return {"artist": (tag.artist or "").strip(), "title": (tag.title or "").strip()}
+        return {k: str(getattr(tag, k, None) or "").strip() for k in keys}
     except Exception:
-        return {"artist": "", "title": ""}
+        return dict.fromkeys(keys, "")
 
 
 def caption_prefix(artist: str = "", title: str = "") -> str:
     """``"style of Artist, Title. "`` style prefix; empty when both are empty."""
     artist, title = (artist or "").strip(), (title or "").strip()
-    if artist and title:
-        return f"style of {artist}, {title}. "
     if artist:
-        return f"style of {artist}. "
-    if title:
-        return f"{title}. "
-    return ""
+        return f"style of {artist}, {title}. " if title else f"style of {artist}. "
+    return f"{title}. " if title else ""
 
 
 def pick_device(device: str = "auto") -> str:
@@ -179,14 +223,355 @@ def pick_device(device: str = "auto") -> str:
     import torch
     device = (device or "auto").strip().lower()
     if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
         mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return "mps"
-        return "cpu"
+        return ("cuda" if torch.cuda.is_available()
+                else "mps" if mps is not None and mps.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} asked for, but torch sees no CUDA GPU; use 'cpu' or 'auto'")
+        raise BadParameterError(f"device={device!r} asked for, but torch sees no CUDA GPU; "
+                                f"use 'cpu' or 'auto'")
     if device not in ("cpu", "mps") and not device.startswith("cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu', 'mps' or 'cuda[:N]', got {device!r}")
+        raise BadParameterError(f"device must be 'auto', 'cpu', 'mps' or 'cuda[:N]', got {device!r}")
     return device
+
+
+def positive_int(name: str, value, *, zero: bool = False) -> int:
+    """``value`` as an int > 0 (>= 0 with ``zero``), else :class:`BadParameterError` naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if zero else 1):
+        raise BadParameterError(f"{name} must be a {'whole number >= 0' if zero else 'positive integer'}"
+                                f", got {value!r}")
+    return int(value)
+
+
+# =========================================================================== the interface
+
+class Captioner:
+    """Base of the captioners: subclasses say how to caption the tiles of one song.
+
+    Subclasses set :attr:`name` and :attr:`suffix` and implement
+    :meth:`identity` and :meth:`caption_tiles`; a captioner with weights
+    resolves them in its constructor (raising
+    :class:`~wavdiff_utils.errors.WeightsMissingError` with one line when they
+    are missing) and loads them in :meth:`load`, which the shared code calls
+    once, only when a song needs captioning.
+    """
+
+    #: Short name, written as ``caption_source`` in every record and dataset row.
+    name = ""
+    #: Suffix before ``.txt`` when another captioner's caption holds the plain name.
+    suffix = ""
+    #: Per-song record file beside the tiles (default ``captions_<name>.json``).
+    record_name = ""
+    #: Longest tile it hears whole, in seconds; longer tiles are refused (``None``: no limit).
+    max_seconds: float | None = None
+    #: Model id or folder the captions come from (for records and summaries).
+    model_name = ""
+    #: What the captioner is called in messages ("Qwen2-Audio").
+    label = ""
+
+    @property
+    def namings(self) -> tuple[str, str, str]:
+        """``naming`` choices: ``"auto"``, ``"txt"``, and the suffix word (``"tags"``, ``"prose"``)."""
+        return ("auto", "txt", self.suffix.lstrip("."))
+
+    @property
+    def record(self) -> str:
+        return self.record_name or f"captions_{self.name}.json"
+
+    def identity(self) -> dict:
+        """What the captions depend on besides the audio and the prefix (model, settings)."""
+        raise NotImplementedError
+
+    def load(self) -> None:
+        """Load the model (called once, before the first song that needs captioning)."""
+
+    def caption_tiles(self, tiles: SongTiles, *, prefix: str) -> list[TileCaption]:
+        """One :class:`TileCaption` per span of ``tiles``, in order (``path`` left empty)."""
+        raise NotImplementedError
+
+
+def make_captioner(name: str, *, model=None, device: str = "auto", **options) -> Captioner:
+    """A captioner by name: ``"muq"``, ``"qwen"`` or ``"metadata"``.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`CAPTIONERS`.
+    model : str, optional
+        Hub id or local folder; default the captioner's own (which
+        ``$WAVDIFF_MUQ_MODEL`` / ``$WAVDIFF_QWEN_MODEL`` replace).  Ignored by ``"metadata"``.
+    device : str
+    **options
+        Passed to the captioner's class.
+
+    Raises
+    ------
+    WeightsMissingError
+        The weights are not there (one line: model id, download command, parameter).
+    BadParameterError
+        An unknown name.
+    """
+    if name == "metadata":
+        from .metadata_captioner import MetadataCaptioner
+        return MetadataCaptioner(**options)
+    if name == "muq":
+        from .muq_captioner import DEFAULT_MODEL, MuQCaptioner as cls
+    elif name == "qwen":
+        from .qwen_captioner import DEFAULT_MODEL, QwenCaptioner as cls
+    else:
+        raise BadParameterError(f"captioner must be one of {', '.join(CAPTIONERS)}, got {name!r}")
+    return cls(model or DEFAULT_MODEL, device=device, **options)
+
+
+def captioner_or_fallback(name: str, *, model=None, device: str = "auto") -> tuple[Captioner, str]:
+    """The captioner asked for, or the metadata captioner when its weights are missing.
+
+    Returns
+    -------
+    captioner : Captioner
+    notice : str
+        ``""``, or one line saying why the metadata captioner stands in and how
+        to get the weights.
+    """
+    try:
+        return make_captioner(name, model=model, device=device), ""
+    except (WeightsMissingError, ImportError, RuntimeError) as exc:
+        return make_captioner("metadata"), fallback_notice(name, exc)
+
+
+def fallback_notice(name: str, exc: BaseException) -> str:
+    """One line: which captioner could not run, that metadata captions stand in, and why."""
+    return f"captions: {name} unavailable, metadata captions instead: {one_line(exc)}"
+
+
+def recorded_captions(folder) -> dict[str, dict]:
+    """Caption file name -> ``{"caption", "caption_source"}`` from every captioner record in ``folder``."""
+    from .metadata_captioner import MetadataCaptioner
+    from .muq_captioner import MuQCaptioner
+    from .qwen_captioner import QwenCaptioner
+
+    out = {}
+    for cls in (MuQCaptioner, QwenCaptioner, MetadataCaptioner):
+        rec = _read_record(Path(folder), cls.__new__(cls))
+        for t in rec.get("tiles", []):
+            out[t["file"]] = {"caption": str(t["caption"]).strip(),
+                              "caption_source": rec.get("caption_source") or cls.name}
+    return out
+
+
+# =========================================================================== records
+
+def _read_record(folder: Path, captioner: Captioner) -> dict:
+    """The captioner's record of the song (tile entries as ``file`` + ``caption``), or ``{}``."""
+    try:
+        data = json.loads((folder / captioner.record).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("format") not in (_RECORD_FORMAT, *_LEGACY_FORMATS):
+        return {}
+    for key in ("tiles", "previous", "pending"):              # older records named them otherwise
+        data[key] = [{**t, "file": t.get("file") or Path(t.get("path", "")).name,
+                      "caption": t.get("caption", t.get("text", ""))} for t in data.get(key, [])]
+    return data
+
+
+def _write_record(folder: Path, captioner: Captioner, record: dict) -> None:
+    with atomic_path(folder / captioner.record) as tmp:
+        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+
+
+def _mine(path: Path, record: dict, *, current: bool = False) -> bool:
+    """True when ``path`` holds a caption this captioner recorded for that file name
+    (with ``current``, the caption of its last finished run)."""
+    entries = record.get("tiles", []) + ([] if current else record.get("previous", [])
+                                         + record.get("pending", []))
+    texts = [str(t["caption"]).strip() for t in entries if t["file"] == path.name]
+    try:
+        return bool(texts) and path.read_text(encoding="utf-8").strip() in texts
+    except OSError:
+        return False
+
+
+def _suffix_for(captioner: Captioner, tiles: SongTiles, naming: str, old: dict,
+                overwrite: bool) -> str:
+    """``""`` or the captioner's suffix, never overwriting another caption unless asked."""
+    if naming not in captioner.namings:
+        raise BadParameterError(f"naming must be one of {captioner.namings}, got {naming!r}")
+    if naming == captioner.namings[2]:
+        return captioner.suffix
+    plain = [caption_path(tiles.folder, tiles.song, s.index) for s in tiles.spans]
+    foreign = [p for p in plain if p.exists() and not _mine(p, old)]
+    if not foreign or (naming == "txt" and overwrite):
+        return ""
+    if naming == "auto":
+        return captioner.suffix
+    more = "" if len(foreign) == 1 else f" ({len(foreign)} such files)"
+    raise OutputConflictError(
+        f"{foreign[0]} holds a caption {captioner.name} did not write (another captioner's, or an "
+        f"edited file){more}; naming='txt' would overwrite it. Pass overwrite=True to replace "
+        f"them, or naming='auto' / {captioner.namings[2]!r} to write "
+        f"<song>_<index>{captioner.suffix}.txt beside them")
+
+
+def _remove_stale(folder: Path, old: dict, keep: set[str]) -> None:
+    """Delete files this captioner wrote before that this run did not write again
+    (tiles a re-encoded song no longer has, files of a naming no longer used)."""
+    for t in old.get("tiles", []) + old.get("previous", []):
+        p = folder / Path(t["file"]).name
+        if t["file"] and p.name not in keep and p.is_file() and _mine(p, old):
+            p.unlink()
+
+
+# =========================================================================== captioning songs
+
+def caption_song(captioner: Captioner, path, output, *, song: str | None = None,
+                 params: CodecParams | None = None, artist: str = "", title: str = "",
+                 naming: str = "auto", overwrite: bool = False, resume: bool = True) -> CaptionResult:
+    """Caption every tile of one song with ``captioner`` (see :func:`caption_songs`).
+
+    Returns
+    -------
+    CaptionResult
+        ``status="skipped"`` when the song's captions exist, are untouched and
+        were made with the same captioner identity, prefix and spans.
+    """
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tiles = song_tiles(path, output, params=params, song=song)
+    notes = [str(w.message) for w in caught]
+    check_tile_length(tiles, captioner.max_seconds, who=captioner.label or captioner.name)
+    tags = tags_from_file(path)
+    prefix = caption_prefix((artist or "").strip() or tags["artist"],
+                            (title or "").strip() or tags["title"])
+    key_data = {"captioner": captioner.name, "identity": captioner.identity(), "prefix": prefix,
+                "tags": tags,
+                "spans": [(s.start, s.end) for s in tiles.spans], "codec": tiles.params.to_dict()}
+    key = hashlib.sha256(json.dumps(key_data, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    old = _read_record(tiles.folder, captioner)
+    suffix = _suffix_for(captioner, tiles, naming, old, overwrite)
+    paths = [caption_path(tiles.folder, tiles.song, s.index, suffix=suffix) for s in tiles.spans]
+    base = dict(song=tiles.song, source=str(path), output=str(tiles.folder), n_tiles=len(paths),
+                n_samples=len(tiles.audio), sample_rate=tiles.params.sample_rate,
+                captioner=captioner.name, from_manifest=tiles.from_manifest, prefix=prefix,
+                params=tiles.params)
+    if (resume and not overwrite and old.get("key") == key and len(old["tiles"]) == len(paths)
+            and all(_mine(p, old, current=True) for p in paths)):
+        names = {f.name for f in fields(TileCaption)}
+        done = [TileCaption(**{k: v for k, v in t.items() if k in names}) for t in old["tiles"]]
+        for t, p in zip(done, paths):
+            t.path, t.source = str(p), t.source or captioner.name
+        for n in notes:
+            warnings.warn(n, stacklevel=2)
+        return CaptionResult(status="skipped", tiles=done, warnings=notes,
+                             seconds=time.perf_counter() - t0, **base)
+    captioner.load()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        made = captioner.caption_tiles(tiles, prefix=prefix)
+    notes += [str(w.message) for w in caught]
+    for n in notes:
+        warnings.warn(n, stacklevel=2)
+    if len(made) != len(paths):
+        raise RuntimeError(f"{captioner.name} gave {len(made)} captions for {len(paths)} tiles of {path}")
+    for t, p in zip(made, paths):
+        t.path, t.source = str(p), captioner.name
+    record = {"format": _RECORD_FORMAT, "version": 2, "caption_source": captioner.name,
+              "key": key, "model": captioner.model_name, "identity": captioner.identity(),
+              "song": tiles.song, "source": str(path), "prefix": prefix,
+              "codec": tiles.params.to_dict(), "from_manifest": tiles.from_manifest,
+              "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+              "tiles": [{**t.to_dict(), "file": Path(t.path).name} for t in made]}
+    # the record first (old captions kept as "previous", no key: not finished), then the
+    # captions: files of an interrupted run are all recognised as this captioner's next time
+    _write_record(tiles.folder, captioner, {**record, "key": None, "previous": old.get("tiles", [])
+                                            + old.get("previous", [])})
+    for t in made:
+        write_caption(t.path, t.caption)
+    _remove_stale(tiles.folder, {**old, "previous": old.get("previous", [])},
+                  {p.name for p in paths})
+    _write_record(tiles.folder, captioner, record)
+    return CaptionResult(status="captioned", tiles=made, warnings=notes,
+                         seconds=time.perf_counter() - t0, **base)
+
+
+def caption_songs(captioner: Captioner, input, output, *, params: CodecParams | None = None,
+                  artist: str = "", title: str = "", naming: str = "auto",
+                  overwrite: bool = False, resume: bool = True, only=None, on_song=None,
+                  progress: bool = True) -> CaptionBatch:
+    """Caption every tile of a file or of every audio file under a folder.
+
+    Parameters
+    ----------
+    captioner : Captioner
+        Made once (e.g. by :func:`make_captioner`); its model is loaded at the
+        first song that needs it.
+    input : path-like
+        Audio file or folder (recursive), as for ``01_encode``.
+    output : path-like
+        Root folder of the tiles; captions go to ``output/<song>/``, spans come
+        from the song's manifest there (else are computed with ``params``).
+    params : CodecParams, optional
+        Tiling of songs without tiles yet (default ``CodecParams()``).
+    artist, title : str
+        Caption prefix ``"style of <artist>, <title>. "`` for every song; empty:
+        from each file's tags.
+    naming : str
+        ``"auto"``: ``<song>_<index>.txt``, or ``<song>_<index><suffix>.txt``
+        when another captioner's caption holds that name; ``"txt"``: always the
+        plain name (a song whose tiles hold another caption fails unless
+        ``overwrite``); the suffix word (``"tags"``, ``"prose"``, ``"meta"``):
+        always the suffix.
+    overwrite : bool
+        Re-caption up-to-date songs; with ``naming="txt"`` also replace other captions.
+    resume : bool
+        Skip songs whose captions are up to date (default).
+    only : collection of path-like, optional
+        Caption only these files of ``input`` (song ids are still those of all of ``input``).
+    on_song : callable, optional
+        Called after each song with its :class:`CaptionResult`, or ``None`` when it failed.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    CaptionBatch
+        Per-song failures are collected, not raised; ``raise_if_failed()`` stops on them.
+
+    Raises
+    ------
+    WeightsMissingError
+        The model cannot be loaded (stops the run; one line says what to download).
+    """
+    from tqdm.auto import tqdm
+
+    if naming not in captioner.namings:
+        raise BadParameterError(f"naming must be one of {captioner.namings}, got {naming!r}")
+    files = find_audio_files(resolve(input))
+    ids = song_ids(files)
+    if only is not None:
+        wanted = {str(Path(f)) for f in only}
+        files = [f for f in files if str(f) in wanted]
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    batch = CaptionBatch(captioner=captioner.name, model=captioner.model_name)
+    bar = tqdm(total=len(files), desc=captioner.name, unit="song", disable=not progress)
+    try:
+        for f in files:
+            bar.set_postfix_str(ids[f][:40])
+            res = None
+            try:
+                res = caption_song(captioner, f, output, song=ids[f], params=params, artist=artist,
+                                   title=title, naming=naming, overwrite=overwrite, resume=resume)
+                batch.results.append(res)
+            except WeightsMissingError:
+                raise
+            except Exception as exc:                 # one bad song never stops the batch
+                msg = str(exc)
+                batch.failures.append((str(f), msg if str(f) in msg
+                                       else f"{f}: {type(exc).__name__}: {msg}"))
+            if on_song is not None:
+                on_song(res)
+            bar.update(1)
+    finally:
+        bar.close()
+    return batch

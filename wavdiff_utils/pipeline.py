@@ -22,6 +22,7 @@ import soundfile as sf
 from . import __version__
 from .audio_io import AudioError, AudioStream, audio_info, find_audio_files
 from .codec import decode_stream, encode_stream, griffinlim_decode
+from .errors import OutputConflictError
 from .manifest import MANIFEST_NAME, manifest_params, read_manifest, write_manifest
 from .params import CodecParams
 from .paths import atomic_path, song_id
@@ -34,7 +35,7 @@ __all__ = ["SongResult", "BatchResult", "failure_lines", "encode_song", "encode_
 TILE_FORMAT = "wavdiff-tile"
 
 
-class OutputExistsError(FileExistsError):
+class OutputExistsError(OutputConflictError):
     """A song's output already exists and was made differently; the message says what to do."""
 
 
