@@ -61,6 +61,7 @@ def test_flags_run_makes_captioned_tiles_dataset_and_report(flags_run):
         assert f"captions: muq: {len(rows)} tiles in 2 song(s) captioned" in r.stdout
         for row in rows:
             assert row["text"].startswith("style of Band. ") and len(row["text"]) > 30
+            assert row["caption_source"] == "muq"
             assert (out / row["file_name"]).with_suffix(".txt").read_text().strip() == row["text"]
     record = json.loads((out / "wavdiff_batch.json").read_text())
     assert [s["status"] for s in record["songs"]] == ["encoded", "encoded"]
@@ -100,16 +101,19 @@ def test_a_rerun_with_flags_and_no_captioner_skips_finished_songs(flags_run, son
     assert (out / "one" / "manifest.json").stat().st_mtime_ns == before
 
 
-def test_missing_weights_skip_captions_in_one_line_and_still_make_the_dataset(songs, tmp_path):
+def test_missing_weights_give_metadata_captions_and_one_line(songs, tmp_path):
     out = tmp_path / "o"
     r = cli(["--input", str(songs / "one.wav"), "--output", str(out), "--captioner", "muq",
              "--model", str(tmp_path / "no-such-model"), "--no-report", *SMALL], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    said = [ln for ln in (r.stdout + r.stderr).splitlines() if "captions skipped" in ln]
-    assert len(said) == 1 and said[0].strip().startswith("captions skipped: ")
-    assert "no-such-model" in said[0] and "--model" in said[0]
+    said = [ln for ln in (r.stdout + r.stderr).splitlines() if "unavailable" in ln]
+    assert len(said) == 1
+    assert said[0].strip().startswith("captions: muq unavailable, metadata captions instead: ")
+    assert "no-such-model" in said[0] and "--model" in said[0] and "hf download" in said[0]
+    assert "captions: metadata: " in r.stdout
     rows = read_metadata(out)
-    assert rows and all(row["text"] == "" for row in rows)
+    assert rows and all(row["text"] == "A track." and row["caption_source"] == "metadata"
+                        for row in rows)
 
 
 @needs_muq
@@ -204,23 +208,3 @@ def test_songs_per_minute_reports_each_worker_count(songs, tmp_path):
     assert rows[0]["tiles"] == rows[1]["tiles"] and not list(tmp_path.iterdir())   # cleaned up
     with pytest.raises(ValueError, match="-1"):
         songs_per_minute(songs, workers=(-1,))
-
-
-@pytest.mark.parametrize("captioner, message, expected", [
-    ("muq", "MuQ-MuLan weights for model='OpenMuQ/MuQ-MuLan-large' are not available: offline.\n"
-            "  - OpenMuQ/MuQ-MuLan-large (the captioning model): not in the cache\n"
-            "Download them on a machine with internet access (pip install huggingface_hub):\n"
-            "  hf download OpenMuQ/MuQ-MuLan-large --local-dir MuQ-MuLan-large\n"
-            "  hf download xlm-roberta-base --local-dir MuQ-MuLan-large/xlm-roberta-base\n"
-            "then pass that folder as the `model` parameter",
-     "captions skipped: MuQ-MuLan weights for model='OpenMuQ/MuQ-MuLan-large' are not available: "
-     "offline; get them with `hf download OpenMuQ/MuQ-MuLan-large --local-dir MuQ-MuLan-large && "
-     "hf download xlm-roberta-base --local-dir MuQ-MuLan-large/xlm-roberta-base`, then pass "
-     "--model MuQ-MuLan-large (or set WAVDIFF_MUQ_MODEL)"),
-    ("qwen", "Qwen2-Audio weights not found for model='x': gone. Download them once.",
-     "captions skipped: Qwen2-Audio weights not found for model='x': gone. Download them once."),
-])
-def test_missing_weights_message_becomes_one_line(captioner, message, expected):
-    from wavdiff_utils.batch import skipped_line
-    line = skipped_line(captioner, FileNotFoundError(message))
-    assert line == expected and "\n" not in line
