@@ -18,7 +18,7 @@ import torch
 from audio_fixtures import music_like, write
 from tiny_models import TINY_MUQ_TOWERS, build_tiny_muq_mulan
 from wavdiff_utils import muq_captioner as mc
-from wavdiff_utils.captioning import caption_prefix
+from wavdiff_utils.captioning import caption_prefix, caption_songs
 from wavdiff_utils.manifest import manifest_spans, read_manifest
 from wavdiff_utils.params import CodecParams
 from wavdiff_utils.pipeline import encode_batch
@@ -36,10 +36,18 @@ def mulan():
     return mc.load_muq_mulan(mc.DEFAULT_MODEL, device="cpu")
 
 
+CAPTIONER_OPTIONS = ("batch_size", "bpm", "bpm_tolerance", "silence_db", "text_cache", "vocabulary",
+                     "templates")
+
+
 def caption(inp, out, mulan, tmp_path, **kw):
+    """Caption with MuQ on the shared interface; tag settings and captioner options go to the captioner."""
     kw.setdefault("progress", False)
     kw.setdefault("text_cache", tmp_path / "text-cache")
-    return mc.caption_songs(inp, out, model=mulan, **kw)
+    options = {k: kw.pop(k) for k in CAPTIONER_OPTIONS if k in kw}
+    settings = {k: kw.pop(k) for k in list(kw) if k.startswith("max_") or k.endswith("_threshold")}
+    cap = mc.MuQCaptioner(mulan, settings=mc.TagSettings(**settings), **options)
+    return caption_songs(cap, inp, out, **kw)
 
 
 # ----------------------------------------------------------------------------- sync
@@ -414,8 +422,8 @@ def test_incomplete_local_folder_gives_one_message(tmp_path, monkeypatch, damage
      "audio tower weights": lambda: (audio / "model.safetensors").unlink()}[damage]()
     song = write(tmp_path / "s.wav", music_like(0.3, 44100), 44100)
     with pytest.raises(mc.ModelWeightsMissing) as info:
-        mc.caption_songs(song, tmp_path / "out", model=folder, device="cpu",
-                         local_files_only=True, progress=False)
+        caption_songs(mc.MuQCaptioner(folder, device="cpu", local_files_only=True), song,
+                      tmp_path / "out", progress=False)
     msg = str(info.value)
     assert str(folder) in msg and expect in msg
     assert "`model`" in msg and "-p model" in msg
@@ -509,8 +517,8 @@ def test_relative_model_folder_and_tiles_from_01_encode(tmp_path, monkeypatch):
     encode_batch(src, tmp_path / "tiles", params=P, progress=False).raise_if_failed()
     shutil.copytree(mc.resolve_model(mc.DEFAULT_MODEL), tmp_path / "my-model")
     monkeypatch.chdir(tmp_path)
-    batch = mc.caption_songs("song.wav", "tiles", model="my-model", device="cpu", progress=False,
-                             text_cache=False)
+    batch = caption_songs(mc.MuQCaptioner("my-model", device="cpu", text_cache=False), "song.wav",
+                          "tiles", progress=False)
     batch.raise_if_failed()
     pngs = sorted((tmp_path / "tiles" / "song").glob("*.png"))
     assert len(pngs) == 3 == len(batch.results[0].tiles)

@@ -6,6 +6,7 @@ loading code.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -56,11 +57,12 @@ def song(tmp_path_factory) -> Path:
 
 
 def _describe(song_path, out, captioner, **kw):
+    """Describe with the loaded model on the shared interface; generation options go to a copy."""
+    options = {"max_new_tokens": 4, "batch_size": 8}
+    options.update({k: kw.pop(k) for k in ("prompt", "max_new_tokens", "batch_size") if k in kw})
     kw.setdefault("params", SMALL)
-    kw.setdefault("max_new_tokens", 4)
     kw.setdefault("progress", False)
-    kw.setdefault("batch_size", 8)
-    return qc.describe_songs(song_path, out, model=captioner, **kw)
+    return captioning.caption_songs(copy.copy(captioner).configure(**options), song_path, out, **kw)
 
 
 def _texts(folder: Path, suffix: str = "") -> dict[str, str]:
@@ -270,8 +272,7 @@ def test_over_long_tiles_are_refused_and_the_batch_goes_on(tmp_path, captioner):
     write(folder / "long.wav", music_like(40.0, 8000, seed=2), 8000)
     write(folder / "short.wav", music_like(3.0, 8000, seed=3), 8000)
     params = CodecParams(sample_rate=8000, size=1024)       # 1024 x 512 / 8000 Hz = 65.5 s tiles
-    result = qc.describe_songs(folder, tmp_path / "out", model=captioner, params=params,
-                               max_new_tokens=4, progress=False)
+    result = _describe(folder, tmp_path / "out", captioner, params=params)
     assert [Path(p).name for p, _ in result.failures] == ["long.wav"]
     msg = result.failures[0][1]
     for part in ("40.00 s", "hears at most 30 s", "refused, not split", "sample_rate"):
@@ -336,9 +337,10 @@ def test_env_variable_replaces_only_the_default_model(monkeypatch, model_dir, tm
         qc.resolve_model(qc.DEFAULT_MODEL)
 
 
-def test_loads_from_a_folder_through_describe_songs(song, tmp_path, model_dir):
-    result = qc.describe_songs(song, tmp_path, model=str(model_dir), device="cpu",
-                               params=SMALL, max_new_tokens=4, progress=False)
+def test_loads_from_a_folder_at_the_first_song(song, tmp_path, model_dir):
+    cap = qc.QwenCaptioner(str(model_dir), device="cpu", max_new_tokens=4)
+    assert cap.model is None                       # resolved now, loaded at the first song
+    result = captioning.caption_songs(cap, song, tmp_path, params=SMALL, progress=False)
     assert result.ok and result.model == str(model_dir)
     assert len(result.songs[0].files) == 4
 
@@ -378,8 +380,8 @@ def test_bad_load_options_are_named(model_dir, kw, bad):
 def test_default_tiling_from_a_model_folder(song, tmp_path, model_dir):
     """What the notebook run with papermill covered: default 1024x1024 tiling, a model folder."""
     out = tmp_path / "tiles"
-    result = qc.describe_songs(str(song), str(out), model=str(model_dir), max_new_tokens=6,
-                               device="cpu", progress=False)
+    result = captioning.caption_songs(qc.QwenCaptioner(str(model_dir), max_new_tokens=6, device="cpu"),
+                                      str(song), str(out), progress=False)
     assert result.ok, result.summary()
     y = load_audio(song, sample_rate=44100)
     n = len(tile_spans(len(y), frames_per_tile=1024, hop_length=512))

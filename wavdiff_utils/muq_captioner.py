@@ -33,8 +33,9 @@ global random generators (their states are restored); the model runs in float32.
 
 Examples
 --------
->>> from wavdiff_utils.muq_captioner import caption_songs  # doctest: +SKIP
->>> caption_songs("song.mp3", "outputs/encode", model="models/MuQ-MuLan-large")  # doctest: +SKIP
+>>> from wavdiff_utils.captioning import caption_songs  # doctest: +SKIP
+>>> from wavdiff_utils.muq_captioner import MuQCaptioner  # doctest: +SKIP
+>>> caption_songs(MuQCaptioner("models/MuQ-MuLan-large"), "song.mp3", "outputs/encode")  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -60,13 +61,13 @@ from .caption_tags import (CATEGORIES, PROMPT_TEMPLATES, Label, TagSettings, Voc
                            load_vocabulary, select_tags)
 from .caption_weights import (Unavailable, hub_folder, local_folder, looks_local, model_name,
                               weights_missing)
-from .captioning import CaptionBatch, CaptionResult, Captioner, TileCaption, pick_device  # noqa: F401
+from .captioning import Captioner, TileCaption, pick_device
 from .errors import BadParameterError, WeightsMissingError
 from .paths import REPO_ROOT, atomic_path
 
 __all__ = ["DEFAULT_MODEL", "MODEL_ENV", "NAMINGS", "TAGS_SUFFIX", "SIDECAR_NAME", "CATEGORIES",
            "PROMPT_TEMPLATES", "ModelWeightsMissing", "MuQMuLanModel", "MuQCaptioner",
-           "resolve_model", "load_muq_mulan", "text_embeddings", "tile_clips", "caption_songs",
+           "resolve_model", "load_muq_mulan", "text_embeddings", "tile_clips",
            "load_vocabulary", "select_tags", "format_caption", "estimate_bpm", "TagSettings"]
 
 #: The model used when none is given.
@@ -492,10 +493,36 @@ def text_embeddings(mulan: MuQMuLanModel, vocabulary: Vocabulary | None = None, 
 class MuQCaptioner(Captioner):
     """MuQ-MuLan tag captions on the shared interface (:class:`wavdiff_utils.captioning.Captioner`).
 
-    The weights are resolved when it is made (a missing file raises at once)
-    and loaded before the first song that needs captioning.  Parameters are
-    those of :func:`caption_songs`; ``model`` may also be a loaded
-    :class:`MuQMuLanModel`.
+    The weights are resolved when it is made (a missing file raises
+    :class:`~wavdiff_utils.errors.WeightsMissingError` at once) and loaded
+    before the first song that needs captioning.
+
+    Parameters
+    ----------
+    model : str, path-like or MuQMuLanModel
+        Hub id, local folder (see the module notes) or a loaded model.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
+    settings : TagSettings, optional
+        How many labels of each category a caption names, and the thresholds.
+    vocabulary, templates
+        Override the label vocabularies / prompt templates.
+    batch_size : int
+        Tiles embedded per forward pass.
+    bpm : bool
+        End captions with the librosa tempo (the song's; a tile's own when it differs clearly).
+    bpm_tolerance : float
+        Relative difference above which a tile reports its own tempo.
+    silence_db : float or None
+        Tiles whose peak is below this (dBFS) are captioned ``"Silence."``; ``None`` disables.
+    text_cache : path-like or False, optional
+        Text-embedding cache folder (see :func:`text_embeddings`).
+    cache_dir : path-like, optional
+        Hugging Face cache folder.
+    local_files_only : bool, optional
+        Never download.
+    top_k : int
+        Best scores kept per category (:attr:`TileCaption.top`).
     """
 
     name = "muq"
@@ -568,73 +595,3 @@ class MuQCaptioner(Captioner):
                                    tags={c: [lab.display for lab in chosen[c]] for c in CATEGORIES},
                                    top=top))
         return out
-
-
-def caption_songs(input, output, *, model=DEFAULT_MODEL, device: str = "auto", artist: str = "",
-                  title: str = "", params=None, batch_size: int = 8, max_genres: int = 1,
-                  max_moods: int = 1, max_instruments: int = 3, max_descriptors: int = 2,
-                  genre_threshold: float = 0.9, mood_threshold: float = 0.9,
-                  instrument_threshold: float = 0.6, descriptor_threshold: float = 0.6,
-                  bpm: bool = True, bpm_tolerance: float = 0.08, silence_db: float | None = -60.0,
-                  vocabulary: Vocabulary | None = None, templates=None, naming: str = "auto",
-                  overwrite: bool = False, cache_dir=None, text_cache=None,
-                  local_files_only: bool | None = None, progress: bool = True) -> CaptionBatch:
-    """Write one MuQ-MuLan tag caption per tile for a file or every audio file under a folder.
-
-    Parameters
-    ----------
-    input, output : path-like
-        Audio file or folder (recursive), and the root folder of ``01_encode``'s
-        tiles (captions go to ``output/<song>/``).
-    model : str, path-like or MuQMuLanModel
-        Hub id, local folder (see the module notes) or a loaded model.
-    device : str
-        ``"auto"``, ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
-    artist, title : str
-        Caption prefix; empty: from each file's tags.
-    params : CodecParams, optional
-        Tiling of songs without tiles yet.
-    batch_size : int
-        Tiles embedded per forward pass.
-    max_genres, max_moods, max_instruments, max_descriptors : int
-        Most labels named per category.
-    genre_threshold, mood_threshold, instrument_threshold, descriptor_threshold : float
-        Relative thresholds in [0, 1] (see :class:`TagSettings`).
-    bpm : bool
-        Add the librosa tempo (song-wide; a tile's own when it differs clearly).
-    bpm_tolerance : float
-        Relative difference above which a tile reports its own tempo.
-    silence_db : float or None
-        Tiles whose peak is below this (dBFS) are captioned ``"Silence."``; ``None`` disables.
-    vocabulary, templates
-        Override the label vocabularies / prompt templates.
-    naming : {"auto", "txt", "tags"}
-        See :func:`wavdiff_utils.captioning.caption_songs`.
-    overwrite : bool
-        Re-caption up-to-date songs; with ``naming="txt"`` also replace other captions.
-    cache_dir : path-like, optional
-        Hugging Face cache folder.
-    text_cache : path-like or False, optional
-        Text-embedding cache folder (see :func:`text_embeddings`).
-    local_files_only : bool, optional
-        Never download.
-    progress : bool
-        Show a progress bar.
-
-    Returns
-    -------
-    CaptionBatch
-
-    Raises
-    ------
-    WeightsMissingError
-        The model cannot be found (one line says what to download).
-    """
-    settings = TagSettings(max_genres, max_moods, max_instruments, max_descriptors, genre_threshold,
-                           mood_threshold, instrument_threshold, descriptor_threshold)
-    cap = MuQCaptioner(model, device=device, settings=settings, vocabulary=vocabulary,
-                       templates=templates, batch_size=batch_size, bpm=bpm,
-                       bpm_tolerance=bpm_tolerance, silence_db=silence_db, text_cache=text_cache,
-                       cache_dir=cache_dir, local_files_only=local_files_only)
-    return captioning.caption_songs(cap, input, output, params=params, artist=artist, title=title,
-                                    naming=naming, overwrite=overwrite, progress=progress)

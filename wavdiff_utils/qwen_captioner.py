@@ -17,8 +17,9 @@ its song fails with a message saying how long the tiles are and what to change.
 
 Examples
 --------
->>> from wavdiff_utils.qwen_captioner import describe_songs  # doctest: +SKIP
->>> describe_songs("song.mp3", "outputs/encode", model="models/Qwen2-Audio-7B-Instruct")  # doctest: +SKIP
+>>> from wavdiff_utils.captioning import caption_songs  # doctest: +SKIP
+>>> from wavdiff_utils.qwen_captioner import QwenCaptioner  # doctest: +SKIP
+>>> caption_songs(QwenCaptioner("models/Qwen2-Audio-7B-Instruct"), "song.mp3", "outputs/encode")  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -33,12 +34,12 @@ import numpy as np
 from . import captioning
 from .caption_weights import (Unavailable, fingerprint, hub_folder, local_folder, model_name,
                               weights_missing)
-from .captioning import CaptionBatch, Captioner, TileCaption, pick_device
+from .captioning import Captioner, TileCaption, pick_device
 from .errors import BadParameterError, WeightsMissingError
 
 __all__ = ["DEFAULT_MODEL", "MODEL_ENV", "DEFAULT_PROMPT", "NAMINGS", "PROSE_SUFFIX",
            "MAX_AUDIO_SECONDS", "RECORD_NAME", "QwenWeightsError", "TileTooLongError",
-           "QwenCaptioner", "resolve_model", "load_qwen", "clean_description", "describe_songs"]
+           "QwenCaptioner", "resolve_model", "load_qwen", "clean_description"]
 
 #: Hugging Face id of the model the captioner is made for.
 DEFAULT_MODEL = "Qwen/Qwen2-Audio-7B-Instruct"
@@ -376,47 +377,3 @@ def load_qwen(model: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = 
     cap = QwenCaptioner(model, device=device, dtype=dtype, load_in_4bit=load_in_4bit)
     cap.load()
     return cap
-
-
-def describe_songs(input, output, *, model=DEFAULT_MODEL, device: str = "auto",
-                   dtype: str = "auto", load_in_4bit: bool = False, prompt: str = DEFAULT_PROMPT,
-                   max_new_tokens: int = 256, artist: str = "", title: str = "", params=None,
-                   naming: str = "auto", batch_size: int = 0, resume: bool = True,
-                   progress: bool = True) -> CaptionBatch:
-    """Write one prose description per tile for every song under ``input``.
-
-    Parameters
-    ----------
-    input, output : path-like
-        Audio file or folder (recursive), and the root folder of the tiles.
-    model : str or QwenCaptioner
-        Hub id or folder (see :func:`resolve_model`), or a captioner already
-        made (its weights are shared, the options below apply).
-    device, dtype, load_in_4bit
-        See :class:`QwenCaptioner`; used when ``model`` is not a captioner yet.
-    prompt, max_new_tokens, batch_size
-        See :class:`QwenCaptioner`.
-    artist, title : str
-        Caption prefix; empty: from each file's tags.
-    params : CodecParams, optional
-        Tiling of songs without tiles yet.
-    naming : {"auto", "txt", "prose"}
-        See :func:`wavdiff_utils.captioning.caption_songs`.
-    resume : bool
-        Skip songs already described with the same model, prompt, settings and spans.
-    progress : bool
-
-    Returns
-    -------
-    CaptionBatch
-        A song that fails (unreadable audio, over-long tiles, another caption in
-        the way) is collected in ``failures`` and the others go on.
-    """
-    if isinstance(model, QwenCaptioner):
-        cap = copy.copy(model).configure(prompt=prompt, max_new_tokens=max_new_tokens,
-                                         batch_size=batch_size)
-    else:
-        cap = QwenCaptioner(model, device=device, dtype=dtype, load_in_4bit=load_in_4bit,
-                            prompt=prompt, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    return captioning.caption_songs(cap, input, output, params=params, artist=artist, title=title,
-                                    naming=naming, resume=resume, progress=progress)
