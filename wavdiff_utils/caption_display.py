@@ -31,24 +31,8 @@ def _tile_pixels(result: CaptionResult, n: int) -> list[np.ndarray]:
 
 def plot_captions(result: CaptionResult, *, max_tiles: int = 4, width: int = 90,
                   max_lines: int = 16, cmap: str = "magma"):
-    """Each tile's magnitude beside its caption (the PNG when ``01_encode`` made it, else computed).
-
-    Parameters
-    ----------
-    result : CaptionResult
-        One song of a captioning run.
-    max_tiles : int
-        Tiles shown, from the first.
-    width : int
-        Characters per line of the wrapped caption.
-    max_lines : int
-        Lines shown per caption; a longer one is cut with an ellipsis (the file is whole).
-    cmap : str
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
+    """Figure: the first ``max_tiles`` tiles' magnitude (the PNG when ``01_encode`` made it, else
+    computed) beside their captions, wrapped at ``width`` characters, cut after ``max_lines``."""
     import matplotlib.pyplot as plt
 
     from .plots import plot_tile
@@ -110,17 +94,9 @@ def plot_scores(result: CaptionResult, *, tile: int = 0, top: int = 5):
 
 def show_captions(batch: CaptionBatch, *, max_songs: int = 2, max_tiles: int = 4,
                   raise_on_failure: bool = False) -> None:
-    """Show a captioning run in a notebook: per song its tiles beside their captions (and MuQ's
-    scores of the first tile), then counts, speed and failures.
-
-    Parameters
-    ----------
-    batch : CaptionBatch
-    max_songs, max_tiles : int
-        Songs drawn, and tiles drawn per song.
-    raise_on_failure : bool
-        Raise ``RuntimeError`` at the end when a song failed (after showing the rest).
-    """
+    """Show a captioning run in a notebook: for the first ``max_songs`` songs, ``max_tiles`` tiles
+    beside their captions (and MuQ's scores of the first scored tile), then counts, speed and
+    failures; ``raise_on_failure`` raises ``RuntimeError`` at the end when a song failed."""
     import matplotlib.pyplot as plt
     from IPython.display import Markdown, display
 

@@ -14,29 +14,14 @@ from .pipeline import BatchResult, SongResult, failure_lines
 
 __all__ = ["TileCaption", "CaptionResult", "CaptionBatch"]
 
+_COLUMNS = ["song", "tile", "seconds", "file", "caption"]
+
 
 @dataclass
 class TileCaption:
-    """The caption of one tile.
-
-    Attributes
-    ----------
-    index, start, end : int
-        Tile index and its real samples ``[start, end)`` at the codec rate.
-    caption : str
-    path : str
-        The caption file.
-    bpm : float or None
-        Tempo the caption names, if any.
-    silent : bool
-        The tile held (near) silence.
-    tags : dict
-        What the caption was built from (MuQ: labels per category; metadata: the file tags).
-    top : dict
-        MuQ: best scores per category, ``[(label, score), ...]``.
-    source : str
-        The captioner that wrote it (``caption_source``).
-    """
+    """The ``caption`` of tile ``index`` (real samples ``[start, end)``), written to ``path`` by
+    the captioner ``source``; ``bpm`` is the tempo it names, ``tags`` what it was built from
+    (MuQ: labels per category; metadata: the file tags), ``top`` MuQ's best scores per category."""
 
     index: int
     start: int
@@ -95,8 +80,7 @@ class CaptionResult(SongResult):
     def _repr_markdown_(self) -> str:
         head = (f"**{self.song}** ({self.captioner}): {self.n_tiles} tiles, {self.status}, spans "
                 f"{'from 01_encode' if self.from_manifest else 'computed (no tiles yet)'}")
-        return head + "\n\n" + _markdown_table(["song", "tile", "seconds", "file", "caption"],
-                                               self._rows())
+        return head + "\n\n" + _markdown_table(_COLUMNS, self._rows())
 
 
 @dataclass
@@ -127,17 +111,14 @@ class CaptionBatch(BatchResult):
         lines += [f"  warning {r.song}: {w}" for r in self.results for w in r.warnings]
         return "\n".join(lines + failure_lines(self.failures))
 
+    def _table_rows(self) -> list[list]:
+        return ([row for r in self.results for row in r._rows()]
+                + [[Path(p).name, "", "", "FAILED", m] for p, m in self.failures])
+
     def table(self):
-        """One row per tile (song, tile, seconds, status, caption); failures as rows with status FAILED."""
+        """One row per tile (song, tile, seconds, file, caption); failures with file FAILED."""
         import pandas as pd
-        rows = [{"song": r.song, "tile": t.index, "start s": round(a, 2), "end s": round(b, 2),
-                 "status": r.status, "file": Path(t.path).name, "caption": t.caption}
-                for r in self.results for t, (a, b) in zip(r.tiles, r.spans)]
-        rows += [{"song": Path(p).name, "status": "FAILED", "caption": m} for p, m in self.failures]
-        return pd.DataFrame(rows)
+        return pd.DataFrame(self._table_rows(), columns=_COLUMNS)
 
     def _repr_markdown_(self) -> str:
-        rows = [row for r in self.results for row in r._rows()]
-        rows += [[Path(p).name, "", "", "FAILED", m] for p, m in self.failures]
-        return (self.summary().splitlines()[0] + "\n\n"
-                + _markdown_table(["song", "tile", "seconds", "file", "caption"], rows))
+        return self.summary().splitlines()[0] + "\n\n" + _markdown_table(_COLUMNS, self._table_rows())

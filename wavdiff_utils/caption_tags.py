@@ -1,11 +1,9 @@
-"""Tag captions from label scores: the vocabularies, which labels a caption names, its text, its tempo.
+"""Tag captions from label scores: vocabularies, which labels a caption names, its text, its tempo.
 
-What the MuQ-MuLan captioner (:mod:`wavdiff_utils.muq_captioner`) turns its
-audio/text similarities into: labels from AudioSet genres, moods and
-instruments and the MagnaTagATune top-50 tags (:func:`load_vocabulary`), each
-category ranked on its own (:func:`select_tags`), one line of text
-(:func:`format_caption`), and the librosa tempo of the song and of each tile
-(:func:`estimate_bpm`).  No model is needed here.
+What :mod:`wavdiff_utils.muq_captioner` turns audio/text similarities into: labels of
+AudioSet genres, moods, instruments and MagnaTagATune's top-50 tags
+(:func:`load_vocabulary`), ranked per category (:func:`select_tags`), one line of
+text (:func:`format_caption`) and the tempo of the song and each tile (:func:`estimate_bpm`).
 """
 from __future__ import annotations
 
@@ -50,19 +48,8 @@ _SMALL_WORDS = {"and", "of", "for", "the", "a", "an", "in", "on"}
 
 @dataclass(frozen=True)
 class Label:
-    """One label of a category.
-
-    Attributes
-    ----------
-    category : str
-        One of :data:`CATEGORIES`.
-    name : str
-        Official name (AudioSet display name, MagnaTagATune tag), unchanged.
-    display : str
-        How the label is written in captions.
-    prompt : str
-        How the label is put into prompt templates.
-    """
+    """One label: its ``category``, official ``name`` (AudioSet, MagnaTagATune), how captions
+    write it (``display``) and how prompts use it (``prompt``)."""
 
     category: str
     name: str
@@ -117,21 +104,16 @@ def load_vocabulary(*, audioset=None, descriptors=None) -> Vocabulary:
     Parameters
     ----------
     audioset : path-like or dict, optional
-        JSON file (or its parsed content) with ``categories`` -> ``genre``,
-        ``mood``, ``instruments`` -> lists of official AudioSet label names, and
-        optional ``display`` overrides.  Default ``wavdiff_utils/data/audioset_music.json``.
+        JSON (or its content) with ``categories`` -> ``genre``, ``mood``, ``instruments``
+        -> AudioSet label names, and optional ``display`` overrides
+        (default ``wavdiff_utils/data/audioset_music.json``).
     descriptors : path-like or sequence of str, optional
-        Text file with one tag per line (``#`` starts a comment), or the tags.
-        Default ``wavdiff_utils/data/magnatagatune_top50.txt``.
-
-    Returns
-    -------
-    Vocabulary
+        One tag per line, ``#`` comments, or the tags (default MagnaTagATune's top 50).
 
     Raises
     ------
     ValueError
-        If a file is malformed, a category is empty or a label repeats.
+        A malformed file, an empty category or a repeated label.
     """
     if isinstance(audioset, Mapping):
         data, where = dict(audioset), "audioset vocabulary"
@@ -202,12 +184,9 @@ def label_prompts(label: Label, templates: Sequence[str]) -> list[str]:
 class TagSettings:
     """How many labels of each category a caption names, and how close to the best they must be.
 
-    A label other than the best of its category is kept when its score, measured
-    above the category's mean score, reaches ``threshold`` times the best one's
-    (``(s - mean) >= threshold * (s_best - mean)``); the best is always kept
-    when the count is at least 1.  Redundant labels (see :func:`select_tags`)
-    are passed over; the best label that is not redundant is the reference.
-    Thresholds are in [0, 1]: 1 keeps only ties with the best, 0 keeps
+    A label after the best (the best that is not redundant, always kept when
+    the count is at least 1) is kept when ``(s - mean) >= threshold * (s_best -
+    mean)``, scores measured within its category: 1 keeps only ties, 0 keeps
     everything above the mean.
     """
 
@@ -254,22 +233,12 @@ def select_tags(scores: Mapping[str, np.ndarray], vocabulary: Vocabulary,
                 settings: TagSettings | None = None) -> dict[str, list[Label]]:
     """Pick each category's labels from its own ranking.
 
-    Parameters
-    ----------
-    scores : mapping
-        Category -> similarity of the tile to each label of that category
-        (same order as ``vocabulary[category]``).
-    vocabulary : Vocabulary
-    settings : TagSettings, optional
-
-    Returns
-    -------
-    dict
-        Category -> chosen labels, best first.  Redundant labels are skipped
-        (and do not count): within a category, one whose words are a subset or
-        superset of a chosen one's (``Singing`` after ``Male Singing``); among
-        descriptors, one sharing a word with anything chosen so far
-        (``"guitar"`` after Electric Guitar, ``"no vocals"`` after ``"vocal"``).
+    ``scores`` maps each category to the tile's similarity to every label of it
+    (in ``vocabulary`` order).  Returns category -> chosen labels, best first.
+    Redundant labels are skipped and do not count: within a category, one whose
+    words are a subset or superset of a chosen one's (``Singing`` after ``Male
+    Singing``); among descriptors, one sharing a word with anything chosen so
+    far (``"guitar"`` after Electric Guitar, ``"no vocals"`` after ``"vocal"``).
     """
     settings = settings or TagSettings()
     chosen: dict[str, list[Label]] = {}
@@ -386,21 +355,17 @@ def _tempo(env: np.ndarray, fps: float, *, prior_bpm: float = 120.0, std_octaves
 
 def estimate_bpm(y: np.ndarray, sample_rate: int, spans=(), *, tolerance: float = 0.08,
                  min_seconds: float = 5.0, hop_length: int = 512) -> tuple[float | None, list]:
-    """Tempo of the whole song, and the tempo to report for each tile.
+    """Tempo of the whole song, and the tempo to report for each tile (``None`` when none is found).
 
-    The onset envelope comes from ``librosa.onset.onset_strength``; the tempo
-    is the strongest periodicity of the envelope (its autocorrelation) under
-    librosa's log-normal prior around 120 BPM, measured over the whole song.
-    A tile gets its own estimate (the same, on its part of the envelope) only
-    when it holds at least ``min_seconds`` of audio and the
-    estimate differs from the song's by more than ``tolerance`` (relative),
-    half and double tempo (octave errors) not counting as different.
-    Values are rounded to whole BPM.  Memory grows linearly with the song.
+    The tempo is the strongest periodicity (autocorrelation) of the
+    ``librosa.onset.onset_strength`` envelope under librosa's log-normal prior
+    around 120 BPM, over the whole song.  A tile of at least ``min_seconds``
+    reports its own estimate only when it differs from the song's by more than
+    ``tolerance`` (relative), half and double tempo not counting.  Whole BPM.
 
     Returns
     -------
     song_bpm : float or None
-        ``None`` when no tempo can be found (silence, too short).
     tile_bpm : list of float or None
         One per span.
     """

@@ -1,14 +1,11 @@
 """Where a captioner's weights come from: a local folder, the Hugging Face cache, or the hub.
 
-Resolution goes through ``huggingface_hub`` only: a folder given as ``model``
-(absolute, or relative to the launch folder or the repository) is used as it
-is; a hub id is looked up in the local cache first
-(``snapshot_download(..., local_files_only=True)``), then downloaded unless
-``local_files_only`` or offline mode (``HF_HUB_OFFLINE=1``) forbids it.  An
-environment variable (``WAVDIFF_MUQ_MODEL``, ``WAVDIFF_QWEN_MODEL``) replaces
-the captioner's default id, and only that id.  When the weights cannot be had,
-:func:`weights_missing` makes the one-line message: the model id, why, the
-download command and the parameter to point at a local copy.
+A folder given as ``model`` is used as it is; a hub id goes through
+``huggingface_hub``: the local cache first (``local_files_only=True``), then a
+download unless ``local_files_only`` or ``HF_HUB_OFFLINE=1`` forbids it.  An
+environment variable replaces the captioner's default id, and only that id.
+:func:`weights_missing` makes the one-line error: model id, why, download
+command, and the parameter to point at a local copy.
 """
 from __future__ import annotations
 
@@ -66,13 +63,8 @@ def offline_reason(local_files_only: bool | None) -> str:
 
 def hub_folder(repo: str, *, cache_dir=None, local_files_only: bool | None = None,
                allow_patterns=None) -> Path:
-    """The snapshot folder of ``repo``: from the cache, else downloaded when allowed.
-
-    Raises
-    ------
-    Unavailable
-        With the reason (not in the cache and offline; the hub did not give it).
-    """
+    """The snapshot folder of ``repo``: from the cache, else downloaded when allowed
+    (:class:`Unavailable` with the reason otherwise)."""
     from huggingface_hub import constants, snapshot_download
 
     cache = str(cache_dir or constants.HF_HUB_CACHE)

@@ -1,26 +1,12 @@
 """One interface for every captioner: a caption per tile, in sync with the tiles, resumable.
 
-A captioner (:class:`Captioner`) only says how to caption the tiles of one song;
-everything else lives here, once:
-
-- the sample span of each tile (:func:`song_tiles`: ``01_encode``'s manifest,
-  else the tiles' own metadata, else computed by the same
-  :func:`wavdiff_utils.tiling.tile_spans`), so a caption describes exactly the
-  audio of its image;
-- file names (``<song>_<index:04d>.txt`` beside the tile, or
-  ``<song>_<index:04d><suffix>.txt`` when another captioner's caption is there,
-  see :func:`caption_song`'s ``naming``);
-- a per-song record of what was written, so a re-run skips up-to-date songs,
-  recognises its own files after an interruption, never overwrites another
-  captioner's and removes its own stale ones;
-- failures collected per song (:func:`caption_songs`), and the model loaded once
-  and only when a song needs it.
-
-Adding a captioner is one file: subclass :class:`Captioner`, set
-:attr:`~Captioner.name` and :attr:`~Captioner.suffix`, implement
-:meth:`~Captioner.identity` and :meth:`~Captioner.caption_tiles` (and
-:meth:`~Captioner.load` when it has weights).  :func:`make_captioner` builds one
-by name (``"muq"``, ``"qwen"``, ``"metadata"``).
+A :class:`Captioner` only says how to caption the tiles of one song; the rest
+lives here once: each tile's sample span (:func:`song_tiles`), file names and
+``naming``, a per-song record that lets a re-run skip up-to-date songs and
+never overwrite another captioner's files, failures collected per song
+(:func:`caption_songs`), and the model loaded once, only when a song needs it.
+Adding a captioner is one file: subclass :class:`Captioner`, set ``name`` and
+``suffix``, implement ``identity`` and ``caption_tiles`` (and ``load``).
 """
 from __future__ import annotations
 
@@ -59,24 +45,9 @@ _LEGACY_FORMATS = ("wavdiff-captions-muq", "wavdiff-qwen-descriptions")
 
 @dataclass
 class SongTiles:
-    """A song's audio cut into the spans of its tiles.
-
-    Attributes
-    ----------
-    song : str
-        Song id (tile file prefix).
-    source : Path
-        Audio file.
-    folder : Path
-        Where the song's tiles and captions live (``<output>/<song>``).
-    params : CodecParams
-        Codec parameters the spans come from.
-    spans : list of TileSpan
-    audio : ndarray
-        Mono float32 samples at ``params.sample_rate``.
-    from_manifest : bool
-        True when the spans were read from ``01_encode``'s manifest (or tile metadata).
-    """
+    """A song's audio (mono float32 at ``params.sample_rate``) cut into the spans of its tiles,
+    which live with their captions in ``folder`` (``<output>/<song>``); ``from_manifest`` says
+    the spans come from ``01_encode``'s manifest or tile metadata rather than computed."""
 
     song: str
     source: Path
@@ -94,26 +65,23 @@ class SongTiles:
 
 def song_tiles(audio_path, output, *, params: CodecParams | None = None,
                song: str | None = None) -> SongTiles:
-    """Load a song and find the sample span of each of its tiles.
+    """Load a song and find the sample span of each of its tiles, as ``01_encode`` made them.
 
     Parameters
     ----------
     audio_path : path-like
-        The song.
     output : path-like
-        Root folder of tiles (``01_encode``'s ``output``) or any folder; the
-        song's folder is ``output/<song>``.
+        Root folder of the tiles; the song's folder is ``output/<song>``.
     params : CodecParams, optional
-        Used when no manifest exists (default ``CodecParams()``).  When a
-        manifest exists its parameters win, with a warning if they differ.
+        Tiling when the song has no manifest (default ``CodecParams()``); a
+        manifest's parameters win, with a warning when they differ.
     song : str, optional
         Song id; default :func:`wavdiff_utils.paths.song_id` of the file name.
 
     Notes
     -----
-    Without a manifest, spans are read from the tiles' own PNG metadata when
-    the folder holds a complete, numbered set of this song's tiles; otherwise
-    they are computed by :func:`wavdiff_utils.tiling.tile_spans`.
+    Spans come from the manifest, else from a complete set of the song's tiles'
+    PNG metadata, else from :func:`wavdiff_utils.tiling.tile_spans`.
     """
     audio_path = Path(audio_path)
     song = song or song_id(audio_path)
@@ -165,13 +133,7 @@ def _manifest_from_tiles(folder: Path, song: str) -> dict | None:
 
 
 def check_tile_length(tiles: SongTiles, max_seconds: float | None, *, who: str = "the model") -> None:
-    """Refuse a song whose tiles last longer than ``max_seconds`` (``None``: no limit).
-
-    Raises
-    ------
-    BadParameterError
-        Naming the song, the tile length, the codec parameters behind it and what to change.
-    """
+    """Refuse (:class:`BadParameterError`, saying what to change) tiles over ``max_seconds``."""
     p = tiles.params
     longest = max((s.n_samples for s in tiles.spans), default=0) / p.sample_rate
     if max_seconds is None or longest <= max_seconds + 1e-9:
@@ -234,32 +196,29 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
-def positive_int(name: str, value, *, zero: bool = False) -> int:
-    """``value`` as an int > 0 (>= 0 with ``zero``), else :class:`BadParameterError` naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if zero else 1):
-        raise BadParameterError(f"{name} must be a {'whole number >= 0' if zero else 'positive integer'}"
-                                f", got {value!r}")
+def positive_int(name: str, value) -> int:
+    """``value`` as an int > 0, else :class:`BadParameterError` naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise BadParameterError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
 # =========================================================================== the interface
 
 class Captioner:
-    """Base of the captioners: subclasses say how to caption the tiles of one song.
+    """Base of the captioners: how to caption the tiles of one song.
 
-    Subclasses set :attr:`name` and :attr:`suffix` and implement
-    :meth:`identity` and :meth:`caption_tiles`; a captioner with weights
-    resolves them in its constructor (raising
-    :class:`~wavdiff_utils.errors.WeightsMissingError` with one line when they
-    are missing) and loads them in :meth:`load`, which the shared code calls
-    once, only when a song needs captioning.
+    A captioner with weights resolves them in its constructor (raising
+    :class:`~wavdiff_utils.errors.WeightsMissingError`, one line, when they are
+    missing) and loads them in :meth:`load`, called once before the first song
+    that needs captioning.
     """
 
     #: Short name, written as ``caption_source`` in every record and dataset row.
     name = ""
     #: Suffix before ``.txt`` when another captioner's caption holds the plain name.
     suffix = ""
-    #: Per-song record file beside the tiles (default ``captions_<name>.json``).
+    #: Per-song record file beside the tiles (``captions_<name>.json``).
     record_name = ""
     #: Longest tile it hears whole, in seconds; longer tiles are refused (``None``: no limit).
     max_seconds: float | None = None
@@ -272,10 +231,6 @@ class Captioner:
     def namings(self) -> tuple[str, str, str]:
         """``naming`` choices: ``"auto"``, ``"txt"``, and the suffix word (``"tags"``, ``"prose"``)."""
         return ("auto", "txt", self.suffix.lstrip("."))
-
-    @property
-    def record(self) -> str:
-        return self.record_name or f"captions_{self.name}.json"
 
     def identity(self) -> dict:
         """What the captions depend on besides the audio and the prefix (model, settings)."""
@@ -290,25 +245,12 @@ class Captioner:
 
 
 def make_captioner(name: str, *, model=None, device: str = "auto", **options) -> Captioner:
-    """A captioner by name: ``"muq"``, ``"qwen"`` or ``"metadata"``.
+    """A captioner by name (one of :data:`CAPTIONERS`).
 
-    Parameters
-    ----------
-    name : str
-        One of :data:`CAPTIONERS`.
-    model : str, optional
-        Hub id or local folder; default the captioner's own (which
-        ``$WAVDIFF_MUQ_MODEL`` / ``$WAVDIFF_QWEN_MODEL`` replace).  Ignored by ``"metadata"``.
-    device : str
-    **options
-        Passed to the captioner's class.
-
-    Raises
-    ------
-    WeightsMissingError
-        The weights are not there (one line: model id, download command, parameter).
-    BadParameterError
-        An unknown name.
+    ``model`` (hub id or folder) defaults to the captioner's own, which
+    ``$WAVDIFF_MUQ_MODEL`` / ``$WAVDIFF_QWEN_MODEL`` replace; ``"metadata"``
+    takes neither ``model`` nor ``device``.  ``options`` go to the class.
+    Raises :class:`WeightsMissingError` (one line) when the weights are not there.
     """
     if name == "metadata":
         from .metadata_captioner import MetadataCaptioner
@@ -323,15 +265,8 @@ def make_captioner(name: str, *, model=None, device: str = "auto", **options) ->
 
 
 def captioner_or_fallback(name: str, *, model=None, device: str = "auto") -> tuple[Captioner, str]:
-    """The captioner asked for, or the metadata captioner when its weights are missing.
-
-    Returns
-    -------
-    captioner : Captioner
-    notice : str
-        ``""``, or one line saying why the metadata captioner stands in and how
-        to get the weights.
-    """
+    """The captioner asked for and ``""``, or the metadata captioner and a one-line notice
+    saying why it stands in (missing weights) and how to get the weights."""
     try:
         return make_captioner(name, model=model, device=device), ""
     except (WeightsMissingError, ImportError, RuntimeError) as exc:
@@ -351,7 +286,7 @@ def recorded_captions(folder) -> dict[str, dict]:
 
     out = {}
     for cls in (MuQCaptioner, QwenCaptioner, MetadataCaptioner):
-        rec = _read_record(Path(folder), cls.__new__(cls))
+        rec = _read_record(Path(folder), cls.record_name)
         for t in rec.get("tiles", []):
             out[t["file"]] = {"caption": str(t["caption"]).strip(),
                               "caption_source": rec.get("caption_source") or cls.name}
@@ -360,10 +295,10 @@ def recorded_captions(folder) -> dict[str, dict]:
 
 # =========================================================================== records
 
-def _read_record(folder: Path, captioner: Captioner) -> dict:
-    """The captioner's record of the song (tile entries as ``file`` + ``caption``), or ``{}``."""
+def _read_record(folder: Path, name: str) -> dict:
+    """A captioner's record of the song (tile entries as ``file`` + ``caption``), or ``{}``."""
     try:
-        data = json.loads((folder / captioner.record).read_text(encoding="utf-8"))
+        data = json.loads((folder / name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict) or data.get("format") not in (_RECORD_FORMAT, *_LEGACY_FORMATS):
@@ -374,8 +309,8 @@ def _read_record(folder: Path, captioner: Captioner) -> dict:
     return data
 
 
-def _write_record(folder: Path, captioner: Captioner, record: dict) -> None:
-    with atomic_path(folder / captioner.record) as tmp:
+def _write_record(folder: Path, name: str, record: dict) -> None:
+    with atomic_path(folder / name) as tmp:
         tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
 
 
@@ -426,14 +361,8 @@ def _remove_stale(folder: Path, old: dict, keep: set[str]) -> None:
 def caption_song(captioner: Captioner, path, output, *, song: str | None = None,
                  params: CodecParams | None = None, artist: str = "", title: str = "",
                  naming: str = "auto", overwrite: bool = False, resume: bool = True) -> CaptionResult:
-    """Caption every tile of one song with ``captioner`` (see :func:`caption_songs`).
-
-    Returns
-    -------
-    CaptionResult
-        ``status="skipped"`` when the song's captions exist, are untouched and
-        were made with the same captioner identity, prefix and spans.
-    """
+    """Caption every tile of one song (see :func:`caption_songs`); ``status="skipped"`` when its
+    captions are untouched and were made with the same captioner identity, prefix, tags and spans."""
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -444,10 +373,10 @@ def caption_song(captioner: Captioner, path, output, *, song: str | None = None,
     prefix = caption_prefix((artist or "").strip() or tags["artist"],
                             (title or "").strip() or tags["title"])
     key_data = {"captioner": captioner.name, "identity": captioner.identity(), "prefix": prefix,
-                "tags": tags,
-                "spans": [(s.start, s.end) for s in tiles.spans], "codec": tiles.params.to_dict()}
+                "tags": tags, "spans": [(s.start, s.end) for s in tiles.spans],
+                "codec": tiles.params.to_dict()}
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True, default=str).encode()).hexdigest()[:20]
-    old = _read_record(tiles.folder, captioner)
+    old = _read_record(tiles.folder, captioner.record_name)
     suffix = _suffix_for(captioner, tiles, naming, old, overwrite)
     paths = [caption_path(tiles.folder, tiles.song, s.index, suffix=suffix) for s in tiles.spans]
     base = dict(song=tiles.song, source=str(path), output=str(tiles.folder), n_tiles=len(paths),
@@ -483,13 +412,12 @@ def caption_song(captioner: Captioner, path, output, *, song: str | None = None,
               "tiles": [{**t.to_dict(), "file": Path(t.path).name} for t in made]}
     # the record first (old captions kept as "previous", no key: not finished), then the
     # captions: files of an interrupted run are all recognised as this captioner's next time
-    _write_record(tiles.folder, captioner, {**record, "key": None, "previous": old.get("tiles", [])
-                                            + old.get("previous", [])})
+    earlier = old.get("tiles", []) + old.get("previous", [])
+    _write_record(tiles.folder, captioner.record_name, {**record, "key": None, "previous": earlier})
     for t in made:
         write_caption(t.path, t.caption)
-    _remove_stale(tiles.folder, {**old, "previous": old.get("previous", [])},
-                  {p.name for p in paths})
-    _write_record(tiles.folder, captioner, record)
+    _remove_stale(tiles.folder, old, {p.name for p in paths})
+    _write_record(tiles.folder, captioner.record_name, record)
     return CaptionResult(status="captioned", tiles=made, warnings=notes,
                          seconds=time.perf_counter() - t0, **base)
 
@@ -503,34 +431,28 @@ def caption_songs(captioner: Captioner, input, output, *, params: CodecParams | 
     Parameters
     ----------
     captioner : Captioner
-        Made once (e.g. by :func:`make_captioner`); its model is loaded at the
-        first song that needs it.
-    input : path-like
-        Audio file or folder (recursive), as for ``01_encode``.
-    output : path-like
-        Root folder of the tiles; captions go to ``output/<song>/``, spans come
-        from the song's manifest there (else are computed with ``params``).
+        Made once (e.g. :func:`make_captioner`); its model loads at the first song needing it.
+    input, output : path-like
+        Audio file or folder (recursive), and the root folder of the tiles:
+        captions go to ``output/<song>/``, spans come from the manifest there
+        (else are computed with ``params``, default ``CodecParams()``).
     params : CodecParams, optional
-        Tiling of songs without tiles yet (default ``CodecParams()``).
     artist, title : str
-        Caption prefix ``"style of <artist>, <title>. "`` for every song; empty:
-        from each file's tags.
+        Caption prefix ``"style of <artist>, <title>. "``; empty: from each file's tags.
     naming : str
         ``"auto"``: ``<song>_<index>.txt``, or ``<song>_<index><suffix>.txt``
-        when another captioner's caption holds that name; ``"txt"``: always the
-        plain name (a song whose tiles hold another caption fails unless
-        ``overwrite``); the suffix word (``"tags"``, ``"prose"``, ``"meta"``):
-        always the suffix.
+        when another captioner's caption holds that name; ``"txt"``: the plain
+        name (refused over another caption unless ``overwrite``); the suffix
+        word (``"tags"``, ``"prose"``, ``"meta"``): always the suffix.
     overwrite : bool
         Re-caption up-to-date songs; with ``naming="txt"`` also replace other captions.
     resume : bool
-        Skip songs whose captions are up to date (default).
+        Skip songs whose captions are up to date.
     only : collection of path-like, optional
-        Caption only these files of ``input`` (song ids are still those of all of ``input``).
+        Caption only these files of ``input`` (song ids stay those of all of ``input``).
     on_song : callable, optional
-        Called after each song with its :class:`CaptionResult`, or ``None`` when it failed.
+        Called after each song with its :class:`CaptionResult` (``None`` when it failed).
     progress : bool
-        Show a progress bar.
 
     Returns
     -------

@@ -59,6 +59,7 @@ class MetadataCaptioner(Captioner):
     name = "metadata"
     label = "the metadata captioner"
     suffix = ".meta"
+    record_name = "captions_metadata.json"
     model_name = "file tags (tinytag) + librosa.feature.tempo"
 
     def __init__(self, *, tempo: bool = True):

@@ -1,40 +1,21 @@
-"""Tag captions from MuQ-MuLan: one caption per tile, describing exactly the audio of that tile.
+"""Tag captions from MuQ-MuLan, one per tile, on the shared interface (:mod:`wavdiff_utils.captioning`).
 
 Each tile's audio is embedded with the MuQ-MuLan audio tower and compared with
-text embeddings of prompts built from label vocabularies; the labels and the
-text come from :mod:`wavdiff_utils.caption_tags`, the tile spans, file names,
-resume and failure reporting from :mod:`wavdiff_utils.captioning`::
+text embeddings of label prompts (labels and text: :mod:`wavdiff_utils.caption_tags`)::
 
-    style of Artist. A Sad Rock track featuring Electric Guitar, Drum Kit and Bass Guitar.
-    Characterized as loud, metal. 120 BPM.
+    style of Artist. A Sad Rock track featuring Electric Guitar. Characterized as loud. 120 BPM.
 
-Model resolution
-----------------
-``model`` is a Hugging Face hub id or a local folder (default
-:data:`DEFAULT_MODEL`; ``$WAVDIFF_MUQ_MODEL`` replaces that id, and only it).
-MuQ-MuLan builds its two sub-towers from the names in its ``config.json``
-(``audio_model.name``, e.g. ``OpenMuQ/MuQ-large-msd-iter``, and
-``text_model.name``, e.g. ``xlm-roberta-base``) before loading its own weights,
-so those must be there too: each is looked up as a folder (absolute, or
-relative to the model folder), as ``<model folder>/<last part of the name>``,
-then through the Hugging Face cache and hub (:mod:`wavdiff_utils.caption_weights`).
-A self-contained folder::
+``model`` is a hub id or a folder (default :data:`DEFAULT_MODEL`, which
+``$WAVDIFF_MUQ_MODEL`` replaces).  Its ``config.json`` names two sub-towers
+(``OpenMuQ/MuQ-large-msd-iter``, ``xlm-roberta-base``) that must be there too:
+each is looked up as a folder (absolute, or relative to the model folder), as
+``<model folder>/<last part of the name>``, then in the Hugging Face cache and
+hub.  muq picks a tower's code from its name (``muq`` / ``xlm-roberta``), so
+folders named otherwise go through a renamed link; the MuQ-MuLan checkpoint is
+loaded last.  muq 0.1.0 fails with transformers >= 5.16 (checked up front);
+building MuQ reseeds the global random generators (their states are restored).
 
-    MuQ-MuLan-large/
-        config.json, model.safetensors (or pytorch_model.bin)
-        MuQ-large-msd-iter/   config.json, model.safetensors
-        xlm-roberta-base/     config.json, model.safetensors, tokenizer files
-
-muq picks a tower's code from its name (``muq`` / ``xlm-roberta`` must appear
-in it); tower folders named otherwise are passed through a renamed link.  The
-sub-tower weights are then overwritten by the MuQ-MuLan checkpoint.  muq 0.1.0
-fails with transformers >= 5.16 (checked up front); building MuQ reseeds the
-global random generators (their states are restored); the model runs in float32.
-
-Examples
---------
 >>> from wavdiff_utils.captioning import caption_songs  # doctest: +SKIP
->>> from wavdiff_utils.muq_captioner import MuQCaptioner  # doctest: +SKIP
 >>> caption_songs(MuQCaptioner("models/MuQ-MuLan-large"), "song.mp3", "outputs/encode")  # doctest: +SKIP
 """
 from __future__ import annotations
@@ -203,26 +184,11 @@ def _resolve_files(name: str, *, cache_dir=None, local_files_only=None) -> tuple
 
 @dataclass
 class MuQMuLanModel:
-    """A loaded MuQ-MuLan model, ready to embed tiles and prompts.
+    """A loaded MuQ-MuLan (``model``, float32, eval mode), ready to embed tiles and prompts.
 
-    Attributes
-    ----------
-    model : muq.MuQMuLan
-        The torch module (float32, eval mode).
-    name : str
-        ``model`` as resolved by :func:`resolve_model`.
-    folder, weights : Path
-        The model's folder (local or a hub snapshot) and the weights file loaded.
-    device : str
-    key : str
-        Identity of the weights (path, size, modification time): part of cache keys.
-    sample_rate : int
-        Audio rate the model takes (24000).
-    clip_seconds : float
-        Length of the clips the audio tower embeds; longer audio is cut into
-        clips whose embeddings are averaged.
-    towers : dict
-        ``"audio"`` / ``"text"`` -> the sub-tower folders.
+    ``key`` identifies the ``weights`` file (path, size, time) in cache keys; the
+    audio tower takes ``clip_seconds`` clips at ``sample_rate``; ``towers`` maps
+    ``"audio"`` / ``"text"`` to the sub-tower folders.
     """
 
     model: Any
@@ -382,25 +348,12 @@ def _build(name: str, folder: Path, config: dict, towers: dict, device: str) -> 
 
 def load_muq_mulan(model=DEFAULT_MODEL, *, device: str = "auto", cache_dir=None,
                    local_files_only: bool | None = None) -> MuQMuLanModel:
-    """Load MuQ-MuLan from a local folder, the Hugging Face cache or the hub.
-
-    Parameters
-    ----------
-    model : str or path-like
-        Hub id (default :data:`DEFAULT_MODEL`, replaced by ``$WAVDIFF_MUQ_MODEL``)
-        or a local folder (see the module notes).
-    device : str
-        ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
-    cache_dir : path-like, optional
-        Hugging Face cache folder; default the usual one (``HF_HUB_CACHE`` / ``HF_HOME``).
-    local_files_only : bool, optional
-        Never use the network (also when ``HF_HUB_OFFLINE=1``).
+    """Load MuQ-MuLan from a folder, the Hugging Face cache or the hub (see :class:`MuQCaptioner`).
 
     Raises
     ------
     WeightsMissingError
-        Model or sub-tower files are missing; one line says what to download
-        and which parameter to point at it.
+        Model or sub-tower files are missing (one line: what to download, where to point ``model``).
     RuntimeError
         The installed transformers cannot run muq.
     BadParameterError
@@ -423,26 +376,11 @@ def _default_cache() -> Path:
 
 def text_embeddings(mulan: MuQMuLanModel, vocabulary: Vocabulary | None = None, *,
                     templates=None, cache_dir=None) -> dict[str, np.ndarray]:
-    """One L2-normalised text embedding per label and category (mean over its prompt templates).
+    """Category -> ``(n_labels, dim)`` L2-normalised text embeddings (mean over each label's prompts).
 
-    Computed once per run (kept on ``mulan``) and cached on disk, keyed by the
-    model's weights, the vocabulary and the templates.
-
-    Parameters
-    ----------
-    mulan : MuQMuLanModel
-    vocabulary : Vocabulary, optional
-        Default :func:`load_vocabulary`.
-    templates : mapping, optional
-        Category -> prompt templates; default :data:`PROMPT_TEMPLATES`.
-    cache_dir : path-like or False, optional
-        Where the cache files go (default ``$WAVDIFF_CACHE/muq-text`` or
-        ``outputs/cache/muq-text``); ``False`` disables the disk cache.
-
-    Returns
-    -------
-    dict
-        Category -> array ``(n_labels, dim)``.
+    Kept on ``mulan`` and cached on disk in ``cache_dir`` (default
+    ``$WAVDIFF_CACHE/muq-text`` or ``outputs/cache/muq-text``; ``False``: no
+    disk cache), keyed by the weights, the vocabulary and the ``templates``.
     """
     vocabulary = vocabulary or load_vocabulary()
     templates = check_templates(templates)
@@ -502,27 +440,24 @@ class MuQCaptioner(Captioner):
     model : str, path-like or MuQMuLanModel
         Hub id, local folder (see the module notes) or a loaded model.
     device : str
-        ``"auto"``, ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
+        ``"auto"`` (cuda, mps, cpu), ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
     settings : TagSettings, optional
-        How many labels of each category a caption names, and the thresholds.
+        Labels named per category, and their thresholds.
     vocabulary, templates
         Override the label vocabularies / prompt templates.
     batch_size : int
         Tiles embedded per forward pass.
-    bpm : bool
-        End captions with the librosa tempo (the song's; a tile's own when it differs clearly).
-    bpm_tolerance : float
-        Relative difference above which a tile reports its own tempo.
+    bpm, bpm_tolerance
+        End captions with the tempo (the song's; a tile's own when it differs by more
+        than ``bpm_tolerance``, relative).
     silence_db : float or None
-        Tiles whose peak is below this (dBFS) are captioned ``"Silence."``; ``None`` disables.
+        Tiles peaking below this (dBFS) are captioned ``"Silence."``; ``None`` disables.
     text_cache : path-like or False, optional
-        Text-embedding cache folder (see :func:`text_embeddings`).
-    cache_dir : path-like, optional
-        Hugging Face cache folder.
-    local_files_only : bool, optional
-        Never download.
+        See :func:`text_embeddings`.
+    cache_dir, local_files_only
+        Hugging Face cache folder; never download.
     top_k : int
-        Best scores kept per category (:attr:`TileCaption.top`).
+        Best scores kept per category (``TileCaption.top``).
     """
 
     name = "muq"

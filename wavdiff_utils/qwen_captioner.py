@@ -1,25 +1,13 @@
-"""Prose descriptions of each tile with Qwen2-Audio-7B-Instruct, in sync with the tiles.
+"""Prose descriptions of each tile with Qwen2-Audio-7B-Instruct, on the shared interface.
 
-Each tile's exact sample span (see :func:`wavdiff_utils.captioning.song_tiles`)
-is resampled to the model's 16 kHz and described in one paragraph, written
-beside the tile as ``<song>_<index:04d>.txt`` or, when another captioner's
-caption is there, ``<song>_<index:04d>.prose.txt``; ``qwen_descriptions.json``
-records what was written, so a re-run skips finished songs (the shared
-interface, :class:`wavdiff_utils.captioning.Captioner`).
+Each tile's exact span (:mod:`wavdiff_utils.captioning`) is resampled to 16 kHz
+and described in one paragraph (``.prose.txt`` beside another captioner's
+caption).  Generation is greedy whatever the checkpoint's sampling settings,
+and only the generated tokens are decoded, so nothing is echoed.  The model
+keeps only the first 30 s of a clip, so longer tiles are **refused, not split**.
 
-Generation is greedy (``do_sample=False`` whatever the checkpoint's sampling
-settings), limited by ``max_new_tokens``, and only the generated tokens are
-decoded, so neither the chat template nor the prompt is echoed.
-
-Qwen2-Audio's feature extractor keeps only the first 30 s of a clip and drops
-the rest without a word, so a tile longer than that is **refused, not split**:
-its song fails with a message saying how long the tiles are and what to change.
-
-Examples
---------
 >>> from wavdiff_utils.captioning import caption_songs  # doctest: +SKIP
->>> from wavdiff_utils.qwen_captioner import QwenCaptioner  # doctest: +SKIP
->>> caption_songs(QwenCaptioner("models/Qwen2-Audio-7B-Instruct"), "song.mp3", "outputs/encode")  # doctest: +SKIP
+>>> caption_songs(QwenCaptioner("models/Qwen2-Audio-7B-Instruct"), "song.mp3", "tiles/")  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -76,18 +64,10 @@ class TileTooLongError(BadParameterError):
 # --------------------------------------------------------------------------- weights
 
 def resolve_model(model: str = DEFAULT_MODEL) -> str:
-    """The folder the weights are loaded from: a local folder, or the Hugging Face snapshot.
-
-    ``model`` is a folder (absolute, or relative to the launch folder or the
-    repository) or a hub id, looked up in the cache, then downloaded unless
-    offline (``HF_HUB_OFFLINE=1``).  ``$WAVDIFF_QWEN_MODEL`` replaces
-    :data:`DEFAULT_MODEL`, and only it.
-
-    Raises
-    ------
-    WeightsMissingError
-        One line: the folder is missing or incomplete, or the hub id cannot be had.
-    """
+    """The folder the weights load from: ``model`` as a folder (absolute, or relative to the
+    launch folder or the repository), else its Hugging Face snapshot (cache first, then the hub
+    unless offline).  ``$WAVDIFF_QWEN_MODEL`` replaces :data:`DEFAULT_MODEL`, and only it.
+    Raises :class:`WeightsMissingError` (one line) for a missing or incomplete folder or id."""
     if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
         raise BadParameterError(f"model must be a Hugging Face id or a folder, got {model!r}")
     name = model_name(model, default=DEFAULT_MODEL, env=MODEL_ENV)
@@ -141,24 +121,13 @@ def clean_description(text: str) -> str:
 class QwenCaptioner(Captioner):
     """Qwen2-Audio prose on the shared interface; also describes clips directly (:meth:`describe`).
 
-    Parameters
-    ----------
-    model : str
-        Hugging Face id or local folder (see :func:`resolve_model`); resolved now, loaded
-        by :meth:`load` (or :func:`load_qwen`).
-    device : str
-        ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"mps"`` or ``"cuda[:N]"``.
-    dtype : str
-        ``"auto"`` (bfloat16 on a GPU that has it, else float16; float32 on CPU),
-        ``"float32"``, ``"bfloat16"`` or ``"float16"``.
-    load_in_4bit : bool
-        NF4 weights with ``bitsandbytes`` (CUDA only), for cards under 16 GB.
-    prompt : str
-        The instruction given with every tile; empty means :data:`DEFAULT_PROMPT`.
-    max_new_tokens : int
-        Most tokens written per description.
-    batch_size : int
-        Tiles described together; 0 picks from free GPU memory (4 off CUDA).
+    ``model`` (hub id or folder, see :func:`resolve_model`) is resolved now and loaded by
+    :meth:`load`.  ``device``: ``"auto"`` (cuda, mps, cpu), ``"cpu"``, ``"mps"`` or
+    ``"cuda[:N]"``; ``dtype``: ``"auto"`` (bf16 or fp16 on a GPU, fp32 on CPU), ``"float32"``,
+    ``"bfloat16"`` or ``"float16"``; ``load_in_4bit``: NF4 weights (bitsandbytes, CUDA) for
+    cards under 16 GB.  ``prompt`` is given with every tile (empty: :data:`DEFAULT_PROMPT`),
+    ``max_new_tokens`` limits each description, ``batch_size`` tiles are described together
+    (0: from free GPU memory, 4 off CUDA).
     """
 
     name = "qwen"
@@ -261,23 +230,9 @@ class QwenCaptioner(Captioner):
 
     def describe(self, clips, *, sample_rate: int, prompt: str = DEFAULT_PROMPT,
                  max_new_tokens: int = 256) -> list[str]:
-        """Describe each clip in one paragraph (greedy: the same clip gives the same text).
-
-        Parameters
-        ----------
-        clips : list of ndarray
-            Mono float clips at ``sample_rate``, described together in one batch.
-        sample_rate : int
-            Their rate; they are resampled (soxr) to the model's.
-        prompt : str
-        max_new_tokens : int
-            Most tokens written per description (the audio tokens are not counted).
-
-        Raises
-        ------
-        TileTooLongError
-            A clip is longer than the model hears.
-        """
+        """Describe each mono clip (at ``sample_rate``, resampled to the model's) in one paragraph,
+        greedily: the same clip gives the same text.  A clip longer than the model hears raises
+        :class:`TileTooLongError`; ``max_new_tokens`` does not count the audio tokens."""
         import torch
         self.load()
         if isinstance(clips, np.ndarray) and clips.ndim == 1:
@@ -364,16 +319,8 @@ class QwenCaptioner(Captioner):
 
 def load_qwen(model: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
               load_in_4bit: bool = False) -> QwenCaptioner:
-    """A :class:`QwenCaptioner` with its weights loaded (see the class for the parameters).
-
-    Raises
-    ------
-    WeightsMissingError
-        The weights cannot be found or loaded (one line saying where to get them).
-    BadParameterError
-        A bad ``device`` or ``dtype``, ``load_in_4bit`` off CUDA, or a folder
-        holding another kind of model.
-    """
+    """A :class:`QwenCaptioner` with its weights loaded; raises :class:`WeightsMissingError` (one
+    line) or :class:`BadParameterError` (bad device or dtype, 4-bit off CUDA, another kind of model)."""
     cap = QwenCaptioner(model, device=device, dtype=dtype, load_in_4bit=load_in_4bit)
     cap.load()
     return cap
