@@ -261,29 +261,9 @@ def encode_songs(input, output, *, params: CodecParams | None = None, workers: i
                  _bar: _Bar | None = None) -> BatchResult:
     """Encode a file or every audio file under a folder, songs in parallel worker processes.
 
-    The same as :func:`wavdiff_utils.pipeline.encode_batch`, with a progress
-    bar that counts tiles as the workers write them.
-
-    Parameters
-    ----------
-    input : path-like
-        Audio file or folder (recursive).
-    output : path-like
-        Root folder: ``output/<song>/<song>_<index:04d>.png`` and ``manifest.json``.
-    params : CodecParams, optional
-    workers : int
-        Worker processes; 1 encodes here, 0 means :func:`default_workers`.
-    overwrite : bool
-        Re-encode songs finished with other codec parameters.
-    png_compression : int
-        zlib level 0-9 of the PNGs.
-    progress : bool
-        Show the progress bar.
-
-    Returns
-    -------
-    BatchResult
-        Results in input order; failures collected, not raised.
+    The same as :func:`wavdiff_utils.pipeline.encode_batch` (same parameters; ``workers=1``
+    encodes here, 0 means :func:`default_workers`), with a progress bar that counts tiles
+    as the workers write them.  Returns the results in input order, failures collected.
     """
     params = params or CodecParams()
     workers = _check_workers(workers)

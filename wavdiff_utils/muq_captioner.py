@@ -87,6 +87,12 @@ def _weights_file(folder: Path) -> Path | None:
                  if (folder / n).is_file()), None)
 
 
+def _weights_key(path: Path) -> str:
+    """The weights file's identity in cache keys: path, size, modification time."""
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
 def _missing_in(folder: Path, kind: str) -> str | None:
     """What ``folder`` lacks to be the model (``kind="model"``) or one of its towers, or ``None``."""
     if not (folder / "config.json").is_file():
@@ -339,11 +345,8 @@ def _build(name: str, folder: Path, config: dict, towers: dict, device: str) -> 
                        (result.unexpected_keys, "weights not used by the model")):
         if keys:
             warnings.warn(f"{weights}: {len(keys)} {what} (e.g. {', '.join(keys[:3])})", stacklevel=3)
-    net = net.float().to(device).eval()
-    st = weights.stat()
-    key = f"{weights.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    return MuQMuLanModel(net, name, folder, weights, device, key, int(net.sr),
-                         float(net.clip_secs), towers)
+    return MuQMuLanModel(net.float().to(device).eval(), name, folder, weights, device,
+                         _weights_key(weights), int(net.sr), float(net.clip_secs), towers)
 
 
 def load_muq_mulan(model=DEFAULT_MODEL, *, device: str = "auto", cache_dir=None,
@@ -359,12 +362,9 @@ def load_muq_mulan(model=DEFAULT_MODEL, *, device: str = "auto", cache_dir=None,
     BadParameterError
         A bad device, or weights that do not fit the model's ``config.json``.
     """
-    _check_transformers()
-    name = resolve_model(model)
-    device = pick_device(device)
-    folder, config, towers = _resolve_files(name, cache_dir=cache_dir,
-                                            local_files_only=local_files_only)
-    return _build(name, folder, config, towers, device)
+    cap = MuQCaptioner(model, device=device, cache_dir=cache_dir, local_files_only=local_files_only)
+    cap.load()
+    return cap.mulan
 
 
 # =========================================================================== text embeddings
@@ -483,8 +483,7 @@ class MuQCaptioner(Captioner):
         self._device = pick_device(device)
         self._files = _resolve_files(self.model_name, cache_dir=cache_dir,
                                      local_files_only=local_files_only)
-        st = _weights_file(self._files[0]).stat()
-        self._key = f"{_weights_file(self._files[0]).resolve()}|{st.st_size}|{st.st_mtime_ns}"
+        self._key = _weights_key(_weights_file(self._files[0]))
 
     def identity(self) -> dict:
         return {"model": self._key, "vocabulary": self.vocabulary.digest(),
