@@ -526,7 +526,7 @@ def test_relative_model_folder_and_tiles_from_01_encode(tmp_path, monkeypatch):
         assert CAPTION.match(png.with_suffix(".txt").read_text(encoding="utf-8").strip())
     record = json.loads((tmp_path / "tiles" / "song" / mc.SIDECAR_NAME).read_text())
     assert record["model"] == "my-model" and record["from_manifest"]
-    assert record["caption_source"] == "muq" and {t["source"] for t in record["tiles"]} == {"muq"}
+    assert record["caption_source"] == "muq" and {t["caption_source"] for t in record["tiles"]} == {"muq"}
 
 
 @pytest.mark.parametrize("version,breaks", [("4.57.6", False), ("5.15.2", False), ("5.16.0", True),

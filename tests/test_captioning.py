@@ -43,7 +43,7 @@ def test_metadata_captioner_reads_the_file_tags(tmp_path, fmt, ext):
     assert res.n_tiles == len(res.tiles) >= 2 and res.captioner == "metadata"
     for t in res.tiles:
         assert t.caption == "style of Ada Band, Tide. A Rock track from the album Waves (2021)."
-        assert t.source == "metadata" and t.tags["album"] == "Waves" and t.bpm is None
+        assert t.caption_source == "metadata" and t.tags["album"] == "Waves" and t.bpm is None
         assert (tmp_path / "out" / "song" / f"song_{t.index:04d}.txt").read_text() == t.caption + "\n"
     record = json.loads((tmp_path / "out" / "song" / "captions_metadata.json").read_text())
     assert record["caption_source"] == "metadata" and len(record["tiles"]) == res.n_tiles
@@ -86,7 +86,7 @@ def test_the_three_captioners_share_one_interface(tmp_path):
         assert isinstance(cap, C.Captioner) and cap.name == name
         res = C.caption_songs(cap, src, tmp_path / "t", progress=False).results[0]
         assert [(t.start, t.end) for t in res.tiles] == [(s["start"], s["end"]) for s in spans]
-        assert res.from_manifest and {t.source for t in res.tiles} == {name}
+        assert res.from_manifest and {t.caption_source for t in res.tiles} == {name}
         assert all(t.caption.startswith("style of Ada Band, Tide. ") for t in res.tiles)
         names[name] = sorted(p.name for p in (tmp_path / "t" / "s").glob("s_0000*.txt"))
         # the second run is skipped without loading anything again

@@ -208,3 +208,16 @@ def test_songs_per_minute_reports_each_worker_count(songs, tmp_path):
     assert rows[0]["tiles"] == rows[1]["tiles"] and not list(tmp_path.iterdir())   # cleaned up
     with pytest.raises(ValueError, match="-1"):
         songs_per_minute(songs, workers=(-1,))
+
+
+def test_metadata_captioner_from_the_command_line(songs, tmp_path):
+    out = tmp_path / "meta"
+    r = cli(["--input", str(songs / "sub"), "--output", str(out), "--captioner", "metadata",
+             "--title", "Night", "--no-report", *SMALL], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "unavailable" not in r.stdout + r.stderr and "captions: metadata: " in r.stdout
+    rows = read_metadata(out)
+    assert rows and all(row["text"] == "Night. A track." and row["caption_source"] == "metadata"
+                        for row in rows)
+    record = json.loads((out / "wavdiff_batch.json").read_text())
+    assert record["caption_source"] == "metadata" and record["caption_notice"] == ""

@@ -20,7 +20,7 @@ _COLUMNS = ["song", "tile", "seconds", "file", "caption"]
 @dataclass
 class TileCaption:
     """The ``caption`` of tile ``index`` (real samples ``[start, end)``), written to ``path`` by
-    the captioner ``source``; ``bpm`` is the tempo it names, ``tags`` what it was built from
+    the captioner ``caption_source``; ``bpm`` is the tempo it names, ``tags`` what it was built from
     (MuQ: labels per category; metadata: the file tags), ``top`` MuQ's best scores per category."""
 
     index: int
@@ -32,7 +32,7 @@ class TileCaption:
     silent: bool = False
     tags: dict = field(default_factory=dict)
     top: dict = field(default_factory=dict)
-    source: str = ""
+    caption_source: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -388,7 +388,7 @@ def caption_song(captioner: Captioner, path, output, *, song: str | None = None,
         names = {f.name for f in fields(TileCaption)}
         done = [TileCaption(**{k: v for k, v in t.items() if k in names}) for t in old["tiles"]]
         for t, p in zip(done, paths):
-            t.path, t.source = str(p), t.source or captioner.name
+            t.path, t.caption_source = str(p), t.caption_source or captioner.name
         for n in notes:
             warnings.warn(n, stacklevel=2)
         return CaptionResult(status="skipped", tiles=done, warnings=notes,
@@ -403,7 +403,7 @@ def caption_song(captioner: Captioner, path, output, *, song: str | None = None,
     if len(made) != len(paths):
         raise RuntimeError(f"{captioner.name} gave {len(made)} captions for {len(paths)} tiles of {path}")
     for t, p in zip(made, paths):
-        t.path, t.source = str(p), captioner.name
+        t.path, t.caption_source = str(p), captioner.name
     record = {"format": _RECORD_FORMAT, "version": 2, "caption_source": captioner.name,
               "key": key, "model": captioner.model_name, "identity": captioner.identity(),
               "song": tiles.song, "source": str(path), "prefix": prefix,
