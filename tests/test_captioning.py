@@ -143,6 +143,16 @@ def test_pipeline_falls_back_and_every_row_names_its_captioner(tmp_path):
     assert (rows[0]["caption_source"], rows[1]["caption_source"], rows[1]["text"]) == ("unknown", "", "")
 
 
+def test_pipeline_captions_songs_given_by_a_relative_path(tmp_path, monkeypatch):
+    from wavdiff_utils.batch import run_pipeline
+    tagged(tmp_path / "r.ogg", "OGG", **TAGS)
+    monkeypatch.chdir(tmp_path)
+    res = run_pipeline("r.ogg", "ds", params=P, captioner="metadata", workers=1, report=False,
+                       progress=False, log=None)
+    assert res.ok and res.caption_notice == "" and len(res.captions) == 1
+    assert res.captions[0]["tiles"] == res.encode.results[0].n_tiles >= 2
+
+
 def test_results_show_as_markdown_tables(tmp_path):
     src = tagged(tmp_path / "m.ogg", "OGG", artist="A|B", title="T")
     batch = C.caption_songs(MetadataCaptioner(), src, tmp_path / "o", params=P, progress=False)

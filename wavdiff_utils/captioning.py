@@ -471,8 +471,8 @@ def caption_songs(captioner: Captioner, input, output, *, params: CodecParams | 
     files = find_audio_files(resolve(input))
     ids = song_ids(files)
     if only is not None:
-        wanted = {str(Path(f)) for f in only}
-        files = [f for f in files if str(f) in wanted]
+        wanted = {Path(f).resolve() for f in only}
+        files = [f for f in files if f.resolve() in wanted]
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     batch = CaptionBatch(captioner=captioner.name, model=captioner.model_name)
