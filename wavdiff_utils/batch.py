@@ -140,7 +140,8 @@ class PipelineResult:
             if self.caption_notice:
                 lines.append(f"  {self.caption_notice}")
             done = [c for c in self.captions if c["status"] != "skipped"]
-            lines.append(f"  captions: {self.caption_source}: {sum(c['tiles'] for c in done)} tiles in "
+            lines.append(f"  captions: {self.caption_source or self.captioner}: "
+                         f"{sum(c['tiles'] for c in done)} tiles in "
                          f"{len(done)} song(s) captioned, {len(self.captions) - len(done)} song(s) "
                          f"already done, {len(self.caption_failures)} failed")
         if self.export is not None:
