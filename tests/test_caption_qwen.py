@@ -6,6 +6,7 @@ loading code.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -20,7 +21,7 @@ from tiny_qwen import WORDS, build_tiny_qwen2_audio  # noqa: E402
 
 from wavdiff_utils import CodecParams, tile_spans  # noqa: E402
 from wavdiff_utils.audio_io import load_audio  # noqa: E402
-from wavdiff_utils import qwen_captioner as qc  # noqa: E402
+from wavdiff_utils import captioning, qwen_captioner as qc  # noqa: E402
 
 SR = 22050
 #: Small tiles so a 5.5 s song has four (256 frames x hop 128 at 22050 Hz = 1.49 s).
@@ -56,11 +57,12 @@ def song(tmp_path_factory) -> Path:
 
 
 def _describe(song_path, out, captioner, **kw):
+    """Describe with the loaded model on the shared interface; generation options go to a copy."""
+    options = {"max_new_tokens": 4, "batch_size": 8}
+    options.update({k: kw.pop(k) for k in ("prompt", "max_new_tokens", "batch_size") if k in kw})
     kw.setdefault("params", SMALL)
-    kw.setdefault("max_new_tokens", 4)
     kw.setdefault("progress", False)
-    kw.setdefault("batch_size", 8)
-    return qc.describe_songs(song_path, out, model=captioner, **kw)
+    return captioning.caption_songs(copy.copy(captioner).configure(**options), song_path, out, **kw)
 
 
 def _texts(folder: Path, suffix: str = "") -> dict[str, str]:
@@ -205,7 +207,7 @@ def test_switching_naming_replaces_only_our_own_files(song, tmp_path, captioner)
 
 def test_an_interrupted_run_still_owns_its_files(song, tmp_path, captioner, monkeypatch):
     _describe(song, tmp_path, captioner)
-    real, calls = qc.write_caption, []
+    real, calls = captioning.write_caption, []
 
     def crash_on_third(path, text):
         calls.append(path)
@@ -213,13 +215,13 @@ def test_an_interrupted_run_still_owns_its_files(song, tmp_path, captioner, monk
             raise KeyboardInterrupt("stopped while writing")
         return real(path, text)
 
-    monkeypatch.setattr(qc, "write_caption", crash_on_third)
+    monkeypatch.setattr(captioning, "write_caption", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         _describe(song, tmp_path, captioner, prompt="Another instruction.")
-    monkeypatch.setattr(qc, "write_caption", real)
+    monkeypatch.setattr(captioning, "write_caption", real)
     # half old, half new texts: all still recognised as this captioner's, so no .prose.txt
     again = _describe(song, tmp_path, captioner, prompt="Another instruction.")
-    assert again.ok and again.songs[0].status == "described"
+    assert again.ok and again.songs[0].status == "captioned"
     assert all(Path(f).name.endswith(f"_{i:04d}.txt") for i, f in enumerate(again.songs[0].files))
     assert _texts(tmp_path / "tune", qc.PROSE_SUFFIX) == {}
 
@@ -239,12 +241,12 @@ def test_songs_sharing_a_stem_use_the_encoders_song_ids(tmp_path, captioner):
 
 
 def test_resume_skips_until_a_setting_changes(song, tmp_path, captioner):
-    assert _describe(song, tmp_path, captioner).songs[0].status == "described"
+    assert _describe(song, tmp_path, captioner).songs[0].status == "captioned"
     record = json.loads((tmp_path / "tune" / qc.RECORD_NAME).read_text(encoding="utf-8"))
-    assert len(record["tiles"]) == 4 and record["settings"]["max_new_tokens"] == 4
+    assert len(record["tiles"]) == 4 and record["identity"]["max_new_tokens"] == 4
     skipped = _describe(song, tmp_path, captioner)
     assert skipped.songs[0].status == "skipped"
-    assert _describe(song, tmp_path, captioner, max_new_tokens=6).songs[0].status == "described"
+    assert _describe(song, tmp_path, captioner, max_new_tokens=6).songs[0].status == "captioned"
     assert all(len(t.split()) == 6 for t in _texts(tmp_path / "tune").values())
 
 
@@ -270,8 +272,7 @@ def test_over_long_tiles_are_refused_and_the_batch_goes_on(tmp_path, captioner):
     write(folder / "long.wav", music_like(40.0, 8000, seed=2), 8000)
     write(folder / "short.wav", music_like(3.0, 8000, seed=3), 8000)
     params = CodecParams(sample_rate=8000, size=1024)       # 1024 x 512 / 8000 Hz = 65.5 s tiles
-    result = qc.describe_songs(folder, tmp_path / "out", model=captioner, params=params,
-                               max_new_tokens=4, progress=False)
+    result = _describe(folder, tmp_path / "out", captioner, params=params)
     assert [Path(p).name for p, _ in result.failures] == ["long.wav"]
     msg = result.failures[0][1]
     for part in ("40.00 s", "hears at most 30 s", "refused, not split", "sample_rate"):
@@ -287,7 +288,7 @@ def test_describe_refuses_a_clip_over_the_window(captioner):
         captioner.describe([np.zeros(31 * SR, np.float32)], sample_rate=SR)
 
 
-MISSING = "Qwen2-Audio weights not found"
+MISSING = "Qwen2-Audio weights for model="
 
 
 def test_missing_local_folder_has_one_clear_message(tmp_path):
@@ -295,7 +296,8 @@ def test_missing_local_folder_has_one_clear_message(tmp_path):
         qc.load_qwen(str(tmp_path / "no-such-model"))
     msg = str(err.value)
     assert msg.startswith(MISSING) and "no-such-model" in msg and "does not exist" in msg
-    assert "huggingface-cli download Qwen/Qwen2-Audio-7B-Instruct" in msg
+    assert "hf download Qwen/Qwen2-Audio-7B-Instruct" in msg and "\n" not in msg
+    assert "`--model" in msg and "-p model" in msg and qc.MODEL_ENV in msg
 
 
 def test_incomplete_folder_names_what_is_missing(tmp_path, model_dir):
@@ -322,8 +324,8 @@ def test_uncached_hub_id_has_one_clear_message(monkeypatch, offline):
         qc.resolve_model("wavdiff-tests/not-a-model")
     msg = str(err.value)
     assert msg.startswith(MISSING) and "'wavdiff-tests/not-a-model'" in msg
-    assert "neither a local folder nor in the local Hugging Face cache" in msg
-    assert ("switched off" in msg) == offline
+    assert "not in the local Hugging Face cache" in msg and "\n" not in msg
+    assert ("HF_HUB_OFFLINE" in msg) == offline
 
 
 def test_env_variable_replaces_only_the_default_model(monkeypatch, model_dir, tmp_path):
@@ -335,9 +337,10 @@ def test_env_variable_replaces_only_the_default_model(monkeypatch, model_dir, tm
         qc.resolve_model(qc.DEFAULT_MODEL)
 
 
-def test_loads_from_a_folder_through_describe_songs(song, tmp_path, model_dir):
-    result = qc.describe_songs(song, tmp_path, model=str(model_dir), device="cpu",
-                               params=SMALL, max_new_tokens=4, progress=False)
+def test_loads_from_a_folder_at_the_first_song(song, tmp_path, model_dir):
+    cap = qc.QwenCaptioner(str(model_dir), device="cpu", max_new_tokens=4)
+    assert cap.model is None                       # resolved now, loaded at the first song
+    result = captioning.caption_songs(cap, song, tmp_path, params=SMALL, progress=False)
     assert result.ok and result.model == str(model_dir)
     assert len(result.songs[0].files) == 4
 
@@ -374,15 +377,14 @@ def test_bad_load_options_are_named(model_dir, kw, bad):
         qc.load_qwen(str(model_dir), **kw)
 
 
-def test_notebook_runs_with_papermill_parameters(song, tmp_path, model_dir):
-    papermill = pytest.importorskip("papermill")
-    root = Path(__file__).resolve().parent.parent
+def test_default_tiling_from_a_model_folder(song, tmp_path, model_dir):
+    """What the notebook run with papermill covered: default 1024x1024 tiling, a model folder."""
     out = tmp_path / "tiles"
-    papermill.execute_notebook(
-        str(root / "notebooks" / "02b_caption_qwen.ipynb"), str(tmp_path / "out.ipynb"),
-        parameters={"input": str(song), "output": str(out), "model": str(model_dir),
-                    "max_new_tokens": 6}, kernel_name="python3", cwd=str(tmp_path),
-        progress_bar=False)
+    result = captioning.caption_songs(qc.QwenCaptioner(str(model_dir), max_new_tokens=6, device="cpu"),
+                                      str(song), str(out), progress=False)
+    assert result.ok, result.summary()
     y = load_audio(song, sample_rate=44100)
     n = len(tile_spans(len(y), frames_per_tile=1024, hop_length=512))
-    assert len(list((out / "tune").glob("tune_[0-9][0-9][0-9][0-9].txt"))) == n
+    files = sorted((out / "tune").glob("tune_[0-9][0-9][0-9][0-9].txt"))
+    assert len(files) == n == len(result.songs[0].tiles)
+    assert all(len(f.read_text(encoding="utf-8").split()) == 6 for f in files)

@@ -3,6 +3,7 @@
 Every run is a real subprocess on short clips made here.  The MuQ runs use the
 tiny model ``conftest.py`` points ``$WAVDIFF_MUQ_MODEL`` at.
 """
+import html as htmllib
 import json
 import os
 import signal
@@ -41,15 +42,16 @@ def songs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def flags_run(songs):
-    """The main job with flags: MuQ captions (tiny model), 2 workers, the HTML report."""
+    """The main job with flags: MuQ captions (tiny model), 2 workers.  The report notebook is not
+    executed here (nbval runs it once; its content and wiring are tested directly below)."""
+    assert MUQ and Path(MUQ).is_dir(), "conftest.py builds the tiny MuQ model and sets $WAVDIFF_MUQ_MODEL"
     out = songs.parent / "out"
-    cap = "muq" if MUQ and Path(MUQ).is_dir() else "none"
-    r = cli(["--input", str(songs), "--output", str(out), "--captioner", cap, "--workers", "2",
-             "--artist", "Band", *SMALL], cwd=songs.parent)
-    return r, out, cap
+    r = cli(["--input", str(songs), "--output", str(out), "--captioner", "muq", "--workers", "2",
+             "--artist", "Band", "--no-report", *SMALL], cwd=songs.parent)
+    return r, out, "muq"
 
 
-def test_flags_run_makes_captioned_tiles_dataset_and_report(flags_run):
+def test_flags_run_makes_captioned_tiles_and_dataset(flags_run):
     r, out, cap = flags_run
     assert r.returncode == 0, r.stderr
     assert "2 encoded, 0 already done, 0 failed" in r.stdout and "FAILED" not in r.stdout
@@ -57,22 +59,92 @@ def test_flags_run_makes_captioned_tiles_dataset_and_report(flags_run):
     man = {s: json.loads((out / s / "manifest.json").read_text()) for s in ("one", "two")}
     assert len(rows) == sum(m["n_tiles"] for m in man.values())
     assert {row["file_name"].split("/")[0] for row in rows} == {"one", "two"}
-    if cap == "muq":
-        assert f"captions: muq: {len(rows)} tiles in 2 song(s) captioned" in r.stdout
-        for row in rows:
-            assert row["text"].startswith("style of Band. ") and len(row["text"]) > 30
-            assert (out / row["file_name"]).with_suffix(".txt").read_text().strip() == row["text"]
+    assert cap == "muq" and f"captions: muq: {len(rows)} tiles in 2 song(s) captioned" in r.stdout
+    for row in rows:
+        assert row["text"].startswith("style of Band. ") and len(row["text"]) > 30
+        assert row["caption_source"] == "muq"
+        assert (out / row["file_name"]).with_suffix(".txt").read_text().strip() == row["text"]
     record = json.loads((out / "wavdiff_batch.json").read_text())
     assert [s["status"] for s in record["songs"]] == ["encoded", "encoded"]
     assert "**2** song(s)" in (out / "README.md").read_text()
-    html = (out / "report" / "batch_report.html").read_text(encoding="utf-8")
-    # the report: tile strips, captions, players and the round trip of one tile, all embedded
-    assert html.count("data:audio/mpeg;base64,") == 4                 # 2 players x 2 songs
-    assert html.count("data:image/png;base64,") >= 2 and "decoded alone" in html and "SNR" in html
-    assert rows[0]["text"] in html or not rows[0]["text"]
+    assert not (out / "report").exists() and "report:" not in r.stdout
+
+
+def test_batch_report_shows_strips_captions_players_and_round_trip(flags_run, monkeypatch):
+    """What 06_batch_report shows, from the package function the notebook calls."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+    from wavdiff_utils.batch_report import show_batch_report
+
+    matplotlib.use("Agg")
+    _, out, _ = flags_run
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *objs: shown.extend(objs))
+    before = len(plt.get_fignums())
+    show_batch_report(out, max_players=2)
+    figures = len(plt.get_fignums()) - before
+    plt.close("all")
+    text = "\n".join(getattr(o, "data", None) or o.to_string() for o in shown)
+    rows = read_metadata(out)
+    assert figures == 2                                                  # one tile strip per song
+    assert text.count("data:audio/mpeg;base64,") == 4                    # 2 players x 2 songs
+    assert text.count("decoded alone: **SNR ") == 2 and "### one" in text and "### two" in text
+    assert all(htmllib.escape(row["text"]) in text for row in rows)      # every caption, in its table
+    assert f"**{len(rows)}** tiles, **{len(rows)}** with a caption (muq)" in text
+
+
+def test_the_report_step_executes_06_once_and_names_a_failure(songs, tmp_path, monkeypatch):
+    import wavdiff_utils.report as report
+    from wavdiff_utils.batch import run_pipeline
+    from wavdiff_utils.params import CodecParams
+
+    calls = []
+
+    def fake_run(notebook, **kw):
+        calls.append((Path(notebook).name, kw))
+        html = Path(kw["output"]) / f"{kw['name']}.html"
+        html.write_text("<html></html>")
+        return html.with_suffix(".ipynb"), html
+
+    monkeypatch.setattr(report, "run_notebook", fake_run)
+    out = tmp_path / "o"
+    res = run_pipeline(songs / "sub", out, params=CodecParams(size=128), captioner="none",
+                       workers=1, progress=False, log=None)
+    assert res.report == out.resolve() / "report" / "batch_report.html" and res.report_error == ""
+    (name, kw), = calls
+    assert name == "06_batch_report.ipynb" and kw["hide_code"]
+    assert kw["parameters"] == {"output": str(out.resolve()), "input": ""}
+
+    def broken(notebook, **kw):
+        raise RuntimeError("kernel died\nmore detail")
+    monkeypatch.setattr(report, "run_notebook", broken)
+    res = run_pipeline(songs / "sub", out, params=CodecParams(size=128), captioner="none",
+                       workers=1, progress=False, log=None)
+    assert res.report is None and res.report_error.startswith("RuntimeError: kernel died (details: ")
+    assert "batch_report.log" in res.report_error and "\n" not in res.report_error
+
+
+def test_rendered_report_is_one_offline_file(tmp_path):
+    """render_html embeds images and players and loads no remote media (input cells hidden)."""
+    import base64
+
+    import cv2
+    import nbformat
+    from wavdiff_utils.batch_report import audio_player
+    from wavdiff_utils.report import render_html
+
+    png = base64.b64encode(cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes()).decode()
+    player = audio_player(music_like(0.2, 22050), 22050, label="t_0000.png").data
+    cell = nbformat.v4.new_code_cell("secret_source_line = 1", outputs=[
+        nbformat.v4.new_output("display_data", data={"image/png": png}),
+        nbformat.v4.new_output("display_data", data={"text/html": player})])
+    nb_path = tmp_path / "r.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), str(nb_path))
+    html = render_html(nb_path, tmp_path / "r.html", hide_code=True).read_text(encoding="utf-8")
+    assert "data:image/png;base64," in html and html.count("data:audio/mpeg;base64,") == 1
+    assert "secret_source_line" not in html
     body = html.split("<body", 1)[1]
-    assert 'src="http' not in body.replace('src="https://cdnjs', "")   # no remote media
-    assert f"report:   {out / 'report' / 'batch_report.html'}" in r.stdout
+    assert 'src="http' not in body.replace('src="https://cdnjs', "")
 
 
 def test_the_exported_folder_loads_with_16_bits(flags_run, tmp_path):
@@ -100,16 +172,19 @@ def test_a_rerun_with_flags_and_no_captioner_skips_finished_songs(flags_run, son
     assert (out / "one" / "manifest.json").stat().st_mtime_ns == before
 
 
-def test_missing_weights_skip_captions_in_one_line_and_still_make_the_dataset(songs, tmp_path):
+def test_missing_weights_give_metadata_captions_and_one_line(songs, tmp_path):
     out = tmp_path / "o"
     r = cli(["--input", str(songs / "one.wav"), "--output", str(out), "--captioner", "muq",
              "--model", str(tmp_path / "no-such-model"), "--no-report", *SMALL], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    said = [ln for ln in (r.stdout + r.stderr).splitlines() if "captions skipped" in ln]
-    assert len(said) == 1 and said[0].strip().startswith("captions skipped: ")
-    assert "no-such-model" in said[0] and "--model" in said[0]
+    said = [ln for ln in (r.stdout + r.stderr).splitlines() if "unavailable" in ln]
+    assert len(said) == 1
+    assert said[0].strip().startswith("captions: muq unavailable, metadata captions instead: ")
+    assert "no-such-model" in said[0] and "--model" in said[0] and "hf download" in said[0]
+    assert "captions: metadata: " in r.stdout
     rows = read_metadata(out)
-    assert rows and all(row["text"] == "" for row in rows)
+    assert rows and all(row["text"] == "A track." and row["caption_source"] == "metadata"
+                        for row in rows)
 
 
 @needs_muq
@@ -206,21 +281,14 @@ def test_songs_per_minute_reports_each_worker_count(songs, tmp_path):
         songs_per_minute(songs, workers=(-1,))
 
 
-@pytest.mark.parametrize("captioner, message, expected", [
-    ("muq", "MuQ-MuLan weights for model='OpenMuQ/MuQ-MuLan-large' are not available: offline.\n"
-            "  - OpenMuQ/MuQ-MuLan-large (the captioning model): not in the cache\n"
-            "Download them on a machine with internet access (pip install huggingface_hub):\n"
-            "  hf download OpenMuQ/MuQ-MuLan-large --local-dir MuQ-MuLan-large\n"
-            "  hf download xlm-roberta-base --local-dir MuQ-MuLan-large/xlm-roberta-base\n"
-            "then pass that folder as the `model` parameter",
-     "captions skipped: MuQ-MuLan weights for model='OpenMuQ/MuQ-MuLan-large' are not available: "
-     "offline; get them with `hf download OpenMuQ/MuQ-MuLan-large --local-dir MuQ-MuLan-large && "
-     "hf download xlm-roberta-base --local-dir MuQ-MuLan-large/xlm-roberta-base`, then pass "
-     "--model MuQ-MuLan-large (or set WAVDIFF_MUQ_MODEL)"),
-    ("qwen", "Qwen2-Audio weights not found for model='x': gone. Download them once.",
-     "captions skipped: Qwen2-Audio weights not found for model='x': gone. Download them once."),
-])
-def test_missing_weights_message_becomes_one_line(captioner, message, expected):
-    from wavdiff_utils.batch import skipped_line
-    line = skipped_line(captioner, FileNotFoundError(message))
-    assert line == expected and "\n" not in line
+def test_metadata_captioner_from_the_command_line(songs, tmp_path):
+    out = tmp_path / "meta"
+    r = cli(["--input", str(songs / "sub"), "--output", str(out), "--captioner", "metadata",
+             "--title", "Night", "--no-report", *SMALL], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "unavailable" not in r.stdout + r.stderr and "captions: metadata: " in r.stdout
+    rows = read_metadata(out)
+    assert rows and all(row["text"] == "Night. A track." and row["caption_source"] == "metadata"
+                        for row in rows)
+    record = json.loads((out / "wavdiff_batch.json").read_text())
+    assert record["caption_source"] == "metadata" and record["caption_notice"] == ""

@@ -46,10 +46,12 @@ def test_export_writes_one_row_per_tile_with_relative_paths(made):
     assert res.n_songs == 2 and res.n_tiles == len(rows) == man_a["n_tiles"] + man_b["n_tiles"]
     assert res.n_captioned == 2 and res.warnings == []
     assert rows[0] == {"file_name": "a/a_0000.png", "text": "style of A. A calm piano piece.",
+                       "caption_source": "unknown",       # written by hand: no captioner claims it
                        "song": "a", "tile_index": 0, "start_seconds": 0.0,
                        "end_seconds": round(8192 / 44100, 6), "start_sample": 0,
                        "end_sample": 8192, "sample_rate": 44100}
-    assert [r["text"] for r in rows[1:3]] == ["Loud drums.", ""]
+    assert [(r["text"], r["caption_source"]) for r in rows[1:3]] == [("Loud drums.", "unknown"),
+                                                                     ("", "")]
     for r in rows:                                   # every span is the manifest's
         man = man_a if r["song"] == "a" else man_b
         t = man["tiles"][r["tile_index"]]
@@ -169,7 +171,8 @@ def test_datasets_loads_image_text_and_columns_and_the_transform_keeps_16_bits(m
                                   cache_dir=str(tmp_path / "c1"))
     assert plain.num_rows == len(rows)
     assert set(plain.column_names) == {"image", "text", "song", "tile_index", "start_seconds",
-                                       "end_seconds", "start_sample", "end_sample", "sample_rate"}
+                                       "end_seconds", "start_sample", "end_sample", "sample_rate",
+                                       "caption_source"}
     assert plain[0]["text"] == rows[0]["text"] and plain[0]["image"].mode == "RGB"
     assert np.asarray(plain[0]["image"]).dtype == np.uint8         # what Pillow makes of it
     # the card's YAML lets load_dataset(folder) find the same rows

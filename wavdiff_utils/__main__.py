@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from .errors import BadParameterError, WavdiffError, one_line
+
 #: Options a ``-f`` YAML file may set (the same names as the long options, with underscores).
 OPTIONS = ("input", "output", "artist", "title", "captioner", "model", "device", "workers",
            "layout", "size", "sample_rate", "db_min", "db_max", "overwrite", "report",
@@ -24,7 +26,7 @@ DEFAULT_OUTPUT = "outputs/dataset"
 EXAMPLE = "python -m wavdiff_utils --input song.mp3 --output outputs/dataset"
 
 
-class UsageError(Exception):
+class UsageError(BadParameterError):
     """A bad or missing option; the message says which and what to do."""
 
 
@@ -45,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
                                            f"e.g. {DEFAULT_OUTPUT}")
     ap.add_argument("--artist", help="caption prefix for every song; empty = from the file tags")
     ap.add_argument("--title", help="caption prefix for every song; empty = from the file tags")
-    ap.add_argument("--captioner", help="muq (tags, default), qwen (prose) or none")
+    ap.add_argument("--captioner", help="muq (tags, default), qwen (prose), metadata (file tags "
+                                        "and tempo, no weights; also what stands in when the "
+                                        "model weights are missing) or none")
     ap.add_argument("--model", help="captioning model: local folder or hub id "
                                     "(default: the captioner's own; $WAVDIFF_MUQ_MODEL / "
                                     "$WAVDIFF_QWEN_MODEL replace it)")
@@ -138,7 +142,8 @@ def main(argv=None) -> int:
 
     0: every song made (captions may have been skipped, said in one line);
     1: some songs failed (the rest are made; the summary says why);
-    2: a usage error; 130: interrupted (run the same command again to resume).
+    2: a usage error or any other :class:`~wavdiff_utils.errors.WavdiffError` (printed as one
+    line, no traceback); 130: interrupted (run the same command again to resume).
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     ap = _parser()
@@ -160,7 +165,7 @@ def main(argv=None) -> int:
         params, run = _checked(values)
     except UsageError as exc:
         ap.print_usage(sys.stderr)
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
 
     from .batch import run_pipeline
@@ -171,8 +176,8 @@ def main(argv=None) -> int:
         print("\ninterrupted: finished songs and tiles are kept; run the same command again to "
               "resume", file=sys.stderr)
         return 130
-    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (WavdiffError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)     # one line, never a traceback
         return 2
     print(result.summary())
     return 0 if result.ok else 1

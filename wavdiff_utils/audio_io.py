@@ -15,13 +15,14 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
+from .errors import BadAudioError
 from .paths import AUDIO_EXTENSIONS, atomic_path
 
 __all__ = ["AudioError", "AudioStream", "load_audio", "write_audio", "find_audio_files",
            "audio_info"]
 
 
-class AudioError(ValueError):
+class AudioError(BadAudioError):
     """Raised for audio that cannot be used; the message names the file and the problem."""
 
     def __init__(self, path, problem: str):

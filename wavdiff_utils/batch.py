@@ -6,9 +6,9 @@ or every audio file under a folder:
 1. **encode** the songs in parallel worker processes
    (:func:`wavdiff_utils.pipeline.encode_song` per song);
 2. **caption** every tile in this process with one model loaded once (MuQ-MuLan
-   tags or Qwen2-Audio prose; ``"none"`` skips it).  Without the model's weights
-   the captions are skipped with one line saying how to get them, and the rest
-   goes on;
+   tags, Qwen2-Audio prose or ``"metadata"``: file tags and tempo; ``"none"``
+   skips it).  Without the model's weights the metadata captioner stands in,
+   with one line saying how to get them;
 3. **export** the folder as a dataset (``metadata.jsonl`` and a dataset card,
    :func:`wavdiff_utils.dataset.export_dataset`);
 4. **report**: ``notebooks/06_batch_report.ipynb`` executed once for the batch
@@ -41,18 +41,19 @@ from pathlib import Path
 import numpy as np
 
 from .audio_io import audio_info, find_audio_files
-from .manifest import read_manifest
+from .errors import BadParameterError
 from .params import CodecParams
-from .paths import REPO_ROOT, atomic_path, song_id
+from .paths import REPO_ROOT, atomic_path
 from .pipeline import BatchResult, encode_song, failure_lines, song_ids
 from .tiling import n_tiles_for
+from .batch_report import audio_player, song_strip, tile_round_trip  # noqa: F401  (their old home)
 
 __all__ = ["CAPTIONERS", "REPORT_NOTEBOOK", "SUMMARY_NAME", "PipelineResult", "run_pipeline",
-           "encode_songs", "songs_per_minute", "skipped_line", "default_workers",
+           "encode_songs", "songs_per_minute", "default_workers",
            "song_strip", "audio_player", "tile_round_trip"]
 
-#: Captioner choices: MuQ-MuLan tags, Qwen2-Audio prose, or no captions.
-CAPTIONERS = ("muq", "qwen", "none")
+#: Captioner choices: MuQ-MuLan tags, Qwen2-Audio prose, file tags and tempo, or no captions.
+CAPTIONERS = ("muq", "qwen", "metadata", "none")
 #: The per-batch report notebook.
 REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "06_batch_report.ipynb"
 #: Record of the last run, in the output folder.
@@ -79,11 +80,14 @@ class PipelineResult:
         One :class:`~wavdiff_utils.pipeline.SongResult` per finished song
         (``"encoded"`` now or ``"skipped"``: done before) and the failures.
     captioner : str
+    caption_source : str
+        The captioner that wrote the captions (``"metadata"`` when it stood in).
     captions : list of dict
-        Per song: ``song``, ``status`` (``"captioned"`` or ``"skipped"``), ``tiles``.
+        Per song: ``song``, ``status`` (``"captioned"`` or ``"skipped"``), ``tiles``,
+        ``caption_source``.
     caption_failures : list of (path, message)
-    captions_skipped : str
-        One line saying why no captions were made (missing weights, ...); ``""`` otherwise.
+    caption_notice : str
+        One line saying why the metadata captioner stood in (missing weights); ``""`` otherwise.
     export : DatasetExport or None
     export_error : str
     report : Path or None
@@ -98,9 +102,10 @@ class PipelineResult:
     output: Path
     encode: BatchResult = field(default_factory=BatchResult)
     captioner: str = "none"
+    caption_source: str = ""
     captions: list = field(default_factory=list)
     caption_failures: list = field(default_factory=list)
-    captions_skipped: str = ""
+    caption_notice: str = ""
     export: object = None
     export_error: str = ""
     report: Path | None = None
@@ -131,11 +136,12 @@ class PipelineResult:
                  f"{len(self.encode.failures)} failed; {n_tiles} tiles, {_hms(audio)} of audio"]
         if self.captioner == "none":
             lines.append("  captions: none asked for (--captioner none)")
-        elif self.captions_skipped:
-            lines.append(f"  {self.captions_skipped}")
         else:
+            if self.caption_notice:
+                lines.append(f"  {self.caption_notice}")
             done = [c for c in self.captions if c["status"] != "skipped"]
-            lines.append(f"  captions: {self.captioner}: {sum(c['tiles'] for c in done)} tiles in "
+            lines.append(f"  captions: {self.caption_source or self.captioner}: "
+                         f"{sum(c['tiles'] for c in done)} tiles in "
                          f"{len(done)} song(s) captioned, {len(self.captions) - len(done)} song(s) "
                          f"already done, {len(self.caption_failures)} failed")
         if self.export is not None:
@@ -160,7 +166,8 @@ class PipelineResult:
             "songs": [{"song": r.song, "source": r.source, "status": r.status, "tiles": r.n_tiles,
                        "seconds_of_audio": round(r.duration, 3), "wall_seconds": round(r.seconds, 3)}
                       for r in self.encode.results],
-            "captions": self.captions, "captions_skipped": self.captions_skipped,
+            "caption_source": self.caption_source, "captions": self.captions,
+            "caption_notice": self.caption_notice,
             "failures": [{"path": p, "message": m} for p, m in self.failures],
             "dataset": None if self.export is None else {
                 "metadata": str(self.export.metadata), "card": str(self.export.card),
@@ -179,29 +186,6 @@ def _hms(seconds: float) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0].strip() if text else type(exc).__name__
-
-
-def skipped_line(captioner: str, exc: BaseException) -> str:
-    """One line for a captioner that cannot run: ``"captions skipped: <why>; <how to get the weights>"``."""
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    if not lines:
-        return f"captions skipped: {captioner}: {type(exc).__name__}"
-    if len(lines) == 1:                  # already one line with its own advice (Qwen's)
-        return f"captions skipped: {lines[0]}"
-    env = "WAVDIFF_MUQ_MODEL" if captioner == "muq" else "WAVDIFF_QWEN_MODEL"
-    head = lines[0].rstrip(":. ")
-    problems = [ln[2:] for ln in lines[1:] if ln.startswith("- ")]
-    cmds = [ln for ln in lines[1:] if ln.startswith(("hf download", "huggingface-cli download"))]
-    if problems and not cmds:
-        head += " (" + "; ".join(p.rstrip(". ") for p in problems) + ")"
-    if cmds:
-        folder = cmds[0].split("--local-dir", 1)[1].split()[0] if "--local-dir" in cmds[0] \
-            else "<folder>"
-        how = f"get them with `{' && '.join(cmds)}`, then pass --model {folder} (or set {env})"
-    else:
-        how = (f"point --model at a complete model folder (or set {env}); without --model the "
-               f"message says what to download")
-    return f"captions skipped: {head}; {how}"
 
 
 # =========================================================================== encode
@@ -278,29 +262,9 @@ def encode_songs(input, output, *, params: CodecParams | None = None, workers: i
                  _bar: _Bar | None = None) -> BatchResult:
     """Encode a file or every audio file under a folder, songs in parallel worker processes.
 
-    The same as :func:`wavdiff_utils.pipeline.encode_batch`, with a progress
-    bar that counts tiles as the workers write them.
-
-    Parameters
-    ----------
-    input : path-like
-        Audio file or folder (recursive).
-    output : path-like
-        Root folder: ``output/<song>/<song>_<index:04d>.png`` and ``manifest.json``.
-    params : CodecParams, optional
-    workers : int
-        Worker processes; 1 encodes here, 0 means :func:`default_workers`.
-    overwrite : bool
-        Re-encode songs finished with other codec parameters.
-    png_compression : int
-        zlib level 0-9 of the PNGs.
-    progress : bool
-        Show the progress bar.
-
-    Returns
-    -------
-    BatchResult
-        Results in input order; failures collected, not raised.
+    The same as :func:`wavdiff_utils.pipeline.encode_batch` (same parameters; ``workers=1``
+    encodes here, 0 means :func:`default_workers`), with a progress bar that counts tiles
+    as the workers write them.  Returns the results in input order, failures collected.
     """
     params = params or CodecParams()
     workers = _check_workers(workers)
@@ -392,78 +356,25 @@ def _check_workers(workers) -> int:
 
 # =========================================================================== caption
 
-def _caption_muq(files, ids, output, *, params, model, device, artist, title, bar, res):
-    from .muq_captioner import DEFAULT_MODEL, ModelWeightsMissing, caption_song, load_muq_mulan, \
-        load_vocabulary
-    from .audio_io import AudioError
+def _caption(input, files, output, *, name, params, model, device, artist, title, bar, res):
+    """Caption the encoded songs with one captioner, loaded once; metadata captions stand in
+    (with a one-line notice) when its weights are missing."""
+    from .captioning import caption_songs, captioner_or_fallback, fallback_notice, make_captioner
+    from .errors import WeightsMissingError
 
+    cap, res.caption_notice = captioner_or_fallback(name, model=model, device=device)
+    kw = dict(params=params, artist=artist, title=title, only=files, progress=False,
+              on_song=lambda r: bar.song_done(r.n_tiles if r is not None else 0))
     try:
-        mulan = load_muq_mulan(model or DEFAULT_MODEL, device=device)
-    except (ModelWeightsMissing, ImportError) as exc:
-        res.captions_skipped = skipped_line("muq", exc)
-        return
-    except RuntimeError as exc:                      # e.g. a transformers muq cannot run with
-        res.captions_skipped = f"captions skipped: {_first_line(exc)}"
-        return
-    vocabulary = load_vocabulary()
-    for f in files:
-        try:
-            r = caption_song(f, output, mulan=mulan, song=ids[f], params=params, artist=artist,
-                             title=title, vocabulary=vocabulary)
-            res.captions.append({"song": r.song, "status": r.status, "tiles": r.n_tiles})
-            bar.song_done(r.n_tiles)
-        except (AudioError, ValueError, OSError, RuntimeError) as exc:
-            res.caption_failures.append((str(f), str(exc)))
-            bar.song_done(0)
-
-
-def _qwen_all_done(output: Path, songs: list[str]) -> bool:
-    """Cheap look: every song has a complete Qwen record (then the model need not be loaded)."""
-    from .qwen_captioner import RECORD_NAME
-    for s in songs:
-        try:
-            rec = json.loads((output / s / RECORD_NAME).read_text(encoding="utf-8"))
-            man = read_manifest(output / s)
-        except (OSError, ValueError):
-            return False
-        if man is None or rec.get("pending") or len(rec.get("tiles", [])) != man["n_tiles"]:
-            return False
-    return True
-
-
-def _caption_qwen(input, files, ids, output, *, params, model, device, artist, title, bar, res):
-    from .qwen_captioner import DEFAULT_MODEL, QwenWeightsError, describe_songs, load_qwen
-
-    model = model or DEFAULT_MODEL
-    common = dict(artist=artist, title=title, params=params, progress=False)
-
-    def take(result, only=None):
-        for s in result.songs:
-            if only is None or s.song in only:
-                res.captions.append({"song": s.song, "status": "skipped" if s.status == "skipped"
-                                     else "captioned", "tiles": len(s.files)})
-                bar.song_done(len(s.files))
-        for p, m in result.failures:
-            if only is None or ids.get(Path(p)) in only:
-                res.caption_failures.append((p, m))
-                bar.song_done(0)
-
-    try:
-        if _qwen_all_done(output, [ids[f] for f in files]):
-            take(describe_songs(input, output, model=model, device=device, **common))
-            return
-        cap = load_qwen(model, device=device)
-    except (QwenWeightsError, ImportError) as exc:
-        res.captions_skipped = skipped_line("qwen", exc)
-        return
-    # per song, so the bar moves; files whose song id is not their own stem (two inputs share
-    # a name) are done in one call over the whole input, which gives them the encoder's ids
-    plain = [f for f in files if ids[f] == song_id(f)]
-    for f in plain:
-        take(describe_songs(f, output, model=cap, **common))
-    rest = {ids[f] for f in files if f not in plain}
-    if rest:
-        take(describe_songs(input, output, model=cap, **common), only=rest)
+        batch = caption_songs(cap, input, output, **kw)
+    except WeightsMissingError as exc:          # found, but could not be loaded
+        res.caption_notice = fallback_notice(name, exc)
+        cap = make_captioner("metadata")
+        batch = caption_songs(cap, input, output, **kw)
+    res.caption_source = cap.name
+    res.captions += [{"song": r.song, "status": r.status, "tiles": r.n_tiles,
+                      "caption_source": cap.name} for r in batch.results]
+    res.caption_failures += batch.failures
 
 
 # =========================================================================== pipeline
@@ -484,8 +395,9 @@ def run_pipeline(input, output, *, params: CodecParams | None = None, captioner:
         ``metadata.jsonl``, ``README.md``, ``report/``.
     params : CodecParams, optional
         Codec (default ``CodecParams()``: exact 1024x1024 tiles).
-    captioner : {"muq", "qwen", "none"}
-        MuQ-MuLan tag captions, Qwen2-Audio prose, or none.
+    captioner : {"muq", "qwen", "metadata", "none"}
+        MuQ-MuLan tag captions, Qwen2-Audio prose, captions from the file tags and
+        tempo (no weights; also what stands in when the model weights are missing), or none.
     artist, title : str
         Caption prefix for every song; empty means "from each file's tags".
     workers : int
@@ -524,14 +436,14 @@ def run_pipeline(input, output, *, params: CodecParams | None = None, captioner:
     """
     say = log or (lambda *_: None)
     if captioner not in CAPTIONERS:
-        raise ValueError(f"captioner must be one of {CAPTIONERS}, got {captioner!r}")
+        raise BadParameterError(f"captioner must be one of {', '.join(CAPTIONERS)}, got {captioner!r}")
     workers = _check_workers(workers)
     params = params or CodecParams()
     input, output = Path(input), Path(output)
     if output.exists() and not output.is_dir():
         raise NotADirectoryError(f"output {str(output)!r} exists and is a file, not a folder")
     files = find_audio_files(input)
-    ids = song_ids(files)
+    song_ids(files)                     # colliding song names fail before anything is written
     output.mkdir(parents=True, exist_ok=True)
     res = PipelineResult(input, output, captioner=captioner)
     est = sum(_estimate_tiles(f, params) for f in files)
@@ -551,15 +463,9 @@ def run_pipeline(input, output, *, params: CodecParams | None = None, captioner:
                 ok = [f for f in files if str(f) in done]
                 bar.retotal(sum(r.n_tiles for r in res.encode.results) - est)
                 bar.step(f"caption ({captioner})")
-                kw = dict(params=params, model=model, device=device, artist=artist, title=title,
-                          bar=bar, res=res)
-                if ok and captioner == "muq":
-                    _caption_muq(ok, ids, output, **kw)
-                elif ok:
-                    _caption_qwen(input, ok, ids, output, **kw)
-                if res.captions_skipped:
-                    bar.bar.set_description("caption: no model")
-                    bar.retotal(-(bar.bar.total - bar.bar.n))
+                if ok:
+                    _caption(input, ok, output, name=captioner, params=params, model=model,
+                             device=device, artist=artist, title=title, bar=bar, res=res)
                 res.seconds["caption"] = time.perf_counter() - t0
         finally:
             bar.close()
@@ -689,136 +595,3 @@ def songs_per_minute(input, *, workers=(1, 2), params: CodecParams | None = None
         r["speedup"] = round(r["songs_per_minute"] / rows[0]["songs_per_minute"], 2) \
             if rows[0]["songs_per_minute"] else None
     return rows
-
-
-# =========================================================================== report helpers
-
-def song_strip(folder, *, max_tiles: int = 16, height: int = 160, cmap: str = "magma"):
-    """A song's tiles side by side as one spectrogram strip (magnitude in dB), tile borders marked.
-
-    Parameters
-    ----------
-    folder : path-like
-        A song folder with ``manifest.json``.
-    max_tiles : int
-        Tiles drawn (the first ones).
-    height : int
-        Pixels per tile edge in the strip (tiles are shrunk with area averaging).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    import cv2
-    import matplotlib.pyplot as plt
-
-    from .codec import tile_magnitude_db
-    from .manifest import manifest_params
-    from .tile_io import read_tile
-
-    folder = Path(folder)
-    man = read_manifest(folder)
-    if man is None:
-        raise FileNotFoundError(f"{folder}: no manifest.json; not a finished song folder")
-    params = manifest_params(man)
-    tiles = man["tiles"][:max(1, int(max_tiles))]
-    parts = []
-    for t in tiles:
-        db = tile_magnitude_db(read_tile(folder / t["file"], warn=False).pixels, params)
-        parts.append(cv2.resize(db.astype(np.float32), (height, height), interpolation=cv2.INTER_AREA))
-    strip = np.concatenate(parts, axis=1)
-    sr = params.sample_rate
-    t_end = tiles[-1]["stop"] / sr
-    top = params.sample_rate / 2 * (params.bins - 1) / (params.n_fft / 2) / 1000
-    fig, ax = plt.subplots(figsize=(min(16, 1.0 + 1.6 * len(tiles)), 2.4))
-    im = ax.imshow(strip, origin="lower", aspect="auto", cmap=cmap, vmin=params.db_min,
-                   vmax=params.db_max,
-                   extent=[tiles[0]["start"] / sr, t_end, 0, top], interpolation="antialiased")
-    for t in tiles[1:]:
-        ax.axvline(t["start"] / sr, color="w", lw=0.8)
-    for t in tiles:
-        ax.text(t["start"] / sr, top, f" {t['index']:04d}", color="w", va="top", fontsize=7)
-        if t["pad"]:
-            ax.axvspan(t["end"] / sr, t["stop"] / sr, color="0.75", alpha=0.6, lw=0)
-            ax.text(t["stop"] / sr, 0, "padding ", color="k", ha="right", va="bottom", fontsize=7)
-    ax.set_xlabel("seconds")
-    ax.set_ylabel("kHz")
-    more = len(man["tiles"]) - len(tiles)
-    ax.set_title(f"{man['song']}: {man['n_tiles']} tiles" + (f" (first {len(tiles)})" if more else ""),
-                 fontsize=9)
-    fig.colorbar(im, ax=ax, label="dB", pad=0.01)
-    fig.tight_layout()
-    return fig
-
-
-def audio_player(y: np.ndarray, sample_rate: int, *, label: str = ""):
-    """An HTML audio player with the clip embedded as MP3 (small enough for a shareable page).
-
-    Falls back to an embedded WAV (``IPython.display.Audio``) where libsndfile cannot write MP3.
-    """
-    import base64
-    import html
-    import io
-
-    import soundfile as sf
-    from IPython.display import HTML, Audio
-
-    y = np.clip(np.asarray(y, dtype=np.float32), -1.0, 1.0)
-    try:
-        buf = io.BytesIO()
-        sf.write(buf, y, int(sample_rate), format="MP3")
-        data = base64.b64encode(buf.getvalue()).decode("ascii")
-    except Exception:
-        return Audio(y, rate=int(sample_rate), normalize=False)
-    cap = f"<code>{html.escape(label)}</code> " if label else ""
-    return HTML(f'<div>{cap}<audio controls preload="none" '
-                f'src="data:audio/mpeg;base64,{data}"></audio></div>')
-
-
-def tile_round_trip(folder, index: int | None = None) -> dict:
-    """Decode one tile alone and compare it with the source audio it was made from.
-
-    Parameters
-    ----------
-    folder : path-like
-        A song folder with ``manifest.json``.
-    index : int, optional
-        Tile index; default the middle tile.
-
-    Returns
-    -------
-    dict
-        ``tile``, ``start_seconds``, ``end_seconds``, ``snr_db`` and ``lsd_db``
-        (``None`` with ``error`` set when the source file is gone), ``decoded``
-        (the samples) and ``sample_rate``.
-    """
-    from .audio_io import load_audio
-    from .codec import decode_array
-    from .manifest import manifest_params
-    from .metrics import lsd_db, snr_db
-    from .tile_io import read_tile
-
-    folder = Path(folder)
-    man = read_manifest(folder)
-    if man is None:
-        raise FileNotFoundError(f"{folder}: no manifest.json; not a finished song folder")
-    params = manifest_params(man)
-    tiles = man["tiles"]
-    i = len(tiles) // 2 if index is None or index < 0 else int(index)
-    if not 0 <= i < len(tiles):
-        raise ValueError(f"tile index {index} is out of range: {folder.name} has {len(tiles)} tiles")
-    t = tiles[i]
-    sr = params.sample_rate
-    y = decode_array([read_tile(folder / t["file"], warn=False).pixels], params,
-                     n_samples=t["end"] - t["start"])
-    out = {"tile": i, "file": t["file"], "start_seconds": t["start"] / sr,
-           "end_seconds": t["end"] / sr, "snr_db": None, "lsd_db": None, "error": "",
-           "decoded": y, "sample_rate": sr}
-    src = Path(man.get("source", ""))
-    if not src.is_file():
-        out["error"] = f"source {str(src)!r} is not there any more; nothing to compare with"
-        return out
-    ref = load_audio(src, sample_rate=sr)[t["start"]:t["end"]]
-    out["snr_db"] = snr_db(ref, y)
-    out["lsd_db"] = lsd_db(ref, y)
-    return out

@@ -9,7 +9,9 @@ captions and ``manifest.json``) into a dataset in place:
 - ``metadata.jsonl``: one row per tile with ``file_name`` (relative path),
   ``text`` (the ``.txt`` caption with the tile's stem, ``""`` when there is
   none), ``song``, ``tile_index``, ``start_seconds``, ``end_seconds``,
-  ``start_sample``, ``end_sample`` and ``sample_rate``.  Hugging Face
+  ``start_sample``, ``end_sample``, ``sample_rate`` and ``caption_source``
+  (the captioner whose record holds that caption, ``"unknown"`` for one no
+  record claims, ``""`` without a caption).  Hugging Face
   ``datasets.load_dataset("imagefolder", data_dir=folder)`` reads it as
   image + text + those columns; kohya-style trainers read the ``.txt`` sidecars.
 - ``README.md``: a dataset card with the codec parameters, counts and
@@ -40,7 +42,6 @@ back as 16-bit tiles (with codec metadata) that ``03_decode`` turns into audio.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import warnings
@@ -52,6 +53,7 @@ import numpy as np
 from .manifest import MANIFEST_NAME, manifest_params, read_manifest
 from .params import CodecParams
 from .paths import atomic_path
+from .dataset_card import hms as _hms, write_card
 from .tile_io import TileImageError, decode_image, tile_name, write_tile
 
 __all__ = ["METADATA_NAME", "CARD_NAME", "CHANNELS", "DatasetExport", "export_dataset",
@@ -113,11 +115,6 @@ class DatasetExport:
                 f"({self.n_captioned} captioned), {_hms(self.seconds)} of audio")
 
 
-def _hms(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
 def _song_folders(folder: Path) -> list[Path]:
     """Finished song folders (holding ``manifest.json``) under ``folder``, hidden ones excluded."""
     out = []
@@ -176,6 +173,8 @@ def export_dataset(folder, *, name: str | None = None, card: bool = True) -> Dat
     if not songs:
         raise ValueError(f"{folder}: holds no finished song (no <song>/{MANIFEST_NAME}); "
                          f"encode some audio into it first")
+    from .captioning import recorded_captions
+
     rows, song_rows, codecs, notes = [], [], [], []
     for sf in songs:
         man = read_manifest(sf)
@@ -185,6 +184,7 @@ def export_dataset(folder, *, name: str | None = None, card: bool = True) -> Dat
         sr = params.sample_rate
         captioned = 0
         missing = []
+        recorded = recorded_captions(sf)
         for t in man["tiles"]:
             png = sf / t["file"]
             if not png.is_file():
@@ -192,7 +192,10 @@ def export_dataset(folder, *, name: str | None = None, card: bool = True) -> Dat
                 continue
             text = _caption(png)
             captioned += bool(text)
+            rec = recorded.get(png.with_suffix(".txt").name, {})
+            source = (rec["caption_source"] if rec.get("caption") == text else "unknown") if text else ""
             rows.append({"file_name": png.relative_to(folder).as_posix(), "text": text,
+                         "caption_source": source,
                          "song": man["song"], "tile_index": int(t["index"]),
                          "start_seconds": round(t["start"] / sr, 6),
                          "end_seconds": round(t["end"] / sr, 6),
@@ -217,106 +220,10 @@ def export_dataset(folder, *, name: str | None = None, card: bool = True) -> Dat
                            sum(bool(r["text"]) for r in rows),
                            sum(s["seconds"] for s in song_rows), codecs, song_rows, notes)
     if card:
-        _write_card(result, name or folder.resolve().name)
+        write_card(result, name or folder.resolve().name)
     for n in notes:
         warnings.warn(n, stacklevel=2)
     return result
-
-
-_CARD_MARK = "<!-- wavdiff dataset card -->"
-
-
-def _write_card(res: DatasetExport, name: str) -> None:
-    path = res.card
-    if path.is_file() and _CARD_MARK not in path.read_text(encoding="utf-8", errors="replace"):
-        res.warnings.append(f"{path}: exists and was not written by wavdiff; left as it is")
-        return
-    params = [CodecParams.from_dict(c) for c in res.codecs]
-    p0 = params[0]
-    dims = sorted({f"{p.size}x{p.size}" for p in params})
-    lines = [
-        "---",
-        f"pretty_name: {json.dumps(name)}",
-        "task_categories:",
-        "- text-to-image",
-        "tags:",
-        "- audio",
-        "- music",
-        "- spectrogram",
-        "- wavdiff",
-        "configs:",
-        "- config_name: default",
-        "  data_files:",
-        "  - split: train",
-        "    path:",
-        f"    - \"{METADATA_NAME}\"",
-        "    - \"**/*.png\"",
-        "---",
-        _CARD_MARK,
-        f"# {name}",
-        "",
-        f"Music as lossless **16-bit RGB PNG spectrogram tiles** ({', '.join(dims)}) made by "
-        f"wavdiff with one caption per tile, for training image diffusion "
-        f"models. Every tile decodes back to its audio (wavdiff `03_decode`).",
-        "",
-        "## Contents",
-        "",
-        f"- **{res.n_songs}** song(s), **{res.n_tiles}** tiles, **{res.n_captioned}** with a "
-        f"caption; **{_hms(res.seconds)}** of audio ({res.seconds:.1f} s)",
-        f"- made {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}",
-        "",
-        "| song | source file | tiles | captioned | seconds |",
-        "|---|---|---:|---:|---:|",
-    ]
-    for s in res.songs:
-        lines.append(f"| {s['song']} | {s['source']} | {s['tiles']} | {s['captioned']} | "
-                     f"{s['seconds']:.2f} |")
-    lines += ["", "Layout: `<song>/<song>_<index:04d>.png`, the caption beside it as "
-              "`<song>_<index:04d>.txt`, the song's `manifest.json` (exact sample span of every "
-              "tile), and `metadata.jsonl` with one row per tile: `file_name`, `text`, `song`, "
-              "`tile_index`, `start_seconds`, `end_seconds`, `start_sample`, `end_sample`, "
-              "`sample_rate`.", "", "## Codec parameters", ""]
-    for i, p in enumerate(params):
-        if len(params) > 1:
-            n = sum(1 for s in res.songs if s["codec"] == i)
-            lines.append(f"Set {i + 1} ({n} song(s)):")
-            lines.append("")
-        lines += [f"{p.describe()}.", "", "```json", json.dumps(p.to_dict(), indent=1), "```", ""]
-    if len(params) > 1:
-        lines += ["**Warning:** the songs use different codec parameters; train on one set.", ""]
-    lines += [
-        "## Pixels",
-        "",
-        f"- red: magnitude in dB re a full-scale sine's peak bin, linear from db_min "
-        f"({p0.db_min:g} dB) = 0 (silence) to db_max ({p0.db_max:g} dB) = 65535",
-        "- green, blue: (cos(phase) + 1) / 2 and (sin(phase) + 1) / 2 on the 16-bit scale",
-        "- row 0 is the highest frequency; columns are STFT frames left to right",
-        "",
-        "## Loading with all 16 bits",
-        "",
-        "Pillow (and so `datasets`' `Image` feature and most training scripts) opens these "
-        "16-bit PNGs as 8-bit without a warning, which costs most of their fidelity. Load them "
-        "with OpenCV instead:",
-        "",
-        "```python",
-        "from wavdiff_utils.dataset import load_tile_dataset   # or TileDataset(folder) for torch",
-        f"ds = load_tile_dataset({json.dumps(str(res.folder))})  # 'pixel_values': float (3, H, W) in [-1, 1]",
-        "```",
-        "",
-        "Without wavdiff: `ds.cast_column(\"image\", datasets.Image(decode=False))`, then "
-        "`cv2.imread(path, cv2.IMREAD_UNCHANGED)[:, :, ::-1]` (16-bit, BGR -> RGB).",
-        "",
-        "Generated tensors go back to tiles with `wavdiff_utils.dataset.write_tensor_tiles`, "
-        "and to audio with `python -m wavdiff_utils.report notebooks/03_decode.ipynb -p input "
-        "<tiles> -p output <audio>`.",
-        "",
-        "## Licence",
-        "",
-        "That of the source recordings; wavdiff sets none.",
-        "",
-    ]
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines), encoding="utf-8")
 
 
 def read_metadata(folder) -> list[dict]:

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from .codec import istft_stream, pixels_to_stft
+from .errors import BadParameterError
 from .manifest import MANIFEST_NAME, manifest_params, read_manifest
 from .params import CodecParams
 from .paths import atomic_path
@@ -184,7 +185,7 @@ def plan_decode(input, *, join: str = "auto") -> list[DecodeJob]:
         Output names are unique (a folder prefix is added where two would clash).
     """
     if join not in JOIN_MODES:
-        raise ValueError(f"join must be one of {JOIN_MODES}, got {join!r}")
+        raise BadParameterError(f"join must be one of {JOIN_MODES}, got {join!r}")
     inp = Path(input)
     if not inp.exists():
         raise FileNotFoundError(f"input {str(inp)!r} does not exist")
@@ -317,14 +318,14 @@ def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str 
         ``missing="error"``.
     """
     if phase not in METHODS:
-        raise ValueError(f"phase must be one of {METHODS}, got {phase!r}")
+        raise BadParameterError(f"phase must be one of {METHODS}, got {phase!r}")
     if missing not in ("error", "silence"):
-        raise ValueError(f"missing must be 'error' or 'silence', got {missing!r}")
+        raise BadParameterError(f"missing must be 'error' or 'silence', got {missing!r}")
     if peak not in PEAK_MODES:
-        raise ValueError(f"peak must be one of {PEAK_MODES}, got {peak!r}")
+        raise BadParameterError(f"peak must be one of {PEAK_MODES}, got {peak!r}")
     output = Path(output)
     if output.suffix.lower()[1:] not in AUDIO_FORMATS:
-        raise ValueError(f"output {str(output)!r} must end in .wav, .flac or .ogg")
+        raise BadParameterError(f"output {str(output)!r} must end in .wav, .flac or .ogg")
     t0 = time.perf_counter()
     if isinstance(tiles, DecodeJob):
         job = tiles
@@ -481,12 +482,12 @@ def decode_batch(input, output, *, params: CodecParams | None = None, phase: str
     from tqdm.auto import tqdm
 
     if fmt not in AUDIO_FORMATS:
-        raise ValueError(f"fmt must be one of {AUDIO_FORMATS}, got {fmt!r}")
+        raise BadParameterError(f"fmt must be one of {AUDIO_FORMATS}, got {fmt!r}")
     jobs = plan_decode(input, join=join)
     out = Path(output)
     single_file = out.suffix.lower()[1:] in AUDIO_FORMATS
     if single_file and len(jobs) > 1:
-        raise ValueError(f"output {str(out)!r} names one file but {len(jobs)} songs or clips were "
+        raise BadParameterError(f"output {str(out)!r} names one file but {len(jobs)} songs or clips were "
                          f"found under {str(input)!r}; give a folder")
     batch = DecodeBatch()
     bar = tqdm(total=sum(len(j.tiles) for j in jobs), desc="decode", unit="tile",

@@ -51,6 +51,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from .errors import BadParameterError
 from .params import CodecParams
 
 __all__ = ["METHODS", "PhaseSettings", "TileReport", "reconstruct_tiles", "pghi",
@@ -123,17 +124,17 @@ class PhaseSettings:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise ValueError(f"phase method must be one of {METHODS}, got {self.method!r}")
+            raise BadParameterError(f"phase method must be one of {METHODS}, got {self.method!r}")
         for name in ("n_iter", "race_iter", "patience", "context", "lookahead"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+                raise BadParameterError(f"{name} must be an integer >= 0, got {v!r}")
         if not 0.0 <= float(self.momentum) < 1.5:
-            raise ValueError(f"momentum must be in [0, 1.5), got {self.momentum!r}")
+            raise BadParameterError(f"momentum must be in [0, 1.5), got {self.momentum!r}")
         if self.backend not in ("auto", "torch", "numpy"):
-            raise ValueError(f"backend must be 'auto', 'torch' or 'numpy', got {self.backend!r}")
+            raise BadParameterError(f"backend must be 'auto', 'torch' or 'numpy', got {self.backend!r}")
         if self.context < 4 and self.method != "image":
-            raise ValueError(f"context must be at least 4 frames to join tiles, got {self.context}")
+            raise BadParameterError(f"context must be at least 4 frames to join tiles, got {self.context}")
 
 
 @dataclass

@@ -20,6 +20,7 @@ import numpy as np
 from . import __version__
 from .audio_io import AudioError, AudioStream, find_audio_files
 from .codec import encode_stream
+from .errors import OutputConflictError
 from .manifest import MANIFEST_NAME, manifest_params, read_manifest, write_manifest
 from .params import CodecParams
 from .paths import song_id
@@ -31,7 +32,7 @@ __all__ = ["SongResult", "BatchResult", "failure_lines", "encode_song", "encode_
 TILE_FORMAT = "wavdiff-tile"
 
 
-class OutputExistsError(FileExistsError):
+class OutputExistsError(OutputConflictError):
     """A song's output already exists and was made differently; the message says what to do."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .errors import BadTileError
 from .paths import atomic_path
 
 __all__ = ["TileImageError", "write_tile", "read_tile", "read_tile_metadata", "TILE_NAME",
@@ -30,7 +31,7 @@ _KEYWORD = b"wavdiff"
 TILE_NAME = re.compile(r"^(?P<song>.+)_(?P<index>\d{4,})\.png$", re.IGNORECASE)
 
 
-class TileImageError(ValueError):
+class TileImageError(BadTileError):
     """An image that cannot be used as a tile; the message names the file and the problem."""
 
     def __init__(self, path, problem: str):
