@@ -21,7 +21,7 @@ from wavdiff_utils import muq_captioner as mc
 from wavdiff_utils.captioning import caption_prefix, caption_songs
 from wavdiff_utils.manifest import manifest_spans, read_manifest
 from wavdiff_utils.params import CodecParams
-from wavdiff_utils.pipeline import encode_batch
+from wavdiff_utils.encoding import encode_batch
 from wavdiff_utils.tile_io import find_tiles
 from wavdiff_utils.tiling import tile_spans
 

@@ -88,7 +88,7 @@ def test_one_file_per_tile_in_sync_with_the_computed_spans(song, tmp_path, capti
 
 def test_spans_come_from_the_encoders_manifest(song, tmp_path, captioner):
     from wavdiff_utils.manifest import manifest_spans, read_manifest
-    from wavdiff_utils.pipeline import encode_batch
+    from wavdiff_utils.encoding import encode_batch
 
     made = CodecParams(sample_rate=16000, size=128)        # not the parameters passed below
     encode_batch(song, tmp_path, params=made).raise_if_failed()
@@ -227,7 +227,7 @@ def test_an_interrupted_run_still_owns_its_files(song, tmp_path, captioner, monk
 
 
 def test_songs_sharing_a_stem_use_the_encoders_song_ids(tmp_path, captioner):
-    from wavdiff_utils.pipeline import song_ids
+    from wavdiff_utils.encoding import song_ids
 
     for sub, seed in (("a", 1), ("b", 2)):
         (tmp_path / "in" / sub).mkdir(parents=True)

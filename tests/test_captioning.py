@@ -15,7 +15,7 @@ from wavdiff_utils import errors as E
 from wavdiff_utils.dataset import export_dataset, read_metadata
 from wavdiff_utils.metadata_captioner import MetadataCaptioner, metadata_caption
 from wavdiff_utils.params import CodecParams
-from wavdiff_utils.pipeline import encode_batch
+from wavdiff_utils.encoding import encode_batch
 
 P = CodecParams(size=256)                   # 0.74 s tiles
 SR = 44100
@@ -124,7 +124,7 @@ def test_missing_weights_fall_back_to_metadata_with_one_line(tmp_path, name):
 
 
 def test_pipeline_falls_back_and_every_row_names_its_captioner(tmp_path):
-    from wavdiff_utils.batch import run_pipeline
+    from wavdiff_utils.pipeline import run_pipeline
     src = tagged(tmp_path / "x.mp3", "MP3", **TAGS)
     out = tmp_path / "ds"
     res = run_pipeline(src, out, params=P, captioner="muq", model=str(tmp_path / "nope"),
@@ -144,7 +144,7 @@ def test_pipeline_falls_back_and_every_row_names_its_captioner(tmp_path):
 
 
 def test_pipeline_captions_songs_given_by_a_relative_path(tmp_path, monkeypatch):
-    from wavdiff_utils.batch import run_pipeline
+    from wavdiff_utils.pipeline import run_pipeline
     tagged(tmp_path / "r.ogg", "OGG", **TAGS)
     monkeypatch.chdir(tmp_path)
     res = run_pipeline("r.ogg", "ds", params=P, captioner="metadata", workers=1, report=False,
@@ -180,7 +180,7 @@ def test_naming_and_options_are_checked_by_name(tmp_path):
 def test_every_error_kind_derives_from_the_base_and_its_builtin():
     from wavdiff_utils.audio_io import AudioError
     from wavdiff_utils.muq_captioner import ModelWeightsMissing
-    from wavdiff_utils.pipeline import OutputExistsError
+    from wavdiff_utils.encoding import OutputExistsError
     from wavdiff_utils.qwen_captioner import QwenWeightsError, TileTooLongError
     from wavdiff_utils.tile_io import TileImageError
 
@@ -201,7 +201,7 @@ ERRORS = [E.BadAudioError("song.mp3: cannot be decoded"),
 
 @pytest.mark.parametrize("exc", ERRORS, ids=lambda e: type(e).__name__)
 def test_the_cli_prints_each_error_kind_as_one_line(tmp_path, monkeypatch, capsys, exc):
-    import wavdiff_utils.batch as batch
+    import wavdiff_utils.pipeline as batch
     from wavdiff_utils.__main__ import main
 
     def fail(*a, **k):

@@ -95,7 +95,7 @@ def test_batch_report_shows_strips_captions_players_and_round_trip(flags_run, mo
 
 def test_the_report_step_executes_06_once_and_names_a_failure(songs, tmp_path, monkeypatch):
     import wavdiff_utils.report as report
-    from wavdiff_utils.batch import run_pipeline
+    from wavdiff_utils.pipeline import run_pipeline
     from wavdiff_utils.params import CodecParams
 
     calls = []
@@ -271,7 +271,7 @@ def test_an_interrupted_batch_resumes_without_redoing_finished_songs(tmp_path):
 
 
 def test_songs_per_minute_reports_each_worker_count(songs, tmp_path):
-    from wavdiff_utils.batch import songs_per_minute
+    from wavdiff_utils.pipeline import songs_per_minute
     from wavdiff_utils.params import CodecParams
     rows = songs_per_minute(songs, workers=(1, 2), params=CodecParams(size=128), scratch=tmp_path)
     assert [r["workers"] for r in rows] == [1, 2] and rows[0]["speedup"] == 1.0

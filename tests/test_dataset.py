@@ -15,7 +15,7 @@ from wavdiff_utils.audio_io import load_audio
 from wavdiff_utils.codec import encode_array
 from wavdiff_utils.metrics import snr_db
 from wavdiff_utils.params import CodecParams
-from wavdiff_utils.pipeline import decode_batch, decode_song, encode_batch
+from wavdiff_utils import decode_batch, decode_song, encode_batch
 from wavdiff_utils.tile_io import TileImageError, read_tile, read_tile_metadata, write_tile
 
 P = CodecParams(size=128)          # 0.19 s per tile: fast, same code path as 1024

@@ -13,7 +13,7 @@ from wavdiff_utils.codec import pixels_to_stft, stft_to_pixels
 from wavdiff_utils.decoding import decode_batch, decode_song, plan_decode, summary_markdown
 from wavdiff_utils.params import CodecParams
 from wavdiff_utils.phase_benchmark import perturb
-from wavdiff_utils.pipeline import encode_song
+from wavdiff_utils.encoding import encode_song
 from wavdiff_utils.tile_io import TileImageError, read_tile, read_tile_metadata, write_tile
 
 P = CodecParams(size=128)                        # 0.19 s tiles at 44.1 kHz

@@ -9,7 +9,8 @@ from wavdiff_utils.audio_io import AudioError, find_audio_files, load_audio
 from wavdiff_utils.manifest import read_manifest
 from wavdiff_utils.metrics import snr_db
 from wavdiff_utils.params import CodecParams
-from wavdiff_utils.pipeline import OutputExistsError, decode_batch, decode_song, encode_batch, encode_song
+from wavdiff_utils import decode_batch, decode_song, encode_batch, encode_song
+from wavdiff_utils.encoding import OutputExistsError
 from wavdiff_utils.tile_io import read_tile, read_tile_metadata
 
 P = CodecParams(size=128)          # 128x128 tiles, 0.19 s each: fast, same code path as 1024
@@ -76,7 +77,7 @@ def test_batch_recursive_resumes_and_reports_failures(songs, tmp_path):
 
 
 def test_interrupted_song_resumes(songs, tmp_path, monkeypatch):
-    import wavdiff_utils.pipeline as pl
+    import wavdiff_utils.encoding as pl
     out = tmp_path / "tiles"
     calls = {"n": 0}
     real = pl.write_tile

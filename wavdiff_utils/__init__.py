@@ -11,13 +11,13 @@ One module per concern:
 - :mod:`wavdiff_utils.manifest` - per-song manifest
 - :mod:`wavdiff_utils.metrics` - SNR, LSD, 16-bit PSNR
 - :mod:`wavdiff_utils.compare` - tile-by-tile comparison reports
-- :mod:`wavdiff_utils.pipeline` - batch encode with resume and failure reports
+- :mod:`wavdiff_utils.encoding` - batch encode with resume and failure reports
 - :mod:`wavdiff_utils.decoding` - any folder of images back to audio, with a per-tile report
 - :mod:`wavdiff_utils.phase` - phase reconstruction: exact, fast Griffin-Lim, PGHI, automatic
-- :mod:`wavdiff_utils.captioning` - what both captioners share (spans, file names, tags)
-- :mod:`wavdiff_utils.muq_captioner` - MuQ-MuLan tag captions
-- :mod:`wavdiff_utils.qwen_captioner` - Qwen2-Audio prose captions
-- :mod:`wavdiff_utils.batch` - the one-step pipeline (``python -m wavdiff_utils``)
+- :mod:`wavdiff_utils.captioning` - the captioner interface and what every captioner shares
+- :mod:`wavdiff_utils.muq_captioner`, :mod:`~wavdiff_utils.qwen_captioner`,
+  :mod:`~wavdiff_utils.metadata_captioner` - MuQ-MuLan tags, Qwen2-Audio prose, file tags and tempo
+- :mod:`wavdiff_utils.pipeline` - the one-step pipeline (``python -m wavdiff_utils``)
 - :mod:`wavdiff_utils.dataset` - training-ready export and the 16-bit loader
 - :mod:`wavdiff_utils.plots` - figures and widgets for the notebooks
 - :mod:`wavdiff_utils.report` - executed notebooks and single-file HTML reports
@@ -26,6 +26,44 @@ One module per concern:
 """
 __version__ = "0.1.0"
 
-from .params import CodecParams, load_yaml_params  # noqa: F401
-from .paths import REPO_ROOT, SAMPLE_AUDIO, resolve, song_id  # noqa: F401
-from .tiling import TileSpan, tile_spans  # noqa: F401
+#: The public API, importable from the package's top level (``from wavdiff_utils import
+#: encode_song``) whichever module holds it.  Loaded on first use (PEP 562), so importing
+#: the package or encoding a song never imports torch, transformers or matplotlib.
+_EXPORTS = {
+    "paths": ["REPO_ROOT", "SAMPLE_AUDIO", "resolve", "output_dir", "song_id"],
+    "params": ["CodecParams", "load_yaml_params"],
+    "tiling": ["TileSpan", "tile_spans"],
+    "audio_io": ["AudioStream", "load_audio", "write_audio", "find_audio_files"],
+    "tile_io": ["read_tile", "write_tile", "find_tiles", "read_tile_metadata"],
+    "codec": ["encode_array", "decode_array", "encode_stream", "decode_stream", "istft_stream",
+              "stft_to_pixels", "pixels_to_stft"],
+    "manifest": ["read_manifest"],
+    "metrics": ["snr_db", "lsd_db", "psnr16"],
+    "encoding": ["encode_song", "encode_batch", "SongResult", "BatchResult"],
+    "decoding": ["decode_song", "decode_batch", "plan_decode", "DecodeResult", "DecodeBatch"],
+    "phase": ["PhaseSettings", "reconstruct_tiles", "pghi", "spectral_convergence", "signal_sc"],
+    "pipeline": ["run_pipeline", "PipelineResult"],
+    "captioning": ["Captioner", "make_captioner", "caption_songs", "caption_song"],
+    "dataset": ["export_dataset", "load_tile_dataset", "read_metadata", "write_tensor_tiles",
+                "decode_png16", "pixels_to_tensor", "tensor_to_pixels"],
+    "compare": ["compare_tiles"],
+    "errors": ["WavdiffError", "BadAudioError", "BadTileError", "WeightsMissingError",
+               "BadParameterError", "OutputConflictError"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wavdiff_utils' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value                  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))

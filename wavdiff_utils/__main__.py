@@ -7,7 +7,7 @@ params/pipeline.yaml``) it asks nothing::
     python -m wavdiff_utils --input sample_data --output outputs/dataset --captioner muq
     python -m wavdiff_utils -f params/pipeline.yaml --workers 4
 
-The work is done by :func:`wavdiff_utils.batch.run_pipeline`.
+The work is done by :func:`wavdiff_utils.pipeline.run_pipeline`.
 """
 from __future__ import annotations
 
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
 
-    from .batch import run_pipeline
+    from .pipeline import run_pipeline
 
     try:
         result = run_pipeline(params=params, progress=not args.quiet, **run)
@@ -190,7 +190,7 @@ def _here(path) -> Path:
 
 def _checked(values: dict):
     """CodecParams and run_pipeline's keyword arguments, every value checked."""
-    from .batch import CAPTIONERS
+    from .pipeline import CAPTIONERS
     from .params import CodecParams
     from .paths import resolve
 

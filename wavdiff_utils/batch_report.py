@@ -27,7 +27,7 @@ def batch_overview(folder) -> tuple[str, list[dict], dict]:
     FileNotFoundError
         ``folder`` holds no ``metadata.jsonl``.
     """
-    from .batch import SUMMARY_NAME
+    from .pipeline import SUMMARY_NAME
     from .dataset import eight_bit_cost, read_metadata
     from .manifest import manifest_params
 
@@ -97,7 +97,7 @@ def show_batch_report(output, *, input="", max_songs: int = 20, max_tiles: int =
     import pandas as pd
     from IPython.display import HTML, Markdown, display
 
-    from .batch import run_pipeline
+    from .pipeline import run_pipeline
     from .codec import decode_array
     from .dataset import METADATA_NAME
     from .manifest import manifest_params

@@ -3,8 +3,8 @@
 What it measures (:func:`run_benchmark`, used by ``notebooks/05_benchmark.ipynb``):
 
 - encode and decode throughput, in seconds of audio per wall second ("x
-  realtime"), of each layout (:func:`wavdiff_utils.pipeline.encode_song` /
-  :func:`~wavdiff_utils.pipeline.decode_song`, file to tiles and tiles to file),
+  realtime"), of each layout (:func:`wavdiff_utils.encoding.encode_song` /
+  :func:`~wavdiff_utils.encoding.decode_song`, file to tiles and tiles to file),
   on the bundled sample and on a generated long signal, next to the same
   figure for :func:`reference_encode` / :func:`reference_decode`;
 - round-trip SNR and LSD per method, against the audio as
@@ -84,7 +84,7 @@ def reference_encode(path, out_dir, *, size: int = 1024, n_fft: int = 2048, hop:
     (library default compression), low frequencies at the bottom.
 
     Not part of the codec: the whole song and its whole STFT are in memory, and
-    the Lanczos resize is lossy.  Use :func:`wavdiff_utils.pipeline.encode_song`.
+    the Lanczos resize is lossy.  Use :func:`wavdiff_utils.encoding.encode_song`.
 
     Parameters
     ----------
@@ -348,7 +348,7 @@ job = json.loads(sys.argv[1])
 import cv2, librosa, numpy, soundfile, soxr  # noqa: F401  (the baseline counts the imports)
 from wavdiff_utils import benchmark
 from wavdiff_utils.params import CodecParams
-from wavdiff_utils.pipeline import decode_song, encode_song
+from wavdiff_utils import decode_song, encode_song
 base = _peak()
 t0 = time.perf_counter()
 kind = job["kind"]
@@ -440,7 +440,8 @@ def _rm(path: Path):
 
 
 def _codec_methods(layout: str):
-    from .pipeline import decode_song, encode_song
+    from .decoding import decode_song
+    from .encoding import encode_song
 
     params = CodecParams(layout=layout)
 

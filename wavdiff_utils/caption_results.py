@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .params import CodecParams
-from .pipeline import BatchResult, SongResult, failure_lines
+from .encoding import BatchResult, SongResult, failure_lines
 
 __all__ = ["TileCaption", "CaptionResult", "CaptionBatch"]
 

@@ -26,7 +26,7 @@ from .manifest import manifest_params, manifest_spans, read_manifest
 from .params import CodecParams
 from .paths import atomic_path, resolve, song_id
 from .caption_results import CaptionBatch, CaptionResult, TileCaption
-from .pipeline import song_ids
+from .encoding import song_ids
 from .tile_io import tile_name
 from .tiling import TileSpan, tile_spans
 

@@ -769,7 +769,8 @@ def round_trip_tiles(audio, workdir, *, params: CodecParams | None = None,
     """
     import shutil
 
-    from .pipeline import decode_batch, encode_batch
+    from .decoding import decode_batch
+    from .encoding import encode_batch
 
     work = Path(workdir)
     if original is None:

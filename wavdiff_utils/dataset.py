@@ -490,7 +490,7 @@ def write_tensor_tiles(tensors, folder, *, song: str = "generated",
     -------
     list of Path
     """
-    from .pipeline import TILE_FORMAT
+    from .encoding import TILE_FORMAT
     from . import __version__
 
     params = params or CodecParams()

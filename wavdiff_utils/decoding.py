@@ -44,7 +44,7 @@ from .manifest import MANIFEST_NAME, manifest_params, read_manifest
 from .params import CodecParams
 from .paths import atomic_path
 from .phase import METHODS, PhaseSettings, TileReport, reconstruct_tiles
-from .pipeline import BatchResult, SongResult, failure_lines
+from .encoding import BatchResult, SongResult, failure_lines
 from .tile_io import TileImageError, natural_key, parse_tile_name, read_tile, tile_name
 
 __all__ = ["DecodeResult", "DecodeBatch", "DecodeJob", "plan_decode", "decode_song", "decode_batch",
@@ -64,7 +64,7 @@ NORMALIZED_PEAK = 10 ** (-1 / 20)
 class DecodeResult(SongResult):
     """One decoded song or clip.
 
-    Attributes (beyond :class:`~wavdiff_utils.pipeline.SongResult`)
+    Attributes (beyond :class:`~wavdiff_utils.encoding.SongResult`)
     ----------------------------------------------------------------
     phase : str
         The method asked for (``auto``, ``image``, ...).

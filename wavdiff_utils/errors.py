@@ -5,7 +5,7 @@ Every kind also derives from the built-in error it refines (``ValueError``,
 working.  The classes raised elsewhere derive from these without moving:
 :class:`wavdiff_utils.audio_io.AudioError` is a :class:`BadAudioError`,
 :class:`wavdiff_utils.tile_io.TileImageError` a :class:`BadTileError`,
-:class:`wavdiff_utils.pipeline.OutputExistsError` an :class:`OutputConflictError`.
+:class:`wavdiff_utils.encoding.OutputExistsError` an :class:`OutputConflictError`.
 
 >>> from wavdiff_utils.errors import WavdiffError, one_line
 >>> try:

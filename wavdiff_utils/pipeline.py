@@ -1,332 +1,597 @@
-"""Batch jobs: encode songs to tiles, with resume and failure reports (decoding: :mod:`.decoding`).
+"""The one-step pipeline: audio in, a training-ready dataset of captioned 16-bit tiles out.
 
-Every output is written atomically; a song counts as finished only once its
-``manifest.json`` is in place, so an interrupted batch resumes where it
-stopped and a re-run skips finished songs.  One bad file never stops a batch:
-its error is collected and reported at the end.
+:func:`run_pipeline` (what ``python -m wavdiff_utils`` runs) does, for a file
+or every audio file under a folder:
+
+1. **encode** the songs in parallel worker processes
+   (:func:`wavdiff_utils.encoding.encode_song` per song);
+2. **caption** every tile in this process with one model loaded once (MuQ-MuLan
+   tags, Qwen2-Audio prose or ``"metadata"``: file tags and tempo; ``"none"``
+   skips it).  Without the model's weights the metadata captioner stands in,
+   with one line saying how to get them;
+3. **export** the folder as a dataset (``metadata.jsonl`` and a dataset card,
+   :func:`wavdiff_utils.dataset.export_dataset`);
+4. **report**: ``notebooks/06_batch_report.ipynb`` executed once for the batch
+   and rendered to one HTML file that opens offline.
+
+One progress bar counts tiles over both steps, with the songs done in its
+label.  Every step resumes: finished songs are skipped, an interrupted song's
+finished tiles are kept, up-to-date captions are not redone, and the export and
+report are rebuilt from what is on disk.  Failures are collected per song and
+listed at the end with their reasons; ``<output>/wavdiff_batch.json`` records
+the run.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import json
+import multiprocessing as mp
 import os
+import queue as _queue
 import shutil
+import sys
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import warnings
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .audio_io import AudioError, AudioStream, find_audio_files
-from .codec import encode_stream
-from .errors import OutputConflictError
-from .manifest import MANIFEST_NAME, manifest_params, read_manifest, write_manifest
+from .audio_io import audio_info, find_audio_files
+from .errors import BadParameterError
 from .params import CodecParams
-from .paths import song_id
-from .tile_io import TileImageError, read_tile_metadata, tile_name, write_tile
+from .paths import REPO_ROOT, atomic_path
+from .encoding import BatchResult, encode_song, failure_lines, song_ids
+from .tiling import n_tiles_for
+from .batch_report import audio_player, song_strip, tile_round_trip  # noqa: F401  (their old home)
 
-__all__ = ["SongResult", "BatchResult", "failure_lines", "encode_song", "encode_batch", "decode_song",
-           "decode_batch", "OutputExistsError", "song_ids"]
+__all__ = ["CAPTIONERS", "REPORT_NOTEBOOK", "SUMMARY_NAME", "PipelineResult", "run_pipeline",
+           "encode_songs", "songs_per_minute", "default_workers",
+           "song_strip", "audio_player", "tile_round_trip"]
 
-TILE_FORMAT = "wavdiff-tile"
+#: Captioner choices: MuQ-MuLan tags, Qwen2-Audio prose, file tags and tempo, or no captions.
+CAPTIONERS = ("muq", "qwen", "metadata", "none")
+#: The per-batch report notebook.
+REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "06_batch_report.ipynb"
+#: Record of the last run, in the output folder.
+SUMMARY_NAME = "wavdiff_batch.json"
+#: Name of the report files in the report folder.
+REPORT_NAME = "batch_report"
 
 
-class OutputExistsError(OutputConflictError):
-    """A song's output already exists and was made differently; the message says what to do."""
+def default_workers() -> int:
+    """Encode worker processes used when ``workers=0``: the CPU count, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
 
 
-def failure_lines(failures) -> list[str]:
-    """``FAILED ...`` lines for ``(path, message)`` pairs; the path is left out when the message names it."""
-    return [f"  FAILED {msg}" if str(path) in msg else f"  FAILED {path}: {msg}" for path, msg in failures]
-
+# =========================================================================== results
 
 @dataclass
-class SongResult:
-    """What happened to one song."""
+class PipelineResult:
+    """What :func:`run_pipeline` did.
 
-    song: str
-    source: str
-    output: str
-    status: str                      # "encoded", "skipped", "decoded"
-    n_tiles: int = 0
-    n_samples: int = 0
-    sample_rate: int = 0
-    seconds: float = 0.0             # wall time
-    clipped_high: int = 0
-    below_floor: int = 0
+    Attributes
+    ----------
+    input, output : Path
+    encode : BatchResult
+        One :class:`~wavdiff_utils.encoding.SongResult` per finished song
+        (``"encoded"`` now or ``"skipped"``: done before) and the failures.
+    captioner : str
+    caption_source : str
+        The captioner that wrote the captions (``"metadata"`` when it stood in).
+    captions : list of dict
+        Per song: ``song``, ``status`` (``"captioned"`` or ``"skipped"``), ``tiles``,
+        ``caption_source``.
+    caption_failures : list of (path, message)
+    caption_notice : str
+        One line saying why the metadata captioner stood in (missing weights); ``""`` otherwise.
+    export : DatasetExport or None
+    export_error : str
+    report : Path or None
+        The HTML report.
+    report_error : str
+    seconds : dict
+        Wall time per step.
+    warnings : list of str
+    """
+
+    input: Path
+    output: Path
+    encode: BatchResult = field(default_factory=BatchResult)
+    captioner: str = "none"
+    caption_source: str = ""
+    captions: list = field(default_factory=list)
+    caption_failures: list = field(default_factory=list)
+    caption_notice: str = ""
+    export: object = None
+    export_error: str = ""
+    report: Path | None = None
+    report_error: str = ""
+    seconds: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
 
     @property
-    def duration(self) -> float:
-        return self.n_samples / self.sample_rate if self.sample_rate else 0.0
-
-
-@dataclass
-class BatchResult:
-    """Results of a batch: finished songs, and failures with their reasons."""
-
-    results: list = field(default_factory=list)
-    failures: list = field(default_factory=list)   # (path, message)
+    def failures(self) -> list:
+        """Every per-song failure, ``(path, "step: message")``."""
+        return ([(p, f"encode: {m}") for p, m in self.encode.failures]
+                + [(p, f"caption: {m}") for p, m in self.caption_failures])
 
     @property
     def ok(self) -> bool:
+        """True when no song failed (skipped captions and a failed report do not count)."""
         return not self.failures
 
     def summary(self) -> str:
-        """Human-readable summary, failures last."""
-        made = [r for r in self.results if r.status != "skipped"]
-        skipped = [r for r in self.results if r.status == "skipped"]
-        lines = [f"{len(made)} song(s) processed, {len(skipped)} already done (skipped), "
-                 f"{len(self.failures)} failed"]
+        """What was made and what failed, and why; one line per fact, failures last."""
+        enc = self.encode.results
+        made = [r for r in enc if r.status == "encoded"]
+        n_tiles = sum(r.n_tiles for r in enc)
+        audio = sum(r.duration for r in enc)
+        total = sum(self.seconds.values())
+        lines = [f"wavdiff pipeline: {self.input} -> {self.output} ({total:.1f} s)",
+                 f"  songs:    {len(made)} encoded, {len(enc) - len(made)} already done, "
+                 f"{len(self.encode.failures)} failed; {n_tiles} tiles, {_hms(audio)} of audio"]
+        if self.captioner == "none":
+            lines.append("  captions: none asked for (--captioner none)")
+        else:
+            if self.caption_notice:
+                lines.append(f"  {self.caption_notice}")
+            done = [c for c in self.captions if c["status"] != "skipped"]
+            lines.append(f"  captions: {self.caption_source or self.captioner}: "
+                         f"{sum(c['tiles'] for c in done)} tiles in "
+                         f"{len(done)} song(s) captioned, {len(self.captions) - len(done)} song(s) "
+                         f"already done, {len(self.caption_failures)} failed")
+        if self.export is not None:
+            e = self.export
+            lines.append(f"  dataset:  {e.metadata} ({e.n_tiles} rows, {e.n_captioned} with a "
+                         f"caption), card {e.card.name}")
+        elif self.export_error:
+            lines.append(f"  dataset:  not written: {self.export_error}")
+        if self.report is not None:
+            lines.append(f"  report:   {self.report}")
+        elif self.report_error:
+            lines.append(f"  report:   not written: {self.report_error}")
+        lines += [f"  warning:  {w}" for w in self.warnings]
         return "\n".join(lines + failure_lines(self.failures))
 
-    def raise_if_failed(self):
-        """Raise ``RuntimeError`` listing every failure, if any."""
-        if self.failures:
-            raise RuntimeError(self.summary())
-
-    def table(self):
-        """Results as a pandas DataFrame (one row per song)."""
-        import pandas as pd
-        rows = [{"song": r.song, "status": r.status, "tiles": r.n_tiles,
-                 "seconds of audio": round(r.duration, 2), "wall s": round(r.seconds, 2),
-                 "clipped high": r.clipped_high, "below floor": r.below_floor, "output": r.output}
-                for r in self.results]
-        rows += [{"song": Path(p).name, "status": "FAILED", "output": m} for p, m in self.failures]
-        return pd.DataFrame(rows)
-
-
-def song_ids(files) -> dict[Path, str]:
-    """Song id for each file; files whose stems collide get their parent folder name prefixed."""
-    files = [Path(f) for f in files]
-    base = {f: song_id(f) for f in files}
-    counts: dict[str, int] = {}
-    for s in base.values():
-        counts[s] = counts.get(s, 0) + 1
-    out = {}
-    for f, s in base.items():
-        out[f] = s if counts[s] == 1 else song_id(f.parent.name + "__" + f.stem)
-    if len(set(out.values())) != len(out):
-        dup = sorted(s for s in out.values() if list(out.values()).count(s) > 1)
-        raise ValueError(f"several input files map to the same song name(s) {dup}; rename them")
-    return out
+    def to_dict(self) -> dict:
+        """JSON-ready record of the run (written to ``<output>/wavdiff_batch.json``)."""
+        return {
+            "format": "wavdiff-batch", "version": 1,
+            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "input": str(self.input), "output": str(self.output), "captioner": self.captioner,
+            "songs": [{"song": r.song, "source": r.source, "status": r.status, "tiles": r.n_tiles,
+                       "seconds_of_audio": round(r.duration, 3), "wall_seconds": round(r.seconds, 3)}
+                      for r in self.encode.results],
+            "caption_source": self.caption_source, "captions": self.captions,
+            "caption_notice": self.caption_notice,
+            "failures": [{"path": p, "message": m} for p, m in self.failures],
+            "dataset": None if self.export is None else {
+                "metadata": str(self.export.metadata), "card": str(self.export.card),
+                "songs": self.export.n_songs, "tiles": self.export.n_tiles,
+                "captioned": self.export.n_captioned, "seconds": round(self.export.seconds, 3)},
+            "export_error": self.export_error, "warnings": self.warnings,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
 
 
-def _tile_metadata(params: CodecParams, song: str, source: Path, tile) -> dict:
-    s = tile.span
-    return {"format": TILE_FORMAT, "version": 1, "wavdiff_version": __version__,
-            "codec": params.to_dict(), "song": song, "source": source.name,
-            "tile_index": s.index, "start": s.start, "end": s.end, "stop": s.stop, "pad": s.pad,
-            "is_last": tile.is_last, "start_seconds": s.start / params.sample_rate,
-            "end_seconds": s.end / params.sample_rate}
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-def _same_codec(manifest: dict, params: CodecParams) -> bool:
-    try:
-        return manifest_params(manifest) == params
-    except (KeyError, TypeError, ValueError):
-        return False
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0].strip() if text else type(exc).__name__
 
 
-def encode_song(path, output, *, params: CodecParams | None = None, song: str | None = None,
-                overwrite: bool = False, png_compression: int = 0, progress=None) -> SongResult:
-    """Encode one audio file into ``output/<song>/<song>_<index:04d>.png`` plus ``manifest.json``.
+# =========================================================================== encode
 
-    Parameters
-    ----------
-    path : path-like
-        Audio file.
-    output : path-like
-        Root folder; the song gets its own sub-folder.
-    params : CodecParams, optional
-        Codec settings (default ``CodecParams()``).
-    song : str, optional
-        Song id; default :func:`wavdiff_utils.paths.song_id` of the file name.
-    overwrite : bool
-        Re-encode a finished song even if it was made with other parameters.
-    png_compression : int
-        zlib level 0-9 of the PNGs; 0 (default) is fastest, 9 saves ~7-10% of disk.
-    progress : callable, optional
-        Called with the number of tiles written after each tile.
-
-    Returns
-    -------
-    SongResult
-        ``status="skipped"`` when the song was already finished with the same parameters.
-
-    Raises
-    ------
-    AudioError
-        Unreadable, empty, silent or too-short audio (the message names the file).
-    OutputExistsError
-        The song's folder holds tiles made with other parameters and ``overwrite`` is False.
-    """
-    params = params or CodecParams()
-    path = Path(path)
-    song = song or song_id(path)
-    folder = Path(output) / song
-    t0 = time.perf_counter()
-    manifest = read_manifest(folder) if folder.is_dir() else None
-    if manifest is not None and not overwrite:
-        files_ok = all((folder / t["file"]).is_file() for t in manifest["tiles"])
-        if _same_codec(manifest, params) and files_ok and manifest.get("source_name") == path.name:
-            return SongResult(song, str(path), str(folder), "skipped", manifest["n_tiles"],
-                              manifest["n_samples"], params.sample_rate, 0.0,
-                              manifest.get("clipped_high", 0), manifest.get("below_floor", 0))
-        if not _same_codec(manifest, params):
-            raise OutputExistsError(
-                f"{folder}: already holds tiles of {manifest.get('source_name')!r} made with other "
-                f"codec parameters ({manifest_params(manifest).describe()}); pass overwrite=True to "
-                f"replace them, or choose another output folder")
-        if manifest.get("source_name") != path.name:
-            raise OutputExistsError(
-                f"{folder}: already holds tiles of another file ({manifest.get('source_name')!r}); "
-                f"rename {path.name!r} or choose another output folder")
-
-    stream = AudioStream(path, sample_rate=params.sample_rate, mono=True)
-    partial = Path(output) / f".{song}.partial"
-    partial.mkdir(parents=True, exist_ok=True)
-    tiles_meta = []
-    peak = 0.0
-    clipped = below = 0
-    n_samples = 0
-
-    def counted(blocks):
-        nonlocal peak, n_samples
-        for b in blocks:
-            if len(b):
-                peak = max(peak, float(np.max(np.abs(b))))
-                n_samples += len(b)
-            yield b
-
-    try:
-        with stream:
-            for tile in encode_stream(counted(stream), params):
-                name = tile_name(song, tile.span.index)
-                meta = _tile_metadata(params, song, path, tile)
-                target = partial / name
-                # resume: a tile already written by an interrupted run is kept if identical
-                if not (target.is_file() and read_tile_metadata(target) == meta):
-                    write_tile(target, tile.pixels, meta, compression=png_compression)
-                clipped += tile.stats.clipped_high
-                below += tile.stats.below_floor
-                tiles_meta.append({"file": name, **tile.span.to_dict()})
-                if progress:
-                    progress(1)
-        if n_samples == 0:
-            raise AudioError(path, "contains no audio samples (empty file)")
-        if n_samples < params.n_fft:
-            raise AudioError(path, f"is too short: {n_samples} samples "
-                                   f"({1000 * n_samples / params.sample_rate:.1f} ms) at "
-                                   f"{params.sample_rate} Hz; at least n_fft={params.n_fft} needed")
-        if peak == 0.0:
-            raise AudioError(path, "is silent (every sample is zero)")
-    except Exception:
-        # an unusable file leaves nothing behind; an interruption (KeyboardInterrupt) keeps
-        # the finished tiles of the partial folder for the next run to reuse
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    warn = []
-    if clipped:
-        warn.append(f"{clipped} magnitude values above db_max={params.db_max:g} dB were clipped")
-    if stream.source_rate != params.sample_rate:
-        warn.append(f"resampled from {stream.source_rate} Hz to {params.sample_rate} Hz")
-    manifest = {
-        "song": song, "source": str(path.resolve()), "source_name": path.name,
-        "source_sample_rate": stream.source_rate, "source_channels": stream.channels,
-        "codec": params.to_dict(), "codec_description": params.describe(),
-        "n_samples": n_samples, "duration": n_samples / params.sample_rate,
-        "n_tiles": len(tiles_meta), "peak": peak, "clipped_high": clipped, "below_floor": below,
-        "tiles": tiles_meta, "wavdiff_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    old = read_manifest(folder)
-    if old is not None:                       # overwrite: remove the old song's tiles first
-        (folder / MANIFEST_NAME).unlink()
-        for t in old["tiles"]:
-            (folder / t["file"]).unlink(missing_ok=True)
-    for t in tiles_meta:
-        os.replace(partial / t["file"], folder / t["file"])
-    write_manifest(folder, manifest)          # last: marks the song finished
-    shutil.rmtree(partial, ignore_errors=True)
-    return SongResult(song, str(path), str(folder), "encoded", len(tiles_meta), n_samples,
-                      params.sample_rate, time.perf_counter() - t0, clipped, below, warn)
+_PROGRESS = None          # a worker process's queue for per-tile progress
 
 
-def _encode_worker(args):
-    path, output, params, song, overwrite, png_compression = args
+def _init_worker(q):
+    global _PROGRESS
+    _PROGRESS = q
+
+
+def _encode_job(path, output, params, song, overwrite, png_compression):
+    """Encode one song (in a worker process or here); failures come back as ``(path, message)``."""
+    def tick(n):
+        if _PROGRESS is not None:
+            _PROGRESS.put((song, n))
     try:
         return encode_song(path, output, params=params, song=song, overwrite=overwrite,
-                           png_compression=png_compression), None
-    except (AudioError, OutputExistsError, TileImageError, ValueError, OSError) as exc:
-        return None, (str(path), str(exc))
+                           png_compression=png_compression, progress=tick), None
+    except Exception as exc:          # one bad file never stops the batch
+        msg = str(exc)
+        return None, (str(path), msg if str(path) in msg else f"{path}: {type(exc).__name__}: {msg}")
 
 
-def encode_batch(input, output, *, params: CodecParams | None = None, overwrite: bool = False,
-                 workers: int = 1, png_compression: int = 0, progress: bool = True) -> BatchResult:
-    """Encode a file or every audio file under a folder (recursive).
+def _estimate_tiles(path: Path, params: CodecParams) -> int:
+    try:
+        info = audio_info(path)
+        n = int(np.ceil(info["frames"] * params.sample_rate / info["sample_rate"]))
+        return max(1, n_tiles_for(n, frames_per_tile=params.frames_per_tile,
+                                  hop_length=params.hop_length))
+    except Exception:
+        return 1
 
-    Parameters
-    ----------
-    input : path-like
-        Audio file or folder.
-    output : path-like
-        Root folder of the tiles (created).
-    params : CodecParams, optional
-    overwrite : bool
-        Replace songs already encoded with other parameters.
-    workers : int
-        Worker processes (songs are encoded in parallel; 1 = in this process).
-    png_compression : int
-        zlib level 0-9 of the PNGs (0 = fastest, the default).
-    progress : bool
-        Show a progress bar over songs.
 
-    Returns
-    -------
-    BatchResult
-        Failures are collected, not raised; call ``raise_if_failed()`` to stop on them.
+class _Bar:
+    """The single progress bar: tiles over all steps, songs done in the label."""
+
+    def __init__(self, total: int, n_songs: int, progress: bool):
+        from tqdm.auto import tqdm
+        self.bar = tqdm(total=max(total, 1), unit="tile", disable=not progress, dynamic_ncols=True,
+                        desc="encode")
+        self.n_songs = n_songs
+        self.songs = 0
+
+    def step(self, name: str):
+        self.bar.set_description(name)
+        self.songs = 0
+        self._label()
+
+    def _label(self):
+        self.bar.set_postfix_str(f"songs {self.songs}/{self.n_songs}", refresh=False)
+
+    def tiles(self, n: int):
+        if n:
+            self.bar.update(n)
+
+    def song_done(self, tiles: int = 0):
+        self.songs += 1
+        self._label()
+        self.tiles(tiles)
+
+    def retotal(self, delta: int):
+        if delta:
+            self.bar.total = max(self.bar.n, self.bar.total + delta)
+            self.bar.refresh()
+
+    def close(self):
+        self.bar.close()
+
+
+def encode_songs(input, output, *, params: CodecParams | None = None, workers: int = 1,
+                 overwrite: bool = False, png_compression: int = 0, progress: bool = True,
+                 _bar: _Bar | None = None) -> BatchResult:
+    """Encode a file or every audio file under a folder, songs in parallel worker processes.
+
+    The same as :func:`wavdiff_utils.encoding.encode_batch` (same parameters; ``workers=1``
+    encodes here, 0 means :func:`default_workers`), with a progress bar that counts tiles
+    as the workers write them.  Returns the results in input order, failures collected.
     """
-    from tqdm.auto import tqdm
-
     params = params or CodecParams()
-    if int(workers) < 1:
-        raise ValueError(f"workers must be >= 1, got {workers!r}")
+    workers = _check_workers(workers)
     files = find_audio_files(input)
     ids = song_ids(files)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
+    est = {ids[f]: _estimate_tiles(f, params) for f in files}
+    own = _bar is None
+    bar = _bar or _Bar(sum(est.values()), len(files), progress)
+    counted = {s: 0 for s in est}
     batch = BatchResult()
-    jobs = [(f, output, params, ids[f], overwrite, png_compression) for f in files]
-    bar = tqdm(total=len(jobs), desc="encode", unit="song", disable=not progress)
-    try:
-        if int(workers) == 1 or len(jobs) == 1:
-            for job in jobs:
-                bar.set_postfix_str(job[0].name[:40])
-                res, fail = _encode_worker(job)
-                batch.results.append(res) if res else batch.failures.append(fail)
-                bar.update(1)
+
+    def finish(res, fail, song):
+        if res is not None:
+            batch.results.append(res)
+            bar.retotal(res.n_tiles - est[song])
+            bar.song_done(res.n_tiles - counted[song])
         else:
-            with ProcessPoolExecutor(max_workers=int(workers)) as pool:
-                futures = [pool.submit(_encode_worker, job) for job in jobs]
-                for fut in as_completed(futures):
-                    res, fail = fut.result()
-                    batch.results.append(res) if res else batch.failures.append(fail)
-                    bar.update(1)
-                order = {str(f): i for i, f in enumerate(files)}
-                batch.results.sort(key=lambda r: order[r.source])
+            batch.failures.append(fail)
+            bar.retotal(counted[song] - est[song])
+            bar.song_done(0)
+
+    jobs = [(f, output, params, ids[f], overwrite, png_compression) for f in files]
+    try:
+        if workers == 1 or len(jobs) == 1:
+            global _PROGRESS
+
+            class _Here:                        # in this process: move the bar at once
+                @staticmethod
+                def put(item):
+                    counted[item[0]] += item[1]
+                    bar.tiles(item[1])
+
+            _PROGRESS, old = _Here, _PROGRESS
+            try:
+                for job in jobs:
+                    finish(*_encode_job(*job), job[3])
+            finally:
+                _PROGRESS = old
+        else:
+            ctx = mp.get_context()
+            q = ctx.Queue()
+            pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx,
+                                       initializer=_init_worker, initargs=(q,))
+            try:
+                futures = {pool.submit(_encode_job, *job): job for job in jobs}
+                pending = set(futures)
+
+                def drain():
+                    while True:
+                        try:
+                            s, n = q.get_nowait()
+                        except _queue.Empty:
+                            return
+                        counted[s] += n
+                        bar.tiles(n)
+
+                while pending:
+                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    drain()
+                    for fut in done:
+                        job = futures[fut]
+                        try:
+                            res, fail = fut.result()
+                        except Exception as exc:      # a worker died (killed, out of memory)
+                            res, fail = None, (str(job[0]), f"{job[0]}: worker failed: "
+                                                            f"{type(exc).__name__}: {exc}")
+                        finish(res, fail, job[3])
+                drain()
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
     finally:
-        bar.close()
+        if own:
+            bar.close()
+    order = {str(f): i for i, f in enumerate(files)}
+    batch.results.sort(key=lambda r: order.get(r.source, 0))
     return batch
 
 
-# --------------------------------------------------------------------------- decode
+def _check_workers(workers) -> int:
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
+        raise ValueError(f"workers must be a whole number >= 0 (0 = one per CPU, at most 8), "
+                         f"got {workers!r}")
+    return int(workers) or default_workers()
 
-def __getattr__(name):
-    # the decode jobs live in wavdiff_utils.decoding; they stay importable from here
-    if name in ("decode_song", "decode_batch"):
-        from . import decoding
-        return getattr(decoding, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+# =========================================================================== caption
+
+def _caption(input, files, output, *, name, params, model, device, artist, title, bar, res):
+    """Caption the encoded songs with one captioner, loaded once; metadata captions stand in
+    (with a one-line notice) when its weights are missing."""
+    from .captioning import caption_songs, captioner_or_fallback, fallback_notice, make_captioner
+    from .errors import WeightsMissingError
+
+    cap, res.caption_notice = captioner_or_fallback(name, model=model, device=device)
+    kw = dict(params=params, artist=artist, title=title, only=files, progress=False,
+              on_song=lambda r: bar.song_done(r.n_tiles if r is not None else 0))
+    try:
+        batch = caption_songs(cap, input, output, **kw)
+    except WeightsMissingError as exc:          # found, but could not be loaded
+        res.caption_notice = fallback_notice(name, exc)
+        cap = make_captioner("metadata")
+        batch = caption_songs(cap, input, output, **kw)
+    res.caption_source = cap.name
+    res.captions += [{"song": r.song, "status": r.status, "tiles": r.n_tiles,
+                      "caption_source": cap.name} for r in batch.results]
+    res.caption_failures += batch.failures
+
+
+# =========================================================================== pipeline
+
+def run_pipeline(input, output, *, params: CodecParams | None = None, captioner: str = "muq",
+                 artist: str = "", title: str = "", workers: int = 0, model: str | None = None,
+                 device: str = "auto", overwrite: bool = False, report: bool = True,
+                 report_dir=None, png_compression: int = 0, progress: bool = True,
+                 log=print) -> PipelineResult:
+    """Encode, caption, export and report a batch of songs (see the module notes).
+
+    Parameters
+    ----------
+    input : path-like
+        Audio file or folder (searched recursively).
+    output : path-like
+        Dataset folder (created): ``<song>/<song>_<index:04d>.png`` + ``.txt``,
+        ``metadata.jsonl``, ``README.md``, ``report/``.
+    params : CodecParams, optional
+        Codec (default ``CodecParams()``: exact 1024x1024 tiles).
+    captioner : {"muq", "qwen", "metadata", "none"}
+        MuQ-MuLan tag captions, Qwen2-Audio prose, captions from the file tags and
+        tempo (no weights; also what stands in when the model weights are missing), or none.
+    artist, title : str
+        Caption prefix for every song; empty means "from each file's tags".
+    workers : int
+        Encode worker processes; 0 (default) = one per CPU, at most 8.
+    model : str, optional
+        Captioning model (hub id or local folder); default the captioner's
+        own default, which ``$WAVDIFF_MUQ_MODEL`` / ``$WAVDIFF_QWEN_MODEL`` replace.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda[:N]"`` or ``"mps"`` for the captioner.
+    overwrite : bool
+        Re-encode songs finished with other codec parameters.
+    report : bool
+        Execute ``06_batch_report`` and render ``<report_dir>/batch_report.html``.
+    report_dir : path-like, optional
+        Default ``<output>/report``.
+    png_compression : int
+        zlib level 0-9 of the tiles.
+    progress : bool
+        Show the progress bar.
+    log : callable
+        Receives one-line notes (captions skipped, report being written); ``None`` silences them.
+
+    Returns
+    -------
+    PipelineResult
+        ``summary()`` says what was made and what failed, and why.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``input`` does not exist.
+    ValueError
+        A bad option (the message names it), or ``input`` holds no audio.
+    KeyboardInterrupt
+        Passed on; finished songs and tiles stay, and a re-run resumes.
+    """
+    say = log or (lambda *_: None)
+    if captioner not in CAPTIONERS:
+        raise BadParameterError(f"captioner must be one of {', '.join(CAPTIONERS)}, got {captioner!r}")
+    workers = _check_workers(workers)
+    params = params or CodecParams()
+    input, output = Path(input), Path(output)
+    if output.exists() and not output.is_dir():
+        raise NotADirectoryError(f"output {str(output)!r} exists and is a file, not a folder")
+    files = find_audio_files(input)
+    song_ids(files)                     # colliding song names fail before anything is written
+    output.mkdir(parents=True, exist_ok=True)
+    res = PipelineResult(input, output, captioner=captioner)
+    est = sum(_estimate_tiles(f, params) for f in files)
+    steps = 2 if captioner != "none" else 1
+    bar = _Bar(est * steps, len(files), progress)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            t0 = time.perf_counter()
+            res.encode = encode_songs(input, output, params=params, workers=workers,
+                                      overwrite=overwrite, png_compression=png_compression,
+                                      _bar=bar)
+            res.seconds["encode"] = time.perf_counter() - t0
+            if captioner != "none":
+                t0 = time.perf_counter()
+                done = {r.source for r in res.encode.results}
+                ok = [f for f in files if str(f) in done]
+                bar.retotal(sum(r.n_tiles for r in res.encode.results) - est)
+                bar.step(f"caption ({captioner})")
+                if ok:
+                    _caption(input, ok, output, name=captioner, params=params, model=model,
+                             device=device, artist=artist, title=title, bar=bar, res=res)
+                res.seconds["caption"] = time.perf_counter() - t0
+        finally:
+            bar.close()
+    res.warnings += _unique([str(w.message) for w in caught
+                             if not issubclass(w.category, (DeprecationWarning, FutureWarning))])
+
+    from .dataset import export_dataset
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res.export = export_dataset(output)
+        res.warnings += res.export.warnings
+    except (ValueError, OSError) as exc:
+        res.export_error = _first_line(exc)
+    res.seconds["export"] = time.perf_counter() - t0
+    _write_summary(res)
+
+    if report and res.export is not None:
+        t0 = time.perf_counter()
+        folder = Path(report_dir) if report_dir else output / "report"
+        say(f"report: executing {REPORT_NOTEBOOK.name} for the batch ...")
+        log_path = folder.resolve() / f"{REPORT_NAME}.log"
+        try:
+            from .report import run_notebook
+            with _stderr_to(log_path):    # the kernel's own chatter goes to the log, not the terminal
+                _, html = run_notebook(REPORT_NOTEBOOK,
+                                       parameters={"output": str(output.resolve()), "input": ""},
+                                       output=folder.resolve(), name=REPORT_NAME, hide_code=True)
+            res.report = html
+        except Exception as exc:          # the dataset is made; a report problem is one line
+            res.report_error = f"{type(exc).__name__}: {_first_line(exc)} (details: {log_path})"
+        res.seconds["report"] = time.perf_counter() - t0
+        _write_summary(res)
+    return res
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path):
+    """Send file descriptor 2 (this process and the children it starts) to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        os.dup2(fd, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+
+
+def _unique(items):
+    seen, out = set(), []
+    for i in items:
+        if i not in seen:
+            seen.add(i)
+            out.append(i)
+    return out
+
+
+def _write_summary(res: PipelineResult) -> None:
+    path = res.output / SUMMARY_NAME
+    data = res.to_dict()
+    data["report"] = str(res.report) if res.report else None
+    data["report_error"] = res.report_error
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+
+
+# =========================================================================== benchmark
+
+def songs_per_minute(input, *, workers=(1, 2), params: CodecParams | None = None,
+                     repeats: int = 1, scratch=None, png_compression: int = 0) -> list[dict]:
+    """Encode throughput of the pipeline in songs per minute, for each worker count.
+
+    Every run encodes all songs under ``input`` from scratch into a fresh
+    temporary folder (removed afterwards).
+
+    Parameters
+    ----------
+    input : path-like
+        A folder of songs (several, so that workers have something to share).
+    workers : sequence of int
+        Worker counts to measure, e.g. ``(1, os.cpu_count())``.
+    params : CodecParams, optional
+    repeats : int
+        Runs per worker count; the fastest counts (the first run of a session
+        also pays for cold file caches).
+    scratch : path-like, optional
+        Where the temporary folders go (default: the system's temp folder).
+    png_compression : int
+
+    Returns
+    -------
+    list of dict
+        Per worker count: ``workers``, ``songs``, ``failed``, ``tiles``,
+        ``audio_seconds``, ``wall_seconds``, ``songs_per_minute`` and
+        ``speedup`` (over the first entry).
+    """
+    workers = list(workers)
+    if not workers:
+        raise ValueError("workers must name at least one worker count, e.g. (1, 2)")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a whole number >= 1, got {repeats!r}")
+    rows = []
+    for w in workers:
+        w = _check_workers(w)
+        dt = float("inf")
+        for _ in range(repeats):
+            tmp = Path(tempfile.mkdtemp(prefix="wavdiff-spm-", dir=scratch))
+            try:
+                t0 = time.perf_counter()
+                b = encode_songs(input, tmp, params=params, workers=w,
+                                 png_compression=png_compression, progress=False)
+                dt = min(dt, time.perf_counter() - t0)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        rows.append({"workers": w, "songs": len(b.results), "failed": len(b.failures),
+                     "tiles": sum(r.n_tiles for r in b.results),
+                     "audio_seconds": round(sum(r.duration for r in b.results), 2),
+                     "wall_seconds": round(dt, 3),
+                     "songs_per_minute": round(60.0 * len(b.results) / dt, 2) if dt > 0 else 0.0})
+    for r in rows:
+        r["speedup"] = round(r["songs_per_minute"] / rows[0]["songs_per_minute"], 2) \
+            if rows[0]["songs_per_minute"] else None
+    return rows

@@ -1,0 +1,45 @@
+"""The package's top-level API: lazy, complete, and light on the codec path."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+import wavdiff_utils
+from wavdiff_utils.paths import REPO_ROOT
+
+HEAVY = ("torch", "transformers", "matplotlib", "muq", "ipywidgets")
+
+
+def test_every_export_resolves_to_its_module():
+    for name in wavdiff_utils.__all__:
+        obj = getattr(wavdiff_utils, name)
+        if callable(obj):                        # functions and classes are the package's own
+            assert obj.__module__ == f"wavdiff_utils.{wavdiff_utils._WHERE[name]}", name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        wavdiff_utils.nope
+
+
+def test_encode_and_decode_import_nothing_heavy(tmp_path):
+    """Importing the package, encoding a song and decoding it (exact and rebuilt phase) in a
+    fresh interpreter loads none of torch, transformers, matplotlib."""
+    code = f"""
+import json, sys
+import numpy as np, soundfile as sf
+y = (0.3 * np.sin(np.arange(44100) * 0.05)).astype('float32')
+sf.write({str(tmp_path / 's.wav')!r}, y, 44100)
+import wavdiff_utils
+after_import = sorted(m for m in {HEAVY!r} if m in sys.modules)
+from wavdiff_utils import CodecParams, decode_batch, decode_song, encode_song
+p = CodecParams(size=128)
+encode_song({str(tmp_path / 's.wav')!r}, {str(tmp_path / 't')!r}, params=p)
+decode_song({str(tmp_path / 't' / 's')!r}, {str(tmp_path / 'a.wav')!r})
+decode_song({str(tmp_path / 't' / 's')!r}, {str(tmp_path / 'b.wav')!r}, phase="fgla", n_iter=2)
+print(json.dumps([after_import, sorted(m for m in {HEAVY!r} if m in sys.modules)]))
+"""
+    env = {"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr[-2000:]
+    after_import, after_work = json.loads(out.stdout.strip().splitlines()[-1])
+    assert after_import == [] and after_work == []
