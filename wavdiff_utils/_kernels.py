@@ -144,3 +144,25 @@ def fgla_update(c, c_prev, mag, alpha, lo, hi, out):
             else:
                 out[t, b] = mag[t, b]
     return err
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def overlap_add(frames, window, inv_wsum, hop, out):
+    """``out = sum over frames of window * frame, shifted by hop``, times ``inv_wsum`` (in place)."""
+    n_frames, n = frames.shape
+    for t in range(n_frames):
+        o = t * hop
+        for i in range(n):
+            out[o + i] += frames[t, i] * window[i]
+    for j in range(out.shape[0]):
+        out[j] *= inv_wsum[j]
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def windowed_frames(y, window, hop, out):
+    """``out[t] = window * y[t*hop : t*hop + len(window)]`` for every frame ``t`` of ``out``."""
+    n_frames, n = out.shape
+    for t in range(n_frames):
+        o = t * hop
+        for i in range(n):
+            out[t, i] = y[o + i] * window[i]

@@ -277,7 +277,7 @@ def _sequence_warnings(tiles: list, metas: list) -> list[str]:
 
 
 def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str = "auto",
-                n_iter: int = 32, missing: str = "error", song: str | None = None,
+                n_iter: int = 64, missing: str = "error", song: str | None = None,
                 peak: str = "keep", settings: PhaseSettings | None = None,
                 progress=None) -> DecodeResult:
     """Decode the tiles of one song (or one image) into one audio file, written atomically.
@@ -451,7 +451,7 @@ def _write_audio(blocks, output: Path, sample_rate: int, *, peak: str) -> tuple[
 # --------------------------------------------------------------------------- many files
 
 def decode_batch(input, output, *, params: CodecParams | None = None, phase: str = "auto",
-                 n_iter: int = 32, join: str = "auto", missing: str = "error", fmt: str = "wav",
+                 n_iter: int = 64, join: str = "auto", missing: str = "error", fmt: str = "wav",
                  peak: str = "keep", overwrite: bool = True, settings: PhaseSettings | None = None,
                  progress: bool = True) -> DecodeBatch:
     """Decode every song and clip found under ``input`` into ``output/<name>.<fmt>``.

@@ -242,16 +242,20 @@ class _NumpyEngine:
                 out[i * hop:i * hop + n] += f
 
     def istft(self, X):
+        from ._kernels import overlap_add
+
         frames = self.fft.irfft(X, n=self.n_fft, axis=1, workers=-1).astype(np.float32, copy=False)
-        frames *= self.win
         y = np.zeros((len(X) - 1) * self.hop + self.n_fft, np.float32)
-        self._ola(frames, y)
-        y *= self._inv_wsum(len(X))
+        overlap_add(frames, self.win, self._inv_wsum(len(X)), self.hop, y)
         return y
 
     def stft(self, y):
-        frames = np.lib.stride_tricks.sliding_window_view(y, self.n_fft)[::self.hop] * self.win
-        return self.fft.rfft(frames, axis=1, workers=-1).astype(np.complex64, copy=False)
+        from ._kernels import windowed_frames
+
+        frames = np.empty((1 + (len(y) - self.n_fft) // self.hop, self.n_fft), np.float32)
+        windowed_frames(y, self.win, self.hop, frames)
+        return self.fft.rfft(frames, axis=1, workers=-1, overwrite_x=True).astype(np.complex64,
+                                                                                copy=False)
 
     # element-wise helpers, so the iteration below is backend-free
     abs = staticmethod(np.abs)

@@ -109,13 +109,13 @@ def _tile_scs(y, target, params: CodecParams) -> list[float]:
 def _decode(stfts, params: CodecParams, settings: PhaseSettings):
     from .codec import istft_stream
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = list(reconstruct_tiles(((S, True) for S in stfts), params, settings))
     y = np.concatenate(list(istft_stream((S for S, _ in out), params)))
-    return y, [r for _, r in out], time.perf_counter() - t0
+    return y, [r for _, r in out], (time.perf_counter() - t0, time.process_time() - c0)
 
 
-def run_phase_benchmark(files, *, tiles_per_clip: int = 2, n_iter: int = 32, levels=LEVELS,
+def run_phase_benchmark(files, *, tiles_per_clip: int = 2, n_iter: int = 64, levels=LEVELS,
                         magnitude_cases=MAGNITUDE_CASES, methods=METHODS, seed: int = 0,
                         params: CodecParams | None = None, settings: PhaseSettings | None = None,
                         results_file=None, progress: bool = True) -> dict:
@@ -163,6 +163,7 @@ def run_phase_benchmark(files, *, tiles_per_clip: int = 2, n_iter: int = 32, lev
     for mag_db, level in cases:
         per_method: dict[str, list] = {m: [] for m in methods}
         wall = {m: 0.0 for m in methods}
+        cpu = {m: 0.0 for m in methods}
         audio = 0.0
         for c, (name, stfts) in enumerate(clips):
             rng = np.random.default_rng([seed, c, int(mag_db * 10),
@@ -171,8 +172,9 @@ def run_phase_benchmark(files, *, tiles_per_clip: int = 2, n_iter: int = 32, lev
             target = np.concatenate([np.abs(S) for S in noisy], axis=1)[:params.bins]
             audio += len(noisy) * params.tile_seconds
             for m in methods:
-                y, reports, dt = _decode(noisy, params, replace(base, method=m, n_iter=n_iter))
+                y, reports, (dt, dc) = _decode(noisy, params, replace(base, method=m, n_iter=n_iter))
                 wall[m] += dt
+                cpu[m] += dc
                 for k, sc in enumerate(_tile_scs(y, target, params)):
                     r = reports[k]
                     row = {"mag_db": mag_db, "level": level, "method": m, "clip": name, "tile": k,
@@ -187,6 +189,7 @@ def run_phase_benchmark(files, *, tiles_per_clip: int = 2, n_iter: int = 32, lev
                          "sc_mean_db": round(float(np.mean(scs)), 2),
                          "sc_worst_db": round(float(np.max(scs)), 2),
                          "x_realtime": round(audio / max(wall[m], 1e-9), 1),
+                         "x_per_cpu_second": round(audio / max(cpu[m], 1e-9), 1),
                          "chosen": sorted({r["chosen"] for r in per_method[m]})})
     bar.close()
     result = {"rows": rows, "tiles": tile_rows, "targets": _targets(rows),
@@ -194,6 +197,7 @@ def run_phase_benchmark(files, *, tiles_per_clip: int = 2, n_iter: int = 32, lev
                            "n_iter": n_iter, "codec": params.describe(),
                            "phase": {k: v for k, v in base.__dict__.items()},
                            "backend": _backend_name(base), "cpu_count": os.cpu_count(),
+                           "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
                            "python": sys.version.split()[0]}}
     if results_file is not None:
         from .paths import atomic_path
@@ -238,11 +242,12 @@ def _targets(rows) -> list[dict]:
 def phase_summary_lines(result: dict) -> list[str]:
     """The table and the targets as text lines."""
     lines = [f"{'magnitude':>9s} {'phase':>7s} {'method':>11s} {'SC mean':>8s} {'worst':>7s} "
-             f"{'x realtime':>10s}  chosen"]
+             f"{'x realtime':>10s} {'x per CPU s':>11s}  chosen"]
     for r in result["rows"]:
         mag = f"+-{r['mag_db']:g} dB" if r["mag_db"] else "clean"
         lines.append(f"{mag:>9s} {str(r['level']):>7s} {r['method']:>11s} {r['sc_mean_db']:8.1f} "
-                     f"{r['sc_worst_db']:7.1f} {r['x_realtime']:10.1f}  {', '.join(r['chosen'])}")
+                     f"{r['sc_worst_db']:7.1f} {r['x_realtime']:10.1f} "
+                     f"{r.get('x_per_cpu_second', float('nan')):11.1f}  {', '.join(r['chosen'])}")
     for t in result["targets"]:
         lines.append(f"{'MET ' if t['met'] else 'MISS'} {t['target']}: {t['value']}")
     return lines
@@ -276,7 +281,7 @@ if __name__ == "__main__":                   # python -m wavdiff_utils.phase_ben
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="+")
     ap.add_argument("--tiles", type=int, default=2)
-    ap.add_argument("--n-iter", type=int, default=32)
+    ap.add_argument("--n-iter", type=int, default=64)
     ap.add_argument("--json", default="outputs/benchmark/phase.json")
     a = ap.parse_args()
     res = run_phase_benchmark(a.files, tiles_per_clip=a.tiles, n_iter=a.n_iter,
