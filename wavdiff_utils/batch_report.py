@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .manifest import read_manifest
+from .plots import audio_player  # noqa: F401  (the batch report's players)
 
 __all__ = ["show_batch_report", "batch_overview", "song_strip", "audio_player", "tile_round_trip"]
 
@@ -200,30 +201,6 @@ def song_strip(folder, *, max_tiles: int = 16, height: int = 160, cmap: str = "m
     fig.colorbar(im, ax=ax, label="dB", pad=0.01)
     fig.tight_layout()
     return fig
-
-
-def audio_player(y: np.ndarray, sample_rate: int, *, label: str = ""):
-    """An HTML audio player with the clip embedded as MP3 (small enough for a shareable page).
-
-    Falls back to an embedded WAV (``IPython.display.Audio``) where libsndfile cannot write MP3.
-    """
-    import base64
-    import html
-    import io
-
-    import soundfile as sf
-    from IPython.display import HTML, Audio
-
-    y = np.clip(np.asarray(y, dtype=np.float32), -1.0, 1.0)
-    try:
-        buf = io.BytesIO()
-        sf.write(buf, y, int(sample_rate), format="MP3")
-        data = base64.b64encode(buf.getvalue()).decode("ascii")
-    except Exception:
-        return Audio(y, rate=int(sample_rate), normalize=False)
-    cap = f"<code>{html.escape(label)}</code> " if label else ""
-    return HTML(f'<div>{cap}<audio controls preload="none" '
-                f'src="data:audio/mpeg;base64,{data}"></audio></div>')
 
 
 def tile_round_trip(folder, index: int | None = None) -> dict:

@@ -42,7 +42,7 @@ from .codec import istft_stream, pixels_to_stft
 from .errors import BadParameterError
 from .manifest import MANIFEST_NAME, manifest_params, read_manifest
 from .params import CodecParams
-from .paths import atomic_path
+from .paths import atomic_path, display_path
 from .phase import METHODS, PhaseSettings, TileReport, reconstruct_tiles
 from .encoding import BatchResult, SongResult, failure_lines
 from .tile_io import TileImageError, natural_key, parse_tile_name, read_tile, tile_name
@@ -97,7 +97,13 @@ class DecodeResult(SongResult):
 
 
 class DecodeBatch(BatchResult):
-    """Results of :func:`decode_batch`: songs and clips, failures, and a per-tile report."""
+    """Results of :func:`decode_batch`: songs and clips, failures, and a per-tile report.
+
+    Tables show paths relative to ``root`` (the output folder), so a shared report holds no
+    folders of the machine that made it.
+    """
+
+    root = None
 
     def summary(self) -> str:
         n = len([r for r in self.results if r.status != "skipped"])
@@ -110,8 +116,9 @@ class DecodeBatch(BatchResult):
         for w, names in by_text.items():         # one line per warning, however many files share it
             who = names[0] if len(names) == 1 else (f"{len(names)} files ({', '.join(names[:3])}"
                                                     f"{', ...' if len(names) > 3 else ''})")
-            lines.append(f"  WARNING {who}: {w}")
-        return "\n".join(lines + failure_lines(self.failures))
+            lines.append(f"  WARNING {who}: {_short(w, self.root)}")
+        return "\n".join(lines + failure_lines([(display_path(p, self.root), _short(m, self.root))
+                                                 for p, m in self.failures]))
 
     def table(self):
         """One row per decoded file: method(s), coherence, spectral convergence, peak."""
@@ -127,8 +134,9 @@ class DecodeBatch(BatchResult):
                          "SC dB (worst)": round(max(sc), 1) if sc else None,
                          "peak dBFS": round(r.peak_dbfs, 1) if r.peak else None,
                          "clipped samples": r.clipped, "warnings": len(r.warnings),
-                         "output": r.output})
-        rows += [{"file": Path(p).name, "status": "FAILED", "output": m} for p, m in self.failures]
+                         "output": display_path(r.output, self.root)})
+        rows += [{"file": Path(p).name, "status": "FAILED", "output": _short(m, self.root)}
+                 for p, m in self.failures]
         return pd.DataFrame(rows)
 
     def tile_table(self):
@@ -136,6 +144,12 @@ class DecodeBatch(BatchResult):
         import pandas as pd
 
         return pd.DataFrame([{"file": r.song, **t.to_dict()} for r in self.results for t in r.tiles])
+
+
+def _short(message: str, root) -> str:
+    """A failure message with the absolute path at its start shown as :func:`display_path` does."""
+    head, sep, rest = message.partition(": ")
+    return f"{display_path(head, root)}{sep}{rest}" if sep and head.startswith("/") else message
 
 
 # --------------------------------------------------------------------------- planning
@@ -490,6 +504,7 @@ def decode_batch(input, output, *, params: CodecParams | None = None, phase: str
         raise BadParameterError(f"output {str(out)!r} names one file but {len(jobs)} songs or clips were "
                          f"found under {str(input)!r}; give a folder")
     batch = DecodeBatch()
+    batch.root = out.parent if single_file else out
     bar = tqdm(total=sum(len(j.tiles) for j in jobs), desc="decode", unit="tile",
                disable=not progress)
     try:
@@ -538,7 +553,7 @@ def source_scores(result: DecodeResult, y: np.ndarray, sample_rate: int):
 
 def summary_markdown(batch: DecodeBatch, output, scores=None) -> str:
     """Short Markdown summary of a decode: files, methods, fit, level warnings, failures."""
-    lines = [f"- **{len(batch.results)}** file(s) decoded to `{output}`"]
+    lines = [f"- **{len(batch.results)}** file(s) decoded to `{display_path(output)}`"]
     for r in batch.results:
         sc = [t.sc_db for t in r.tiles if t.sc_db == t.sc_db]
         fit = f", worst tile SC {max(sc):.1f} dB" if sc else ""
@@ -547,6 +562,7 @@ def summary_markdown(batch: DecodeBatch, output, scores=None) -> str:
         for _, s in scores.dropna(subset=["SNR dB"]).iterrows():
             lines.append(f"- `{s['file']}`: round trip **{s['SNR dB']:.1f} dB SNR**, "
                          f"LSD {s['LSD dB']:.3f} dB")
-    lines += [f"- WARNING `{r.song}`: {w}" for r in batch.results for w in r.warnings]
-    lines += [f"- FAILED: {msg}" for _, msg in batch.failures]
+    lines += [f"- WARNING `{r.song}`: {_short(w, batch.root)}" for r in batch.results
+              for w in r.warnings]
+    lines += [f"- FAILED: {_short(msg, batch.root)}" for _, msg in batch.failures]
     return "\n".join(lines)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["REPO_ROOT", "SAMPLE_AUDIO", "resolve", "output_dir", "song_id",
-           "atomic_path", "AUDIO_EXTENSIONS"]
+           "atomic_path", "AUDIO_EXTENSIONS", "display_path"]
 
 #: Root of the repository (the folder holding ``wavdiff_utils``).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -111,3 +111,16 @@ def atomic_path(final: str | os.PathLike, *, suffix: str | None = None):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def display_path(path, base=None) -> str:
+    """``path`` as a report shows it: relative to ``base`` (an output folder) or to the
+    repository when it lies inside one of them, else just its name, so that a shared report
+    never shows the folders of the machine that made it."""
+    p = Path(path)
+    for root in ([Path(base)] if base is not None else []) + [REPO_ROOT]:
+        try:
+            return p.resolve().relative_to(Path(root).resolve()).as_posix()
+        except ValueError:
+            continue
+    return p.name

@@ -19,31 +19,52 @@ def _plt():
     return plt
 
 
-def audio_player(y: np.ndarray, sample_rate: int, *, label: str = ""):
-    """A notebook audio player that works at any level.
+#: Longest audio a notebook player embeds (a shared report stays small); the files keep it all.
+PLAYER_SECONDS = 30.0
 
-    ``IPython.display.Audio(..., normalize=False)`` refuses samples beyond
-    full scale, which real MP3s and rebuilt audio often have (peaks of 1.15 are
-    common).  Louder audio is scaled down to full scale for listening only,
-    and the label says by how much; files on disk keep their true values.
+
+def audio_player(y: np.ndarray, sample_rate: int, *, label: str = "",
+                 max_seconds: float | None = PLAYER_SECONDS):
+    """A notebook audio player that works at any level and keeps a shared report small.
+
+    The clip is embedded as MP3 (about 16 kB per second; a WAV player would
+    take 176 kB per second at 44.1 kHz), cut to ``max_seconds``.
+    ``IPython.display.Audio(..., normalize=False)`` refuses samples beyond full
+    scale, which real MP3s and rebuilt audio often have (peaks of 1.15 are
+    common): louder audio is scaled down for listening only, and the label
+    says by how much.  Files on disk keep their true values and length.
 
     Returns
     -------
-    IPython.display.HTML or Audio
+    IPython.display.HTML
     """
+    import base64
+    import html
+    import io
+
+    import soundfile as sf
     from IPython.display import HTML, Audio
 
     y = np.nan_to_num(np.asarray(y, dtype=np.float32))
+    notes = []
+    if max_seconds and len(y) > max_seconds * sample_rate:
+        y = y[: int(max_seconds * sample_rate)]
+        notes.append(f"first {max_seconds:g} s")
     peak = float(np.max(np.abs(y))) if len(y) else 0.0
-    note = ""
     if peak > 1.0:
         y = y / peak
-        note = f" (peaks at {20 * np.log10(peak):+.1f} dBFS: played {20 * np.log10(peak):.1f} dB quieter)"
-    player = Audio(y, rate=int(sample_rate), normalize=False)
-    if not (label or note):
-        return player
-    import html
-    return HTML(f"<div><code>{html.escape(label)}</code>{html.escape(note)}</div>{player._repr_html_()}")
+        notes.append(f"peaks at {20 * np.log10(peak):+.1f} dBFS: played "
+                     f"{20 * np.log10(peak):.1f} dB quieter")
+    try:
+        buf = io.BytesIO()
+        sf.write(buf, y, int(sample_rate), format="MP3")
+        tag = (f'<audio controls preload="none" src="data:audio/mpeg;base64,'
+               f'{base64.b64encode(buf.getvalue()).decode("ascii")}"></audio>')
+    except (sf.LibsndfileError, ValueError, TypeError):    # libsndfile built without MP3
+        tag = Audio(y, rate=int(sample_rate), normalize=False)._repr_html_()
+    cap = f"<code>{html.escape(label)}</code> " if label else ""
+    note = f" <small>({html.escape('; '.join(notes))})</small>" if notes else ""
+    return HTML(f"<div>{cap}{note}</div>{tag}")
 
 
 def plot_waveform(y: np.ndarray, sample_rate: int, *, spans=None, title: str = "", ax=None,
@@ -194,7 +215,37 @@ def tile_explorer(folder):
     slider.observe(lambda change: render(change["new"]), names="value")
     render(0)
     display(widgets.VBox([slider, view]))
+    display(_static_slices(folder, man, params, plt))
     return slider
+
+
+def _static_slices(folder: Path, man: dict, params: CodecParams, plt, *, n: int = 4):
+    """The explorer's fallback for HTML reports (widgets do not run there): a few tiles, evenly
+    spaced, magnitude over cos(phase), as one small downscaled image."""
+    import io
+
+    from IPython.display import Image
+
+    tiles = man["tiles"]
+    pick = sorted({round(k * (len(tiles) - 1) / max(n - 1, 1)) for k in range(min(n, len(tiles)))})
+    fig, axes = plt.subplots(2, len(pick), figsize=(2.6 * len(pick), 4.4), squeeze=False)
+    for col, k in enumerate(pick):
+        px = read_tile(folder / tiles[k]["file"], warn=False).pixels[::4, ::4]   # 1/16 the pixels
+        axes[0, col].imshow(px[..., 0], cmap="magma", aspect="auto")
+        axes[0, col].set_title(f"{tiles[k]['file']}", fontsize=8)
+        axes[1, col].imshow(px[..., 1], cmap="twilight", aspect="auto")
+        for ax in axes[:, col]:
+            ax.axis("off")
+    axes[0, 0].text(-0.05, 0.5, "magnitude", rotation=90, va="center", ha="right",
+                    transform=axes[0, 0].transAxes, fontsize=8)
+    axes[1, 0].text(-0.05, 0.5, "cos(phase)", rotation=90, va="center", ha="right",
+                    transform=axes[1, 0].transAxes, fontsize=8)
+    fig.suptitle("static view of the explorer's tiles (the slider runs live in JupyterLab)",
+                 fontsize=9)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=60)
+    plt.close(fig)
+    return Image(buf.getvalue())
 
 
 def plot_spectrogram_pair(a: np.ndarray, b: np.ndarray, sample_rate: int, *, labels=("original", "decoded"),

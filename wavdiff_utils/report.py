@@ -12,6 +12,7 @@ only their output; ``--no-code`` hides every code cell's input.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -19,16 +20,37 @@ import yaml
 
 from .paths import atomic_path, output_dir, resolve
 
-__all__ = ["run_notebook", "render_html", "main"]
+__all__ = ["run_notebook", "render_html", "external_urls", "main"]
 
 DEFAULT_REPORTS = "outputs/reports"
+#: nbconvert template of the reports: the "lab" page with nothing loaded from another host.
+TEMPLATE_DIR = Path(__file__).resolve().parent / "data" / "nbconvert"
+TEMPLATE = "wavdiff_offline"
+_URL_ATTR = re.compile(r"""(?:src|href)\s*=\s*["']?((?:https?:)?//[^"'\s>]+)""", re.IGNORECASE)
+_CSS_IMPORT = re.compile(r"""@import\s+(?:url\()?["']?((?:https?:)?//[^"')\s]+)""", re.IGNORECASE)
+
+
+def external_urls(page: str) -> list[str]:
+    """Addresses a browser would fetch from another host when opening ``page`` (HTML text).
+
+    Looks at ``src``/``href`` attributes and CSS ``@import``; links inside the
+    text (e.g. a URL printed in a cell's output) are not requests and are not
+    counted.  ``data:`` URIs are embedded, not fetched.
+    """
+    found = [m.group(1) for m in _URL_ATTR.finditer(page)]
+    found += [m.group(1) for m in _CSS_IMPORT.finditer(page)]
+    # an <a href> is a link the reader may follow, not a request the page makes
+    anchors = {m.group(1) for m in re.finditer(r"""<a\s[^>]*href\s*=\s*["']([^"']+)""", page, re.I)}
+    return sorted(u for u in set(found) if u not in anchors)
 
 
 def render_html(notebook, html_path=None, *, hide_code: bool = False) -> Path:
-    """Render an executed notebook to a single HTML file (atomically).
+    """Render an executed notebook to a single HTML file (atomically) that opens offline.
 
-    Cells tagged ``remove_cell`` are dropped, ``remove_input`` keep only their
-    output; ``hide_code`` hides all code inputs.
+    The page uses the "lab" look without require.js, MathJax, mermaid or a
+    widget manager from a CDN (:data:`TEMPLATE`); figures and audio are
+    embedded.  Cells tagged ``remove_cell`` are dropped, ``remove_input`` keep
+    only their output; ``hide_code`` hides all code inputs.
     """
     import nbformat
     from nbconvert import HTMLExporter
@@ -41,9 +63,15 @@ def render_html(notebook, html_path=None, *, hide_code: bool = False) -> Path:
     cfg.TagRemovePreprocessor.remove_cell_tags = ("remove_cell",)
     cfg.TagRemovePreprocessor.remove_input_tags = ("remove_input",)
     cfg.TagRemovePreprocessor.enabled = True
-    exporter = HTMLExporter(config=cfg, exclude_input=hide_code)
+    exporter = HTMLExporter(config=cfg, exclude_input=hide_code, template_name=TEMPLATE,
+                            extra_template_basedirs=[str(TEMPLATE_DIR)])
     exporter.register_preprocessor(TagRemovePreprocessor(config=cfg), True)
     body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    remote = external_urls(body)
+    if remote:                  # a new nbconvert template or output type asking for a CDN: say so
+        import warnings
+        warnings.warn(f"{html_path}: the report would load {len(remote)} address(es) from other "
+                      f"hosts ({', '.join(remote[:3])}); it may not open offline", stacklevel=2)
     with atomic_path(html_path) as tmp:
         tmp.write_text(body, encoding="utf-8")
     return html_path
