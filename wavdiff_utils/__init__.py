@@ -10,7 +10,8 @@ One module per concern:
 - :mod:`wavdiff_utils.codec` - STFT <-> tile pixels, streaming encode and decode
 - :mod:`wavdiff_utils.manifest` - per-song manifest
 - :mod:`wavdiff_utils.metrics` - SNR, LSD, 16-bit PSNR
-- :mod:`wavdiff_utils.compare` - tile-by-tile comparison reports
+- :mod:`wavdiff_utils.compare` - tile-by-tile comparison reports; the scores of a pair in
+  :mod:`~wavdiff_utils.compare_scores`, the side-by-side previews in :mod:`~wavdiff_utils.compare_preview`
 - :mod:`wavdiff_utils.encoding` - batch encode with resume and failure reports
 - :mod:`wavdiff_utils.decoding` - any folder of images back to audio, with a per-tile report
 - :mod:`wavdiff_utils.phase` - phase reconstruction: exact, fast Griffin-Lim, PGHI, automatic
@@ -21,7 +22,9 @@ One module per concern:
 - :mod:`wavdiff_utils.dataset` - training-ready export and the 16-bit loader
 - :mod:`wavdiff_utils.plots` - figures and widgets for the notebooks
 - :mod:`wavdiff_utils.report` - executed notebooks and single-file HTML reports
-- :mod:`wavdiff_utils.benchmark` - throughput, fidelity and memory figures
+- :mod:`wavdiff_utils.benchmark` - throughput, fidelity and memory figures; the original recipe
+  as a reference in :mod:`~wavdiff_utils.benchmark_reference`, timing and subprocess peak memory
+  in :mod:`~wavdiff_utils.benchmark_measure`
 - :mod:`wavdiff_utils.phase_benchmark` - phase methods on generated-looking tiles of real music
 """
 __version__ = "0.1.0"
