@@ -371,12 +371,8 @@ def run_benchmark(*, sample=SAMPLE_AUDIO, long_minutes: float = 10.0, memory_min
                 jobs.append(("decode", mem_tiles / "synthetic_memory", scratch / "mem_decoded.wav"))
             for kind, src, dst in jobs:
                 fig = run_in_subprocess(kind, src, dst, CodecParams())
-                memory.append({"job": f"{default_layout} {kind}", "input_minutes": memory_minutes,
-                               "peak_mib": fig["peak_bytes"] / _MIB,
-                               "baseline_mib": fig["baseline_bytes"] / _MIB,
-                               "seconds": fig["seconds"],
-                               "x_realtime": memory_minutes * 60.0 / fig["seconds"]})
-                m = memory[-1]
+                m = _memory_row(f"{default_layout} {kind}", memory_minutes, fig)
+                memory.append(m)
                 say(f"  {m['job']:18s} {memory_minutes:g} min: peak {m['peak_mib']:.0f} MiB "
                     f"(after imports {m['baseline_mib']:.0f} MiB), {m['seconds']:.1f} s "
                     f"({m['x_realtime']:.1f}x realtime)")
@@ -385,11 +381,8 @@ def run_benchmark(*, sample=SAMPLE_AUDIO, long_minutes: float = 10.0, memory_min
             _rm(mem_wav)
         if reference_memory and len(inputs) > 1:
             fig = run_in_subprocess("reference_encode", inputs[1][1], scratch / "ref_mem_tiles")
-            memory.append({"job": "reference encode", "input_minutes": long_minutes,
-                           "peak_mib": fig["peak_bytes"] / _MIB,
-                           "baseline_mib": fig["baseline_bytes"] / _MIB, "seconds": fig["seconds"],
-                           "x_realtime": long_minutes * 60.0 / fig["seconds"]})
-            m = memory[-1]
+            m = _memory_row("reference encode", long_minutes, fig)
+            memory.append(m)
             say(f"  {m['job']:18s} {long_minutes:g} min: peak {m['peak_mib']:.0f} MiB "
                 f"(after imports {m['baseline_mib']:.0f} MiB), {m['seconds']:.1f} s")
             _rm(scratch / "ref_mem_tiles")
@@ -416,6 +409,13 @@ def run_benchmark(*, sample=SAMPLE_AUDIO, long_minutes: float = 10.0, memory_min
     result["results_file"] = str(results_file)
     say(f"\nbenchmark finished in {wall:.0f} s; figures in {results_file}")
     return result
+
+
+def _memory_row(job: str, minutes: float, fig: dict) -> dict:
+    """One ``memory`` entry from the figures of :func:`run_in_subprocess`."""
+    return {"job": job, "input_minutes": minutes, "peak_mib": fig["peak_bytes"] / _MIB,
+            "baseline_mib": fig["baseline_bytes"] / _MIB, "seconds": fig["seconds"],
+            "x_realtime": minutes * 60.0 / fig["seconds"]}
 
 
 def _targets(rows, memory, default_layout, memory_minutes) -> list[dict]:
