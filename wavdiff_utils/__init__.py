@@ -3,25 +3,35 @@
 One module per concern:
 
 - :mod:`wavdiff_utils.paths` - path resolution independent of the working folder
+- :mod:`wavdiff_utils.errors` - one error hierarchy, each error a one-line message
 - :mod:`wavdiff_utils.params` - :class:`CodecParams`, YAML parameter files
 - :mod:`wavdiff_utils.tiling` - tile sample spans (shared by encoder and captioners)
 - :mod:`wavdiff_utils.audio_io` - reading (streamed), resampling, writing audio
 - :mod:`wavdiff_utils.tile_io` - 16-bit PNG tiles with embedded metadata
 - :mod:`wavdiff_utils.codec` - STFT <-> tile pixels, streaming encode and decode
-- :mod:`wavdiff_utils.manifest` - per-song manifest
+- :mod:`wavdiff_utils.manifest` - per-song manifest (or one rebuilt from the tiles' metadata)
 - :mod:`wavdiff_utils.metrics` - SNR, LSD, 16-bit PSNR
-- :mod:`wavdiff_utils.compare` - tile-by-tile comparison reports
+- :mod:`wavdiff_utils.compare` - tile-by-tile comparison reports; the scores of a pair in
+  :mod:`~wavdiff_utils.compare_scores`, the side-by-side previews in
+  :mod:`~wavdiff_utils.compare_preview`
 - :mod:`wavdiff_utils.encoding` - batch encode with resume and failure reports
 - :mod:`wavdiff_utils.decoding` - any folder of images back to audio, with a per-tile report
 - :mod:`wavdiff_utils.phase` - phase reconstruction: exact, fast Griffin-Lim, PGHI, automatic
 - :mod:`wavdiff_utils.captioning` - the captioner interface and what every captioner shares
+- :mod:`wavdiff_utils.caption_results`, :mod:`~wavdiff_utils.caption_weights`,
+  :mod:`~wavdiff_utils.caption_tags` - caption results, model weights, MuQ's labels and tag text
 - :mod:`wavdiff_utils.muq_captioner`, :mod:`~wavdiff_utils.qwen_captioner`,
   :mod:`~wavdiff_utils.metadata_captioner` - MuQ-MuLan tags, Qwen2-Audio prose, file tags and tempo
+- :mod:`wavdiff_utils.tempo` - tempo of a song, of each tile, of one clip
 - :mod:`wavdiff_utils.pipeline` - the one-step pipeline (``python -m wavdiff_utils``)
-- :mod:`wavdiff_utils.dataset` - training-ready export and the 16-bit loader
-- :mod:`wavdiff_utils.plots` - figures and widgets for the notebooks
+- :mod:`wavdiff_utils.dataset` - training-ready export and the 16-bit loader; its card in
+  :mod:`~wavdiff_utils.dataset_card`
+- :mod:`wavdiff_utils.plots` - figures and widgets for the notebooks, captions beside their tiles
 - :mod:`wavdiff_utils.report` - executed notebooks and single-file HTML reports
-- :mod:`wavdiff_utils.benchmark` - throughput, fidelity and memory figures
+- :mod:`wavdiff_utils.batch_report` - the per-batch report (``06_batch_report``)
+- :mod:`wavdiff_utils.benchmark` - throughput, fidelity and memory figures; the original recipe
+  as a reference in :mod:`~wavdiff_utils.benchmark_reference`, timing and subprocess peak memory
+  in :mod:`~wavdiff_utils.benchmark_measure`
 - :mod:`wavdiff_utils.phase_benchmark` - phase methods on generated-looking tiles of real music
 """
 __version__ = "0.1.0"

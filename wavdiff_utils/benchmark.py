@@ -12,17 +12,11 @@ What it measures (:func:`run_benchmark`, used by ``notebooks/05_benchmark.ipynb`
 - peak memory (the process's VmHWM) of encoding and decoding a long input,
   each in a fresh subprocess, so the figure is the codec's own.
 
-The reference
--------------
-:func:`reference_encode` and :func:`reference_decode` are a plain, honest
-implementation of the *original* recipe the project started from: load the
-whole file with ``librosa.load``, one ``librosa.stft`` of the whole song, cut
-it into 1025 x 1025 chunks, dB magnitude / cos / sin planes, ``cv2.resize`` to
-``size x size`` with Lanczos4, ``cv2.imwrite`` a 16-bit PNG; and back.  It uses
-the same dB range as :class:`~wavdiff_utils.params.CodecParams` so fidelity
-figures are comparable.  It exists **for timing and contrast only**: it is not
-part of the codec, keeps the whole song (and its whole STFT) in memory, and
-its tiles carry no metadata.  Nothing else in the package uses it.
+The reference (:mod:`wavdiff_utils.benchmark_reference`) is a plain
+implementation of the original recipe, for timing and contrast only; the
+timing and subprocess memory helpers are in :mod:`wavdiff_utils.benchmark_measure`.
+This module holds the run itself, its targets and the synthetic music-like
+signal it times on.  Their public names are importable from here as before.
 
 Speed and memory targets are checked here, by printed figures measured in one
 run, never by timed assertions in the tests.
@@ -34,16 +28,18 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
+from .benchmark_measure import (measure, peak_memory_of_decode, peak_memory_of_encode,
+                                peak_memory_of_reference_encode, run_in_subprocess, timed)
+from .benchmark_reference import REFERENCE_META, reference_decode, reference_encode
 from .params import CodecParams
-from .paths import REPO_ROOT, SAMPLE_AUDIO, atomic_path, output_dir
+from .paths import SAMPLE_AUDIO, atomic_path, output_dir
 
 __all__ = ["reference_encode", "reference_decode", "synth_music", "synth_music_blocks",
            "write_synth_wav", "measure", "timed", "peak_memory_of_encode",
@@ -56,137 +52,7 @@ SNR_TARGET_DB = 85.0              # default layout, real music at 44.1 kHz
 SPEEDUP_TARGET = 2.0              # encode and decode throughput vs the reference
 MEMORY_BOUND_BYTES = 1 << 30      # peak memory for a 60-minute input
 
-#: Side file the reference encoder writes beside its PNGs (song length, STFT settings).
-REFERENCE_META = "reference.json"
-
 _MIB = float(1 << 20)
-
-
-# =========================================================================== reference recipe
-
-def _reference_db_settings(n_fft: int) -> tuple[float, float, float]:
-    """dB range and full-scale reference of the codec defaults, for this ``n_fft``."""
-    p = CodecParams(layout="seed", n_fft=n_fft)
-    return p.db_min, p.db_max, p.db_scale
-
-
-def reference_encode(path, out_dir, *, size: int = 1024, n_fft: int = 2048, hop: int = 512,
-                     sr: int = 44100, song: str | None = None) -> list[Path]:
-    """Encode a song the original, straightforward way (reference for timing only).
-
-    Loads the whole file (``librosa.load``, mono, resampled to ``sr``), takes one
-    ``librosa.stft`` of the whole song (centred frames), cuts it into chunks of
-    ``n_fft//2 + 1`` bins x ``n_fft//2 + 1`` frames (the last one zero-padded),
-    turns each chunk into three planes - magnitude in dB mapped linearly from
-    the codec's default ``[db_min, db_max]`` onto ``[0, 1]``, and ``cos``/``sin`` of
-    the phase mapped from ``[-1, 1]`` - resizes each plane to ``size x size``
-    with ``cv2.INTER_LANCZOS4`` and writes a 16-bit PNG with ``cv2.imwrite``
-    (library default compression), low frequencies at the bottom.
-
-    Not part of the codec: the whole song and its whole STFT are in memory, and
-    the Lanczos resize is lossy.  Use :func:`wavdiff_utils.encoding.encode_song`.
-
-    Parameters
-    ----------
-    path : path-like
-        Audio file.
-    out_dir : path-like
-        Folder for ``<song>_<index:04d>.png`` and ``reference.json`` (created).
-    size, n_fft, hop, sr : int
-        Tile edge, FFT size, hop and sample rate of the original recipe.
-    song : str, optional
-        File-name prefix; default the file's stem.
-
-    Returns
-    -------
-    list of Path
-        The PNGs written, in order.
-    """
-    import cv2
-    import librosa
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    song = song or Path(path).stem
-    db_min, db_max, db_scale = _reference_db_settings(n_fft)
-    y, _ = librosa.load(str(path), sr=sr, mono=True)
-    S = librosa.stft(y, n_fft=n_fft, hop_length=hop)
-    chunk = n_fft // 2 + 1                      # 1025 frames per tile, as many as bins
-    n_chunks = max(1, math.ceil(S.shape[1] / chunk))
-    files = []
-    for i in range(n_chunks):
-        C = S[:, i * chunk:(i + 1) * chunk]
-        if C.shape[1] < chunk:
-            C = np.pad(C, ((0, 0), (0, chunk - C.shape[1])))
-        mag = np.abs(C)
-        db = 20.0 * np.log10(np.maximum(mag, 1e-12) / db_scale)
-        red = (db - db_min) / (db_max - db_min)
-        phase = np.angle(C)
-        planes = [red, (np.cos(phase) + 1.0) / 2.0, (np.sin(phase) + 1.0) / 2.0]
-        planes = [cv2.resize(p.astype(np.float32), (size, size), interpolation=cv2.INTER_LANCZOS4)
-                  for p in planes]
-        img = np.stack(planes[::-1], axis=-1)[::-1]          # BGR for OpenCV, low bins at bottom
-        img16 = np.round(np.clip(img, 0.0, 1.0) * 65535.0).astype(np.uint16)
-        f = out_dir / f"{song}_{i:04d}.png"
-        if not cv2.imwrite(str(f), img16):
-            raise OSError(f"cv2.imwrite could not write {f}")
-        files.append(f)
-    meta = {"song": song, "n_samples": int(len(y)), "sr": sr, "n_fft": n_fft, "hop": hop,
-            "size": size, "n_tiles": n_chunks}
-    (out_dir / REFERENCE_META).write_text(json.dumps(meta), encoding="utf-8")
-    return files
-
-
-def reference_decode(tile_dir, out_wav, *, size: int = 1024, n_fft: int = 2048, hop: int = 512,
-                     sr: int = 44100, n_samples: int | None = None) -> Path:
-    """Decode :func:`reference_encode` tiles the original way (reference for timing only).
-
-    Reads every PNG (``cv2.imread``), resizes each plane back to
-    ``n_fft//2 + 1`` x ``n_fft//2 + 1`` with Lanczos4, rebuilds the complex STFT,
-    concatenates all chunks and runs one ``librosa.istft`` of the whole song,
-    then writes a 32-bit float WAV (as the codec's decoder does).
-
-    Parameters
-    ----------
-    tile_dir : path-like
-        Folder written by :func:`reference_encode`.
-    out_wav : path-like
-        WAV file to write.
-    n_samples : int, optional
-        Song length; default from ``reference.json`` in ``tile_dir`` if present.
-    """
-    import cv2
-    import librosa
-    import soundfile as sf
-
-    tile_dir = Path(tile_dir)
-    meta_file = tile_dir / REFERENCE_META
-    if n_samples is None and meta_file.is_file():
-        n_samples = json.loads(meta_file.read_text(encoding="utf-8"))["n_samples"]
-    files = sorted(tile_dir.glob("*.png"))
-    if not files:
-        raise FileNotFoundError(f"no PNG tiles in {str(tile_dir)!r}")
-    db_min, db_max, db_scale = _reference_db_settings(n_fft)
-    chunk = n_fft // 2 + 1
-    chunks = []
-    for f in files:
-        img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
-        if img is None or img.shape != (size, size, 3):
-            raise ValueError(f"{f}: not a {size}x{size} 3-channel image")
-        img = img[::-1].astype(np.float32) / 65535.0
-        blue, green, red = (cv2.resize(np.ascontiguousarray(img[..., c]), (chunk, chunk),
-                                       interpolation=cv2.INTER_LANCZOS4) for c in range(3))
-        red = np.clip(red, 0.0, 1.0)
-        mag = db_scale * np.power(10.0, (db_min + red * (db_max - db_min)) / 20.0)
-        mag[red <= 0.0] = 0.0
-        phase = np.arctan2(blue * 2.0 - 1.0, green * 2.0 - 1.0)
-        chunks.append((mag * np.exp(1j * phase)).astype(np.complex64))
-    S = np.concatenate(chunks, axis=1)
-    y = librosa.istft(S, hop_length=hop, n_fft=n_fft, length=n_samples)
-    out_wav = Path(out_wav)
-    out_wav.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(out_wav), y, sr, subtype="FLOAT")
-    return out_wav
 
 
 # =========================================================================== synthetic music
@@ -303,118 +169,6 @@ def write_synth_wav(path, seconds: float, sr: int = 44100, seed: int = 0, *,
             for block in synth_music_blocks(seconds, sr, seed):
                 fh.write(block)
     return path
-
-
-# =========================================================================== measuring
-
-def timed(fn: Callable, *args, **kwargs):
-    """``(wall seconds, result)`` of one call of ``fn(*args, **kwargs)``."""
-    gc.collect()
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return time.perf_counter() - t0, out
-
-
-def measure(fn: Callable, *args, repeats: int = 1, setup: Callable | None = None, **kwargs) -> float:
-    """Best wall time in seconds of ``repeats`` calls of ``fn(*args, **kwargs)``.
-
-    ``setup()``, if given, runs before every call, outside the timed region
-    (e.g. to remove the previous call's output).
-    """
-    best = math.inf
-    for _ in range(max(1, int(repeats))):
-        if setup is not None:
-            setup()
-        best = min(best, timed(fn, *args, **kwargs)[0])
-    return best
-
-
-_CHILD = r"""
-import json, sys, time
-
-def _peak():
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import resource
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(r if sys.platform == "darwin" else r * 1024)
-
-job = json.loads(sys.argv[1])
-import cv2, librosa, numpy, soundfile, soxr  # noqa: F401  (the baseline counts the imports)
-from wavdiff_utils import benchmark
-from wavdiff_utils.params import CodecParams
-from wavdiff_utils import decode_song, encode_song
-base = _peak()
-t0 = time.perf_counter()
-kind = job["kind"]
-if kind == "encode":
-    encode_song(job["input"], job["output"], params=CodecParams.from_dict(job["params"]),
-                overwrite=True)
-elif kind == "decode":
-    decode_song(job["input"], job["output"])
-elif kind == "reference_encode":
-    benchmark.reference_encode(job["input"], job["output"])
-elif kind == "reference_decode":
-    benchmark.reference_decode(job["input"], job["output"])
-else:
-    raise SystemExit("unknown job " + repr(kind))
-seconds = time.perf_counter() - t0
-print("WAVDIFF_BENCH " + json.dumps({"peak_bytes": _peak(), "baseline_bytes": base,
-                                     "seconds": seconds}), flush=True)
-"""
-
-
-def run_in_subprocess(kind: str, input, output, params: CodecParams | None = None) -> dict:
-    """Run one job in a fresh Python process and return its own figures.
-
-    Parameters
-    ----------
-    kind : {"encode", "decode", "reference_encode", "reference_decode"}
-        ``encode_song(input, output)``, ``decode_song(input, output)`` or the reference.
-    params : CodecParams, optional
-        For ``"encode"`` (default ``CodecParams()``).
-
-    Returns
-    -------
-    dict
-        ``peak_bytes``: the child's peak resident memory (VmHWM, from
-        ``/proc/self/status``; ``ru_maxrss`` where there is no ``/proc``);
-        ``baseline_bytes``: its peak after the imports, before the job;
-        ``seconds``: the job's wall time, imports excluded.
-    """
-    job = {"kind": kind, "input": str(input), "output": str(output),
-           "params": (params or CodecParams()).to_dict()}
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-    proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(job)], capture_output=True,
-                          text=True, env=env, cwd=str(REPO_ROOT))
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark subprocess ({kind} {input}) failed with exit code "
-                           f"{proc.returncode}:\n{proc.stderr[-3000:]}")
-    for line in proc.stdout.splitlines():
-        if line.startswith("WAVDIFF_BENCH "):
-            return json.loads(line[len("WAVDIFF_BENCH "):])
-    raise RuntimeError(f"benchmark subprocess ({kind}) printed no figures:\n{proc.stdout[-2000:]}")
-
-
-def peak_memory_of_encode(wav_path, out_dir, params: CodecParams | None = None) -> int:
-    """Peak resident memory in bytes of ``encode_song(wav_path, out_dir)`` in a fresh process."""
-    return int(run_in_subprocess("encode", wav_path, out_dir, params)["peak_bytes"])
-
-
-def peak_memory_of_decode(song_dir, out_wav) -> int:
-    """Peak resident memory in bytes of ``decode_song(song_dir, out_wav)`` in a fresh process."""
-    return int(run_in_subprocess("decode", song_dir, out_wav)["peak_bytes"])
-
-
-def peak_memory_of_reference_encode(wav_path, out_dir) -> int:
-    """Peak resident memory in bytes of :func:`reference_encode` in a fresh process."""
-    return int(run_in_subprocess("reference_encode", wav_path, out_dir)["peak_bytes"])
 
 
 # =========================================================================== the benchmark
@@ -617,12 +371,8 @@ def run_benchmark(*, sample=SAMPLE_AUDIO, long_minutes: float = 10.0, memory_min
                 jobs.append(("decode", mem_tiles / "synthetic_memory", scratch / "mem_decoded.wav"))
             for kind, src, dst in jobs:
                 fig = run_in_subprocess(kind, src, dst, CodecParams())
-                memory.append({"job": f"{default_layout} {kind}", "input_minutes": memory_minutes,
-                               "peak_mib": fig["peak_bytes"] / _MIB,
-                               "baseline_mib": fig["baseline_bytes"] / _MIB,
-                               "seconds": fig["seconds"],
-                               "x_realtime": memory_minutes * 60.0 / fig["seconds"]})
-                m = memory[-1]
+                m = _memory_row(f"{default_layout} {kind}", memory_minutes, fig)
+                memory.append(m)
                 say(f"  {m['job']:18s} {memory_minutes:g} min: peak {m['peak_mib']:.0f} MiB "
                     f"(after imports {m['baseline_mib']:.0f} MiB), {m['seconds']:.1f} s "
                     f"({m['x_realtime']:.1f}x realtime)")
@@ -631,11 +381,8 @@ def run_benchmark(*, sample=SAMPLE_AUDIO, long_minutes: float = 10.0, memory_min
             _rm(mem_wav)
         if reference_memory and len(inputs) > 1:
             fig = run_in_subprocess("reference_encode", inputs[1][1], scratch / "ref_mem_tiles")
-            memory.append({"job": "reference encode", "input_minutes": long_minutes,
-                           "peak_mib": fig["peak_bytes"] / _MIB,
-                           "baseline_mib": fig["baseline_bytes"] / _MIB, "seconds": fig["seconds"],
-                           "x_realtime": long_minutes * 60.0 / fig["seconds"]})
-            m = memory[-1]
+            m = _memory_row("reference encode", long_minutes, fig)
+            memory.append(m)
             say(f"  {m['job']:18s} {long_minutes:g} min: peak {m['peak_mib']:.0f} MiB "
                 f"(after imports {m['baseline_mib']:.0f} MiB), {m['seconds']:.1f} s")
             _rm(scratch / "ref_mem_tiles")
@@ -662,6 +409,13 @@ def run_benchmark(*, sample=SAMPLE_AUDIO, long_minutes: float = 10.0, memory_min
     result["results_file"] = str(results_file)
     say(f"\nbenchmark finished in {wall:.0f} s; figures in {results_file}")
     return result
+
+
+def _memory_row(job: str, minutes: float, fig: dict) -> dict:
+    """One ``memory`` entry from the figures of :func:`run_in_subprocess`."""
+    return {"job": job, "input_minutes": minutes, "peak_mib": fig["peak_bytes"] / _MIB,
+            "baseline_mib": fig["baseline_bytes"] / _MIB, "seconds": fig["seconds"],
+            "x_realtime": minutes * 60.0 / fig["seconds"]}
 
 
 def _targets(rows, memory, default_layout, memory_minutes) -> list[dict]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import BadParameterError, WeightsMissingError
+from .errors import BadParameterError, WeightsMissingError, first_line
 from .paths import resolve
 
 __all__ = ["model_name", "looks_local", "local_folder", "hub_folder", "offline_reason",
@@ -82,8 +82,7 @@ def hub_folder(repo: str, *, cache_dir=None, local_files_only: bool | None = Non
         kind = type(exc).__name__
         why = ("the hub cannot be reached" if kind == "LocalEntryNotFoundError" else
                "the hub has no such model, or it is gated or private" if "Repository" in kind
-               or "Gated" in kind else f"the hub did not give it ({kind}: "
-               f"{(str(exc).strip().splitlines() or [''])[0][:120]})")
+               or "Gated" in kind else f"the hub did not give it ({kind}: {first_line(exc)[:120]})")
         raise Unavailable(f"not in the local Hugging Face cache ({cache}), and {why}") from None
 
 

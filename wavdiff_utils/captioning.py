@@ -22,7 +22,7 @@ import numpy as np
 
 from .audio_io import find_audio_files, load_audio
 from .errors import BadParameterError, OutputConflictError, WeightsMissingError, one_line
-from .manifest import manifest_params, manifest_spans, read_manifest
+from .manifest import manifest_from_tiles, manifest_params, manifest_spans, read_manifest
 from .params import CodecParams
 from .paths import atomic_path, resolve, song_id
 from .caption_results import CaptionBatch, CaptionResult, TileCaption
@@ -88,7 +88,7 @@ def song_tiles(audio_path, output, *, params: CodecParams | None = None,
     folder = Path(output) / song
     manifest = read_manifest(folder) if folder.is_dir() else None
     if manifest is None and folder.is_dir():
-        manifest = _manifest_from_tiles(folder, song)
+        manifest = manifest_from_tiles(folder, song)
     if manifest is None:
         given = params or CodecParams()
         y = load_audio(audio_path, sample_rate=given.sample_rate, mono=True)
@@ -104,32 +104,6 @@ def song_tiles(audio_path, output, *, params: CodecParams | None = None,
         raise BadParameterError(f"{audio_path}: decodes to {len(y)} samples but its tiles in "
                                 f"{folder} were made from {manifest['n_samples']}; re-encode the song")
     return SongTiles(song, audio_path, folder, used, manifest_spans(manifest), y, True)
-
-
-def _manifest_from_tiles(folder: Path, song: str) -> dict | None:
-    """A minimal manifest rebuilt from a complete set of the song's tiles, or ``None``."""
-    from .tile_io import parse_tile_name, read_tile_metadata
-
-    found = {}
-    for p in folder.glob(f"{song}_*.png"):
-        parsed = parse_tile_name(p.name)
-        if parsed and parsed[0] == song:
-            found[parsed[1]] = p
-    if not found or sorted(found) != list(range(len(found))):
-        return None
-    tiles, codec, meta = [], None, {}
-    for i in range(len(found)):
-        try:
-            meta = read_tile_metadata(found[i]) or {}
-        except Exception:
-            return None
-        if "codec" not in meta or (codec is not None and meta["codec"] != codec):
-            return None
-        codec = meta["codec"]
-        tiles.append({k: meta[k] for k in ("start", "end", "stop", "pad")} | {"index": i})
-    if not meta.get("is_last"):
-        return None
-    return {"codec": codec, "tiles": tiles, "n_samples": tiles[-1]["end"]}
 
 
 def check_tile_length(tiles: SongTiles, max_seconds: float | None, *, who: str = "the model") -> None:

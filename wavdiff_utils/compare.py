@@ -10,6 +10,10 @@ Problems never stop the run: unmatched tiles, unreadable files and size
 mismatches are collected in the :class:`ComparisonResult` and shown by its
 :meth:`~ComparisonResult.summary`.
 
+This module pairs the tiles and writes the report; the scores of one pair are
+in :mod:`wavdiff_utils.compare_scores` and the previews are drawn by
+:mod:`wavdiff_utils.compare_preview` (their public names are importable from here).
+
 Example
 -------
 >>> res = compare_tiles("tiles/", "regenerated/", "report/")      # doctest: +SKIP
@@ -24,15 +28,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from .audio_io import AudioError, find_audio_files, load_audio
-from .codec import pixels_to_stft
-from .metrics import lsd_db, psnr16, snr_db
+from .audio_io import AudioError
+from .compare_preview import (DIFF_GAIN, DIFF_MODES, HEADER_PX, SEPARATOR_PX, _lut, _write_png8,
+                              render_preview)
+from .compare_scores import (_FULL, AudioScore, TileScore, _audio_pairs, _codec, _finite_mean,
+                             _fmt_db, _score_audio, _score_pair)
 from .params import CodecParams
-from .paths import atomic_path, song_id
-from .tile_io import TileImageError, find_tiles, read_tile
+from .paths import atomic_path
+from .tile_io import TileImageError, find_tiles
 
 __all__ = ["compare_tiles", "ComparisonResult", "TileScore", "AudioScore", "render_preview",
            "MATCH_MODES", "DIFF_MODES", "DIFF_GAIN", "SEPARATOR_PX", "HEADER_PX",
@@ -40,14 +45,6 @@ __all__ = ["compare_tiles", "ComparisonResult", "TileScore", "AudioScore", "rend
 
 #: How tiles are paired: by file name anywhere below each root, or by path relative to the root.
 MATCH_MODES = ("name", "path")
-#: What the diff panel shows: the magnitude (red) channel, or the largest difference of any channel.
-DIFF_MODES = ("magnitude", "all")
-#: Gain applied to ``|original - reconstructed|`` in the diff panel.
-DIFF_GAIN = 50
-#: Width in pixels of the separator between preview panels.
-SEPARATOR_PX = 4
-#: Height in pixels of the label strip above the preview panels.
-HEADER_PX = 22
 #: File names written into the output folder.
 SCORES_CSV = "scores.csv"
 AUDIO_CSV = "audio_scores.csv"
@@ -56,114 +53,11 @@ PREVIEW_DIR = "previews"
 #: ``key`` of the average row of ``scores.csv``.
 AVERAGE_KEY = "AVERAGE"
 
-_FULL = 65535.0
 _TILE_COLUMNS = ["key", "original", "reconstructed", "width", "height", "psnr_db",
                  "psnr_magnitude_db", "psnr_phase_db", "psnr_phase_nonsilent_db", "stft_snr_db",
                  "max_abs_diff", "magnitude_mae_db", "preview", "note"]
 _AUDIO_COLUMNS = ["song", "original", "reconstructed", "sample_rate", "seconds",
                   "samples_original", "samples_reconstructed", "snr_db", "lsd_db"]
-
-
-# --------------------------------------------------------------------------- results
-
-@dataclass
-class TileScore:
-    """Scores of one tile pair.
-
-    Attributes
-    ----------
-    key : str
-        What paired the two files: the file name (``match="name"``) or the
-        path relative to each root (``match="path"``).
-    original, reconstructed : Path
-    width, height : int
-    psnr : float
-        PSNR in dB of all channels on the 16-bit scale (peak 65535); ``inf`` if identical.
-    psnr_magnitude : float
-        PSNR of the red (magnitude) channel.
-    psnr_phase : float
-        PSNR of the green and blue (cos/sin phase) channels together; ``nan``
-        when either tile is magnitude-only (grey).
-    psnr_phase_nonsilent : float
-        The same over the bins the original stores as sound (red > 0).  The
-        phase of a bin at or below ``db_min`` decodes to nothing, so it may
-        differ arbitrarily; it usually dominates ``psnr_phase`` after a round trip.
-    stft_snr : float
-        SNR in dB of the complex STFT the reconstructed tile decodes to,
-        against the original's (energy-weighted magnitude and phase error: what
-        the tile's audio loses).  Needs the original's codec metadata; ``nan`` without.
-    max_abs_diff : int
-        Largest absolute pixel difference, any channel, in 16-bit steps.
-    magnitude_mae_db : float
-        Mean absolute magnitude error in dB, using the original tile's codec
-        dB range from its metadata; ``nan`` for tiles without metadata.
-    preview : Path or None
-        The side-by-side PNG, if one was written.
-    note : str
-        Anything unusual about the pair (8-bit or grey file, other codec settings).
-    """
-
-    key: str
-    original: Path
-    reconstructed: Path
-    width: int
-    height: int
-    psnr: float
-    psnr_magnitude: float
-    psnr_phase: float
-    psnr_phase_nonsilent: float
-    stft_snr: float
-    max_abs_diff: int
-    magnitude_mae_db: float = float("nan")
-    preview: Path | None = None
-    note: str = ""
-
-    def row(self) -> dict:
-        return {"key": self.key, "original": str(self.original),
-                "reconstructed": str(self.reconstructed), "width": self.width,
-                "height": self.height, "psnr_db": self.psnr,
-                "psnr_magnitude_db": self.psnr_magnitude, "psnr_phase_db": self.psnr_phase,
-                "psnr_phase_nonsilent_db": self.psnr_phase_nonsilent,
-                "stft_snr_db": self.stft_snr, "max_abs_diff": self.max_abs_diff, "magnitude_mae_db": self.magnitude_mae_db,
-                "preview": str(self.preview) if self.preview else "", "note": self.note}
-
-
-@dataclass
-class AudioScore:
-    """Waveform SNR and log-spectral distance of one song (both loaded at ``sample_rate``).
-
-    ``samples_original`` and ``samples_reconstructed`` are the lengths before
-    alignment; the scores use the first ``min`` of the two.
-    """
-
-    song: str
-    original: Path
-    reconstructed: Path
-    sample_rate: int
-    samples_original: int
-    samples_reconstructed: int
-    snr_db: float
-    lsd_db: float
-
-    @property
-    def seconds(self) -> float:
-        return min(self.samples_original, self.samples_reconstructed) / self.sample_rate
-
-    def row(self) -> dict:
-        return {"song": self.song, "original": str(self.original),
-                "reconstructed": str(self.reconstructed), "sample_rate": self.sample_rate,
-                "seconds": round(self.seconds, 3), "samples_original": self.samples_original,
-                "samples_reconstructed": self.samples_reconstructed, "snr_db": self.snr_db,
-                "lsd_db": self.lsd_db}
-
-
-def _finite_mean(values) -> float:
-    """Mean of the finite values; ``inf`` if every value is ``inf``; ``nan`` if there are none."""
-    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    finite = [v for v in vals if math.isfinite(v)]
-    if finite:
-        return float(np.mean(finite))
-    return float("inf") if vals else float("nan")
 
 
 @dataclass
@@ -342,12 +236,6 @@ class ComparisonResult:
                 f"unmatched {len(self.only_original)}/{len(self.only_reconstructed)})")
 
 
-def _fmt_db(v: float) -> str:
-    if math.isnan(v):
-        return "n/a"
-    return "inf dB (identical)" if math.isinf(v) else f"{v:.2f} dB"
-
-
 # --------------------------------------------------------------------------- pairing
 
 def _index_tiles(root: Path, match: str, exclude: Path | None, side: str):
@@ -377,201 +265,6 @@ def _index_tiles(root: Path, match: str, exclude: Path | None, side: str):
         else:
             unique[key] = ps[0]
     return unique, errors
-
-
-# --------------------------------------------------------------------------- preview
-
-def _lut(colormap: str) -> np.ndarray:
-    """256 x 3 uint8 BGR lookup table of a matplotlib colormap."""
-    import matplotlib
-    try:
-        cmap = matplotlib.colormaps[colormap]
-    except KeyError:
-        raise ValueError(f"colormap {colormap!r} is not a matplotlib colormap "
-                         f"(e.g. 'magma', 'viridis', 'gray')") from None
-    rgb = (cmap(np.linspace(0.0, 1.0, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
-    return np.ascontiguousarray(rgb[:, ::-1])
-
-
-def _to8(plane16: np.ndarray) -> np.ndarray:
-    return ((plane16.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-
-
-def _magnitude(pixels: np.ndarray) -> np.ndarray:
-    return pixels if pixels.ndim == 2 else pixels[..., 0]
-
-
-def _fit(img: np.ndarray, max_edge: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    scale = max_edge / max(h, w)
-    if scale >= 1:
-        return img
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-
-
-def render_preview(original: np.ndarray, reconstructed: np.ndarray, *, colormap: str = "magma",
-                   diff: str = "magnitude", max_edge: int = 512,
-                   labels: tuple[str, str, str] = ("Original", "Reconstructed",
-                                                   f"|Diff| x{DIFF_GAIN}")) -> np.ndarray:
-    """Side-by-side 8-bit BGR image: original | reconstructed | ``|diff| x50``.
-
-    Parameters
-    ----------
-    original, reconstructed : ndarray, uint16, shape (H, W, 3) or (H, W)
-        Tile pixels of the same height and width.
-    colormap : str
-        matplotlib colormap for the magnitude (red) channel of the two tiles.
-    diff : {"magnitude", "all"}
-        Diff panel of the magnitude channel, or of the largest difference of any channel.
-        It is drawn in grey: black = equal, white = a difference of 65535/50 or more.
-    max_edge : int
-        Panels larger than this are shrunk (area averaging) to fit; smaller ones are kept.
-    labels : tuple of 3 str
-        Drawn in a strip above the panels when they fit.
-
-    Returns
-    -------
-    ndarray, uint8, shape (HEADER_PX + h, 3*w + 2*SEPARATOR_PX, 3)
-        ``h, w`` are the panel height and width after fitting.
-    """
-    if diff not in DIFF_MODES:
-        raise ValueError(f"diff must be one of {DIFF_MODES}, got {diff!r}")
-    if int(max_edge) < 8:
-        raise ValueError(f"max_edge must be at least 8 pixels, got {max_edge!r}")
-    if original.shape[:2] != reconstructed.shape[:2]:
-        raise ValueError(f"cannot draw tiles of size {original.shape[1]}x{original.shape[0]} "
-                         f"and {reconstructed.shape[1]}x{reconstructed.shape[0]} side by side")
-    lut = _lut(colormap)
-    a = original.astype(np.int32)
-    b = reconstructed.astype(np.int32)
-    if diff == "magnitude" or a.ndim != b.ndim:
-        d = np.abs(_magnitude(a) - _magnitude(b))
-    else:
-        d = np.abs(a - b)
-        d = d.max(axis=-1) if d.ndim == 3 else d
-    d16 = np.minimum(d * DIFF_GAIN, 65535).astype(np.uint16)
-    panels = [lut[_to8(_magnitude(original))], lut[_to8(_magnitude(reconstructed))],
-              cv2.cvtColor(_to8(d16), cv2.COLOR_GRAY2BGR)]
-    panels = [_fit(p, int(max_edge)) for p in panels]
-    h, w = panels[0].shape[:2]
-    sep = np.full((h, SEPARATOR_PX, 3), 255, np.uint8)
-    body = np.concatenate([panels[0], sep, panels[1], sep, panels[2]], axis=1)
-    header = np.full((HEADER_PX, body.shape[1], 3), 255, np.uint8)
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    for i, text in enumerate(labels):
-        (tw, th), _ = cv2.getTextSize(text, font, 0.5, 1)
-        scale = 0.5 * min(1.0, (w - 4) / max(tw, 1))
-        if scale < 0.25:
-            continue                    # panel too narrow for readable text
-        (tw, th), _ = cv2.getTextSize(text, font, scale, 1)
-        x = i * (w + SEPARATOR_PX) + max(2, (w - tw) // 2)
-        cv2.putText(header, text, (x, (HEADER_PX + th) // 2), font, scale, (0, 0, 0), 1,
-                    cv2.LINE_AA)
-    return np.concatenate([header, body], axis=0)
-
-
-def _write_png8(path: Path, img: np.ndarray) -> Path:
-    ok, enc = cv2.imencode(".png", img)
-    if not ok:
-        raise OSError(f"OpenCV could not encode the preview {path}")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(enc.tobytes())
-    return path
-
-
-# --------------------------------------------------------------------------- scoring
-
-def _codec(meta) -> CodecParams | None:
-    """The codec parameters a tile's metadata names, or ``None``."""
-    try:
-        return CodecParams.from_dict(meta["codec"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _score_pair(key: str, pa: Path, pb: Path):
-    """Score one pair; returns ``(TileScore, pixels_a, pixels_b, metadata_a)``."""
-    ta = read_tile(pa, warn=False)
-    tb = read_tile(pb, warn=False)
-    a, b = ta.pixels, tb.pixels
-    if a.shape[:2] != b.shape[:2]:
-        raise ValueError(f"size mismatch: original {pa} is {a.shape[1]}x{a.shape[0]} pixels "
-                         f"but reconstructed {pb} is {b.shape[1]}x{b.shape[0]}")
-    notes = []
-    for side, t in (("original", ta), ("reconstructed", tb)):
-        if t.bit_depth != 16:
-            notes.append(f"{side} is {t.bit_depth}-bit (scaled to 16)")
-        if not t.has_phase:
-            notes.append(f"{side} is grey (magnitude only)")
-    if ta.metadata and tb.metadata and ta.metadata.get("codec") != tb.metadata.get("codec"):
-        notes.append("codec parameters differ")
-    mag = psnr16(_magnitude(a), _magnitude(b))
-    nan = float("nan")
-    phase = phase_ns = stft_snr = nan
-    params = _codec(ta.metadata)
-    if ta.has_phase and tb.has_phase:
-        overall = psnr16(a, b)
-        phase = psnr16(a[..., 1:], b[..., 1:])
-        sound = a[..., 0] > 0
-        if sound.any():
-            phase_ns = psnr16(a[..., 1:][sound], b[..., 1:][sound])
-        if params is not None and a.shape[:2] == (params.size, params.size):
-            sa = pixels_to_stft(a, params)
-            sb = pixels_to_stft(b, params)
-            energy = float(np.sum(np.abs(sa) ** 2))
-            err = float(np.sum(np.abs(sa - sb) ** 2))
-            if energy > 0:
-                stft_snr = float("inf") if err == 0 else float(10 * np.log10(energy / err))
-    else:
-        overall = mag
-        notes.append("scores are for magnitude only")
-    max_diff = int(np.max(np.abs(a.astype(np.int32) - b.astype(np.int32)))) if a.ndim == b.ndim \
-        else int(np.max(np.abs(_magnitude(a).astype(np.int32) - _magnitude(b).astype(np.int32))))
-    mae_db = nan
-    if params is not None:
-        diff = np.abs(_magnitude(a).astype(np.float64) - _magnitude(b).astype(np.float64))
-        mae_db = float(np.mean(diff) / _FULL * (params.db_max - params.db_min))
-    score = TileScore(key, pa, pb, int(a.shape[1]), int(a.shape[0]), overall, mag, phase,
-                      phase_ns, stft_snr, max_diff, mae_db, None, "; ".join(notes))
-    return score, a, b, ta.metadata
-
-
-# --------------------------------------------------------------------------- audio
-
-def _audio_pairs(orig, recon) -> tuple[list[tuple[str, Path, Path]], list[tuple[str, str]]]:
-    """Pair audio files: two files directly, otherwise by song name (file stem made safe)."""
-    orig, recon = Path(orig), Path(recon)
-    for side, p in (("audio_original", orig), ("audio_reconstructed", recon)):
-        if not p.exists():
-            raise FileNotFoundError(f"{side} {str(p)!r} does not exist")
-    if orig.is_file() and recon.is_file():
-        return [(song_id(orig), orig, recon)], []
-    a = {song_id(f): f for f in find_audio_files(orig)}
-    b = {song_id(f): f for f in find_audio_files(recon)}
-    pairs = [(s, a[s], b[s]) for s in sorted(a) if s in b]
-    errors = []
-    if orig.is_file() or recon.is_file():
-        # one file against a folder: only the file's song is wanted
-        wanted = song_id(orig if orig.is_file() else recon)
-        pairs = [p for p in pairs if p[0] == wanted]
-        if not pairs:
-            folder = recon if orig.is_file() else orig
-            errors.append((f"audio {wanted}", f"no audio file named {wanted!r} under {folder}"))
-        return pairs, errors
-    for s in sorted(set(a) - set(b)):
-        errors.append((f"audio {s}", f"{a[s]} has no reconstructed audio of the same name "
-                                     f"under {recon}"))
-    for s in sorted(set(b) - set(a)):
-        errors.append((f"audio {s}", f"{b[s]} has no original audio of the same name "
-                                     f"under {orig}"))
-    return pairs, errors
-
-
-def _score_audio(song: str, pa: Path, pb: Path, sample_rate: int) -> AudioScore:
-    ya = load_audio(pa, sample_rate=sample_rate)
-    yb = load_audio(pb, sample_rate=sample_rate)
-    return AudioScore(song, pa, pb, sample_rate, len(ya), len(yb), snr_db(ya, yb), lsd_db(ya, yb))
 
 
 # --------------------------------------------------------------------------- files

@@ -17,7 +17,7 @@ size must be at least 16 pixels, got 8
 from __future__ import annotations
 
 __all__ = ["WavdiffError", "BadAudioError", "BadTileError", "WeightsMissingError",
-           "BadParameterError", "OutputConflictError", "one_line"]
+           "BadParameterError", "OutputConflictError", "one_line", "first_line"]
 
 
 class WavdiffError(Exception):
@@ -48,3 +48,9 @@ def one_line(exc: BaseException) -> str:
     """The message of ``exc`` on one line (its lines joined), or the class name when it is empty."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return " ".join(lines) if lines else type(exc).__name__
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its class name when the message is empty."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -14,7 +14,7 @@ from .paths import atomic_path
 from .tiling import TileSpan
 
 __all__ = ["MANIFEST_NAME", "write_manifest", "read_manifest", "manifest_spans",
-           "manifest_params"]
+           "manifest_params", "manifest_from_tiles"]
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "wavdiff-manifest"
@@ -58,3 +58,30 @@ def manifest_spans(manifest: dict) -> list[TileSpan]:
     """Tile spans recorded in a manifest, in order."""
     return [TileSpan(t["index"], t["start"], t["end"], t["stop"], t["pad"])
             for t in manifest["tiles"]]
+
+
+def manifest_from_tiles(folder, song: str) -> dict | None:
+    """A minimal manifest (codec, tile spans, length) rebuilt from the PNG metadata of a
+    complete set of ``song``'s tiles in ``folder``; ``None`` unless every tile's metadata is there and agrees."""
+    from .tile_io import parse_tile_name, read_tile_metadata
+
+    found = {}
+    for p in Path(folder).glob(f"{song}_*.png"):
+        parsed = parse_tile_name(p.name)
+        if parsed and parsed[0] == song:
+            found[parsed[1]] = p
+    if not found or sorted(found) != list(range(len(found))):
+        return None
+    tiles, codec, meta = [], None, {}
+    for i in range(len(found)):
+        try:
+            meta = read_tile_metadata(found[i]) or {}
+        except Exception:
+            return None
+        if "codec" not in meta or (codec is not None and meta["codec"] != codec):
+            return None
+        codec = meta["codec"]
+        tiles.append({k: meta[k] for k in ("start", "end", "stop", "pad")} | {"index": i})
+    if not meta.get("is_last"):
+        return None
+    return {"codec": codec, "tiles": tiles, "n_samples": tiles[-1]["end"]}

@@ -19,6 +19,7 @@ import re
 import numpy as np
 
 from .captioning import Captioner, TileCaption, tags_from_file
+from .tempo import bpm_text, clip_bpm
 
 __all__ = ["MetadataCaptioner", "MIN_TEMPO_SECONDS", "metadata_caption"]
 
@@ -41,9 +42,7 @@ def metadata_caption(tags: dict, *, prefix: str = "", bpm: float | None = None) 
     text = f"{'An' if genre[:1].lower() in tuple('aeiou') else 'A'} {genre + ' ' if genre else ''}track"
     text += f" from the album {album}" if album else ""
     text += f" ({year.group(1)})." if year else "."
-    if bpm is not None and np.isfinite(bpm) and bpm > 0:
-        text += f" {int(round(bpm))} BPM."
-    return prefix + text
+    return f"{prefix}{text} {bpm_text(bpm)}".rstrip()
 
 
 class MetadataCaptioner(Captioner):
@@ -69,16 +68,12 @@ class MetadataCaptioner(Captioner):
         return {"tempo": self.tempo, "min_tempo_seconds": MIN_TEMPO_SECONDS, "version": 1}
 
     def caption_tiles(self, tiles, *, prefix: str) -> list[TileCaption]:
-        import librosa
-
         tags = tags_from_file(tiles.source)
-        sr = tiles.params.sample_rate
         out = []
         for s in tiles.spans:
             y = tiles.tile_audio(s.index)
-            bpm = None
-            if self.tempo and len(y) >= MIN_TEMPO_SECONDS * sr and np.any(y):
-                bpm = float(round(float(librosa.feature.tempo(y=y, sr=sr)[0])))
+            bpm = (clip_bpm(y, tiles.params.sample_rate, min_seconds=MIN_TEMPO_SECONDS)
+                   if self.tempo else None)
             out.append(TileCaption(s.index, s.start, s.end, metadata_caption(tags, prefix=prefix, bpm=bpm),
                                    bpm=bpm, silent=not np.any(y), tags=tags))
         return out

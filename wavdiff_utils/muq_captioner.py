@@ -38,13 +38,14 @@ import numpy as np
 
 from . import captioning
 from .caption_tags import (CATEGORIES, PROMPT_TEMPLATES, Label, TagSettings, Vocabulary,  # noqa: F401
-                           check_templates, estimate_bpm, format_caption, label_prompts,
-                           load_vocabulary, select_tags)
+                           check_templates, format_caption, label_prompts, load_vocabulary,
+                           select_tags)
 from .caption_weights import (Unavailable, hub_folder, local_folder, looks_local, model_name,
                               weights_missing)
 from .captioning import Captioner, TileCaption, pick_device
 from .errors import BadParameterError, WeightsMissingError
 from .paths import REPO_ROOT, atomic_path
+from .tempo import estimate_bpm
 
 __all__ = ["DEFAULT_MODEL", "MODEL_ENV", "NAMINGS", "TAGS_SUFFIX", "SIDECAR_NAME", "CATEGORIES",
            "PROMPT_TEMPLATES", "ModelWeightsMissing", "MuQMuLanModel", "MuQCaptioner",
@@ -301,11 +302,8 @@ def _quiet_and_seed_safe():
 def _check_transformers():
     import transformers
 
-    parts = []
-    for p in transformers.__version__.split(".")[:2]:
-        m = re.match(r"\d+", p)
-        parts.append(int(m.group()) if m else 0)
-    if tuple(parts) >= _TF_BROKEN:
+    parts = [re.match(r"\d*", p).group() for p in transformers.__version__.split(".")[:2]]
+    if tuple(int(p or 0) for p in parts) >= _TF_BROKEN:
         raise RuntimeError(
             f"muq 0.1.0 cannot run with transformers {transformers.__version__}: from 5.16 on its "
             f"audio tower fails at the first forward pass ('EasyDict' object has no attribute "

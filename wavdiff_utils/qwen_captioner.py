@@ -23,7 +23,7 @@ from . import captioning
 from .caption_weights import (Unavailable, fingerprint, hub_folder, local_folder, model_name,
                               weights_missing)
 from .captioning import Captioner, TileCaption, pick_device
-from .errors import BadParameterError, WeightsMissingError
+from .errors import BadParameterError, WeightsMissingError, first_line
 
 __all__ = ["DEFAULT_MODEL", "MODEL_ENV", "DEFAULT_PROMPT", "NAMINGS", "PROSE_SUFFIX",
            "MAX_AUDIO_SECONDS", "RECORD_NAME", "QwenWeightsError", "TileTooLongError",
@@ -100,11 +100,6 @@ def _torch_dtype(dtype: str, device: str):
         raise BadParameterError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', "
                                 f"got {dtype!r}")
     return getattr(torch, _DTYPES[name])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 _ROLE_ECHO = re.compile(r"^\s*(?:<\|im_start\|>)?\s*assistant\s*[:\n]\s*", re.IGNORECASE)
@@ -197,7 +192,7 @@ class QwenCaptioner(Captioner):
                 net = Qwen2AudioForConditionalGeneration.from_pretrained(self.source, **kwargs)
         except (OSError, ValueError) as exc:
             raise weights_missing("Qwen2-Audio", self.source, f"loading failed ({type(exc).__name__}: "
-                                  f"{_first_line(exc)})", folder=self.source, env=MODEL_ENV,
+                                  f"{first_line(exc)})", folder=self.source, env=MODEL_ENV,
                                   downloads=[f"hf download {DEFAULT_MODEL} --local-dir {self.source}"]
                                   ) from None
         self.model = (net if has["accelerate"] else net.to(self.device)).eval()
