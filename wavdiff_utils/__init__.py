@@ -17,6 +17,7 @@ One module per concern:
 - :mod:`wavdiff_utils.encoding` - batch encode with resume and failure reports
 - :mod:`wavdiff_utils.decoding` - any folder of images back to audio, with a per-tile report
 - :mod:`wavdiff_utils.phase` - phase reconstruction: exact, fast Griffin-Lim, PGHI, automatic
+- :mod:`wavdiff_utils.stft_engine` - block STFT / inverse STFT in numpy or torch, for the phase iterations
 - :mod:`wavdiff_utils.captioning` - the captioner interface and what every captioner shares
 - :mod:`wavdiff_utils.caption_results`, :mod:`~wavdiff_utils.caption_weights`,
   :mod:`~wavdiff_utils.caption_tags` - caption results, model weights, MuQ's labels and tag text
