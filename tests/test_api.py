@@ -43,3 +43,24 @@ print(json.dumps([after_import, sorted(m for m in {HEAVY!r} if m in sys.modules)
     assert out.returncode == 0, out.stderr[-2000:]
     after_import, after_work = json.loads(out.stdout.strip().splitlines()[-1])
     assert after_import == [] and after_work == []
+
+
+def test_wavdiff_errors_show_as_one_line_in_a_notebook(capsys):
+    """In a kernel (IPython), a WavdiffError prints its message on one line, not a traceback;
+    the cell still fails, so papermill and nbval stop on it."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from wavdiff_utils.errors import install_notebook_handler
+
+    shell = InteractiveShell.instance()
+    try:
+        assert install_notebook_handler()
+        res = shell.run_cell("from wavdiff_utils import decode_batch\n"
+                             "decode_batch('nowhere', 'out', phase='magic')")
+        out = capsys.readouterr().out
+        assert not res.success and type(res.error_in_exec).__name__ == "BadParameterError"
+        assert "BadParameterError: phase must be one of" in out and "Traceback" not in out
+        res = shell.run_cell("raise KeyError('other errors keep their traceback')")
+        assert "Traceback" in capsys.readouterr().out
+    finally:
+        InteractiveShell.clear_instance()

@@ -210,3 +210,10 @@ def test_loud_long_22k_stereo_song_round_trip_and_players(tmp_path):
     html = audio_player(z, sr, label="loud")._repr_html_()
     assert "played" in html and "dB quieter" in html
     assert "peak +" in summary_markdown(r, tmp_path / "out", scores)
+
+
+def test_results_show_themselves_as_a_table(song, tmp_path):
+    r = decode_batch(song, tmp_path / "out", progress=False)
+    page = r._repr_html_()
+    assert page.startswith("<p>1 file(s) decoded") and "<table" in page and "a.wav" in page
+    assert str(tmp_path) not in page                      # paths relative to the output folder

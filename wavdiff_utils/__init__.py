@@ -59,7 +59,7 @@ _EXPORTS = {
                 "decode_png16", "pixels_to_tensor", "tensor_to_pixels"],
     "compare": ["compare_tiles"],
     "errors": ["WavdiffError", "BadAudioError", "BadTileError", "WeightsMissingError",
-               "BadParameterError", "OutputConflictError"],
+               "MissingInputError", "BadParameterError", "OutputConflictError"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)
@@ -78,3 +78,15 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(_WHERE))
+
+
+def _in_a_kernel():
+    import sys
+
+    if "IPython" in sys.modules:                 # only where IPython already runs: costs nothing else
+        from .errors import install_notebook_handler
+
+        install_notebook_handler()
+
+
+_in_a_kernel()

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from .codec import istft_stream, pixels_to_stft
-from .errors import BadParameterError
+from .errors import BadParameterError, MissingInputError
 from .manifest import MANIFEST_NAME, manifest_params, read_manifest
 from .params import CodecParams
 from .paths import atomic_path, display_path
@@ -139,6 +139,13 @@ class DecodeBatch(BatchResult):
                  for p, m in self.failures]
         return pd.DataFrame(rows)
 
+    def _repr_html_(self) -> str:
+        """Returned last in a notebook cell: the summary's first line and :meth:`table`."""
+        import html
+
+        return (f"<p>{html.escape(self.summary().splitlines()[0])}</p>"
+                + self.table().to_html(index=False, na_rep=""))
+
     def tile_table(self):
         """One row per tile: method chosen, image-phase coherence, SC after reconstruction."""
         import pandas as pd
@@ -202,7 +209,7 @@ def plan_decode(input, *, join: str = "auto") -> list[DecodeJob]:
         raise BadParameterError(f"join must be one of {JOIN_MODES}, got {join!r}")
     inp = Path(input)
     if not inp.exists():
-        raise FileNotFoundError(f"input {str(inp)!r} does not exist")
+        raise MissingInputError(f"input {str(inp)!r} does not exist")
     if inp.is_file():
         parsed = parse_tile_name(inp.name)
         return [DecodeJob(parsed[0] if parsed else inp.stem, [inp], joined=False)]
@@ -497,6 +504,10 @@ def decode_batch(input, output, *, params: CodecParams | None = None, phase: str
 
     if fmt not in AUDIO_FORMATS:
         raise BadParameterError(f"fmt must be one of {AUDIO_FORMATS}, got {fmt!r}")
+    for name, value, allowed in (("phase", phase, METHODS), ("peak", peak, PEAK_MODES),
+                                 ("missing", missing, ("error", "silence"))):
+        if value not in allowed:                  # before any file is looked at
+            raise BadParameterError(f"{name} must be one of {allowed}, got {value!r}")
     jobs = plan_decode(input, join=join)
     out = Path(output)
     single_file = out.suffix.lower()[1:] in AUDIO_FORMATS

@@ -16,8 +16,9 @@ size must be at least 16 pixels, got 8
 """
 from __future__ import annotations
 
-__all__ = ["WavdiffError", "BadAudioError", "BadTileError", "WeightsMissingError",
-           "BadParameterError", "OutputConflictError", "one_line", "first_line"]
+__all__ = ["WavdiffError", "BadAudioError", "BadTileError", "WeightsMissingError", "MissingInputError",
+           "BadParameterError", "OutputConflictError", "one_line", "first_line",
+           "install_notebook_handler"]
 
 
 class WavdiffError(Exception):
@@ -34,6 +35,10 @@ class BadTileError(WavdiffError, ValueError):
 
 class WeightsMissingError(WavdiffError, FileNotFoundError):
     """Model weights that are not there; names the model, the download command and the parameter."""
+
+
+class MissingInputError(WavdiffError, FileNotFoundError):
+    """An input file or folder that does not exist; names it."""
 
 
 class BadParameterError(WavdiffError, ValueError):
@@ -54,3 +59,26 @@ def first_line(exc: BaseException) -> str:
     """The first line of ``exc``'s message, or its class name when the message is empty."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _one_line_traceback(shell, etype, value, tb, tb_offset=None):
+    """IPython custom exception handler: a wavdiff error shows as its message, on one line."""
+    line = f"{etype.__name__}: {one_line(value)}"
+    shell._showtraceback(etype, value, [line])  # the cell still fails (papermill and nbval see it)
+    return [line]
+
+
+def install_notebook_handler() -> bool:
+    """In a Jupyter kernel, show every :class:`WavdiffError` as one line instead of a traceback.
+
+    Called when the package is imported; returns whether a kernel was there.
+    The cell still counts as failed, so papermill and nbval stop on it.
+    """
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or not hasattr(shell, "set_custom_exc"):
+        return False
+    shell.set_custom_exc((WavdiffError,), _one_line_traceback)
+    return True
