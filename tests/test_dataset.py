@@ -49,7 +49,8 @@ def test_export_writes_one_row_per_tile_with_relative_paths(made):
                        "caption_source": "unknown",       # written by hand: no captioner claims it
                        "song": "a", "tile_index": 0, "start_seconds": 0.0,
                        "end_seconds": round(8192 / 44100, 6), "start_sample": 0,
-                       "end_sample": 8192, "sample_rate": 44100}
+                       "end_sample": 8192, "sample_rate": 44100, "padding": 0.0,
+                       "split": D.song_split("a")}
     assert [(r["text"], r["caption_source"]) for r in rows[1:3]] == [("Loud drums.", "unknown"),
                                                                      ("", "")]
     for r in rows:                                   # every span is the manifest's
@@ -172,7 +173,7 @@ def test_datasets_loads_image_text_and_columns_and_the_transform_keeps_16_bits(m
     assert plain.num_rows == len(rows)
     assert set(plain.column_names) == {"image", "text", "song", "tile_index", "start_seconds",
                                        "end_seconds", "start_sample", "end_sample", "sample_rate",
-                                       "caption_source"}
+                                       "caption_source", "padding", "split"}
     assert plain[0]["text"] == rows[0]["text"] and plain[0]["image"].mode == "RGB"
     assert np.asarray(plain[0]["image"]).dtype == np.uint8         # what Pillow makes of it
     # the card's YAML lets load_dataset(folder) find the same rows
@@ -255,3 +256,39 @@ def test_decode_png16_checks_what_it_reads(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert D.decode_png16(tmp_path / "t_0000.png")[0, 0, 0] == 46527
+
+
+def test_rows_carry_padding_share_and_a_split_per_song(tmp_path):
+    from audio_fixtures import music_like, write
+
+    from wavdiff_utils import encode_song
+
+    (tmp_path / "in").mkdir()
+    for i in range(15):                                     # enough songs to see every split
+        write(tmp_path / "in" / f"song{i:02d}.wav", music_like(0.5, 44100, seed=i), 44100)
+        encode_song(tmp_path / "in" / f"song{i:02d}.wav", tmp_path / "ds", params=P)
+    res = D.export_dataset(tmp_path / "ds", splits=(("train", 0.5), ("validation", 0.25),
+                                                    ("test", 0.25)))
+    rows = D.read_metadata(tmp_path / "ds")
+    by_song = {}
+    for r in rows:
+        by_song.setdefault(r["song"], set()).add(r["split"])
+        assert 0.0 <= r["padding"] < 1.0
+    assert all(len(s) == 1 for s in by_song.values())        # one split per song
+    assert {s for v in by_song.values() for s in v} == {"train", "validation", "test"}
+    last = [r for r in rows if r["song"] == "song00"][-1]
+    man = json.loads((tmp_path / "ds" / "song00" / "manifest.json").read_text())
+    assert last["padding"] == round(man["tiles"][-1]["pad"] / P.tile_samples, 4) > 0
+    assert D.song_split("song00", (("train", 0.5), ("validation", 0.25), ("test", 0.25))) \
+        == by_song["song00"].pop()                            # the same on any machine
+    # drop the mostly-padding last tiles
+    n_all = len(rows)
+    D.export_dataset(tmp_path / "ds", max_padding=0.5)
+    kept = D.read_metadata(tmp_path / "ds")
+    assert all(r["padding"] <= 0.5 for r in kept) and len(kept) < n_all
+    card = (tmp_path / "ds" / "README.md").read_text()
+    assert 'pretty_name: "Ds"' in card and str(tmp_path) not in card
+    D.export_dataset(tmp_path / "ds", name="My music tiles")
+    assert 'pretty_name: "My music tiles"' in (tmp_path / "ds" / "README.md").read_text()
+    with pytest.raises(ValueError, match="max_padding must be a share"):
+        D.export_dataset(tmp_path / "ds", max_padding=2)

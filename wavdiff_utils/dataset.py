@@ -43,6 +43,7 @@ back as 16-bit tiles (with codec metadata) that ``03_decode`` turns into audio.
 from __future__ import annotations
 
 import json
+import re
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -50,13 +51,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import BadParameterError
 from .manifest import MANIFEST_NAME, manifest_params, read_manifest
 from .params import CodecParams
 from .paths import atomic_path
 from .dataset_card import hms as _hms, write_card
 from .tile_io import TileImageError, decode_image, tile_name, write_tile
 
-__all__ = ["METADATA_NAME", "CARD_NAME", "CHANNELS", "DatasetExport", "export_dataset",
+__all__ = ["METADATA_NAME", "CARD_NAME", "CHANNELS", "DatasetExport", "export_dataset", "song_split",
            "read_metadata", "decode_png16", "pixels_to_tensor", "tensor_to_pixels",
            "TileDataset", "TileTransform", "load_tile_dataset", "write_tensor_tiles",
            "magnitude_db", "eight_bit_cost", "read_png_like_pillow"]
@@ -134,7 +136,34 @@ def _caption(png: Path) -> str:
         return ""
 
 
-def export_dataset(folder, *, name: str | None = None, card: bool = True) -> DatasetExport:
+#: Default shares of the train / validation / test splits.
+SPLITS = (("train", 0.9), ("validation", 0.05), ("test", 0.05))
+
+
+def song_split(song: str, splits=SPLITS) -> str:
+    """The split a song belongs to, from a hash of its name: stable across runs and machines,
+    and the same for every tile of the song (no song's audio leaks across splits)."""
+    import hashlib
+
+    total = sum(share for _, share in splits)
+    if total <= 0 or any(share < 0 for _, share in splits):
+        raise BadParameterError(f"split shares must be >= 0 with a positive sum, got {splits!r}")
+    x = int.from_bytes(hashlib.sha256(song.encode("utf-8")).digest()[:8], "big") / 2 ** 64 * total
+    for name, share in splits:
+        if x < share:
+            return name
+        x -= share
+    return splits[-1][0]
+
+
+def _readable(folder: Path) -> str:
+    """A dataset name from the folder's own name: ``my_songs-v2`` -> ``My songs v2``."""
+    words = re.sub(r"[_\-.]+", " ", folder.resolve().name).strip()
+    return (words[:1].upper() + words[1:]) if words else "wavdiff spectrogram tiles"
+
+
+def export_dataset(folder, *, name: str | None = None, card: bool = True,
+                   max_padding: float = 1.0, splits=SPLITS) -> DatasetExport:
     """Write ``metadata.jsonl`` and a dataset card for every finished song under ``folder``.
 
     Parameters
@@ -143,10 +172,18 @@ def export_dataset(folder, *, name: str | None = None, card: bool = True) -> Dat
         The pipeline's (or ``01_encode``'s) output folder: one sub-folder per song
         with ``manifest.json``, tiles and optional ``<song>_<index:04d>.txt`` captions.
     name : str, optional
-        Dataset name in the card (default: the folder's name).
+        Dataset name in the card (default: made readable from the folder's own
+        name, e.g. ``my_songs`` -> "My songs"; never a path).
     card : bool
         Write ``README.md`` (default).  An existing ``README.md`` that this
         function did not write is never replaced; a warning says so.
+    max_padding : float
+        Leave out tiles whose share of padding (silence after the song's end,
+        in the last tile) is above this, 0-1.  Default 1.0 keeps every tile;
+        every row says its ``padding`` share either way.
+    splits : sequence of (name, share)
+        Shares of the ``split`` column, assigned per song by a hash of its name
+        (default 0.9 train, 0.05 validation, 0.05 test).
 
     Returns
     -------
@@ -169,6 +206,10 @@ def export_dataset(folder, *, name: str | None = None, card: bool = True) -> Dat
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"dataset folder {str(folder)!r} does not exist")
+    if not 0.0 <= float(max_padding) <= 1.0:
+        raise BadParameterError(f"max_padding must be a share between 0 and 1, got {max_padding!r}")
+    splits = tuple((str(n), float(v)) for n, v in splits)
+    song_split("", splits)                       # checks the shares
     songs = _song_folders(folder)
     if not songs:
         raise ValueError(f"{folder}: holds no finished song (no <song>/{MANIFEST_NAME}); "
@@ -185,10 +226,16 @@ def export_dataset(folder, *, name: str | None = None, card: bool = True) -> Dat
         captioned = 0
         missing = []
         recorded = recorded_captions(sf)
+        split = song_split(man["song"], splits)
+        dropped = 0
         for t in man["tiles"]:
             png = sf / t["file"]
             if not png.is_file():
                 missing.append(t["file"])
+                continue
+            padding = t["pad"] / max(t["stop"] - t["start"], 1)
+            if padding > max_padding:
+                dropped += 1
                 continue
             text = _caption(png)
             captioned += bool(text)
@@ -200,12 +247,13 @@ def export_dataset(folder, *, name: str | None = None, card: bool = True) -> Dat
                          "start_seconds": round(t["start"] / sr, 6),
                          "end_seconds": round(t["end"] / sr, 6),
                          "start_sample": int(t["start"]), "end_sample": int(t["end"]),
-                         "sample_rate": sr})
+                         "sample_rate": sr, "padding": round(padding, 4), "split": split})
         if missing:
             notes.append(f"{sf}: {len(missing)} tile(s) listed in {MANIFEST_NAME} are missing "
                          f"(e.g. {missing[0]}); left out, re-run the pipeline to remake them")
         song_rows.append({"song": man["song"], "source": man.get("source_name", ""),
-                          "tiles": len(man["tiles"]) - len(missing), "captioned": captioned,
+                          "tiles": len(man["tiles"]) - len(missing) - dropped,
+                          "captioned": captioned, "split": split,
                           "seconds": float(man["n_samples"]) / sr,
                           "codec": codecs.index(params.to_dict())})
     if len(codecs) > 1:
@@ -220,7 +268,7 @@ def export_dataset(folder, *, name: str | None = None, card: bool = True) -> Dat
                            sum(bool(r["text"]) for r in rows),
                            sum(s["seconds"] for s in song_rows), codecs, song_rows, notes)
     if card:
-        write_card(result, name or folder.resolve().name)
+        write_card(result, name or _readable(folder))
     for n in notes:
         warnings.warn(n, stacklevel=2)
     return result

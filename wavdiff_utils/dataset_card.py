@@ -59,17 +59,20 @@ def write_card(res, name: str) -> None:
         f"caption; **{hms(res.seconds)}** of audio ({res.seconds:.1f} s)",
         f"- made {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}",
         "",
-        "| song | source file | tiles | captioned | seconds |",
-        "|---|---|---:|---:|---:|",
+        "| song | source file | split | tiles | captioned | seconds |",
+        "|---|---|---|---:|---:|---:|",
     ]
     for s in res.songs:
-        lines.append(f"| {s['song']} | {s['source']} | {s['tiles']} | {s['captioned']} | "
-                     f"{s['seconds']:.2f} |")
+        lines.append(f"| {s['song']} | {s['source']} | {s.get('split', '')} | {s['tiles']} | "
+                     f"{s['captioned']} | {s['seconds']:.2f} |")
     lines += ["", "Layout: `<song>/<song>_<index:04d>.png`, the caption beside it as "
               "`<song>_<index:04d>.txt`, the song's `manifest.json` (exact sample span of every "
               "tile), and `metadata.jsonl` with one row per tile: `file_name`, `text`, `song`, "
               "`tile_index`, `start_seconds`, `end_seconds`, `start_sample`, `end_sample`, "
-              "`sample_rate`, `caption_source` (the captioner that wrote the caption).", "", "## Codec parameters", ""]
+              "`sample_rate`, `caption_source` (the captioner that wrote the caption), `padding` (the "
+              "share of the tile that is silence after the song's end; only a song's last tile "
+              "has any) and `split` (train / validation / test, by a hash of the song's name, so "
+              "one song's tiles are all in one split).", "", "## Codec parameters", ""]
     for i, p in enumerate(params):
         if len(params) > 1:
             n = sum(1 for s in res.songs if s["codec"] == i)
@@ -94,7 +97,7 @@ def write_card(res, name: str) -> None:
         "",
         "```python",
         "from wavdiff_utils.dataset import load_tile_dataset   # or TileDataset(folder) for torch",
-        f"ds = load_tile_dataset({json.dumps(str(res.folder))})  # 'pixel_values': float (3, H, W) in [-1, 1]",
+        "ds = load_tile_dataset(\"path/to/this/folder\")  # 'pixel_values': float (3, H, W) in [-1, 1]",
         "```",
         "",
         "Without wavdiff: `ds.cast_column(\"image\", datasets.Image(decode=False))`, then "

@@ -1,0 +1,31 @@
+# Two commands on a fresh clone, nothing before them:
+#   make demo   the main job on the bundled sample (tiles, captions, dataset, HTML report) in outputs/
+#   make test   the unit tests and every notebook (nbval), offline
+# Both create the virtual environment .venv from requirements.txt when it is missing or older than
+# requirements.txt / pyproject.toml, and reuse it after.  The install also sets up nbstripout, so
+# notebooks saved in JupyterLab stay without outputs in git.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.wavdiff-installed
+
+.PHONY: demo test install clean-outputs
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --progress-bar off -r requirements.txt
+	if git rev-parse --git-dir >/dev/null 2>&1; then $(VENV)/bin/nbstripout --install; fi
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m wavdiff_utils --input sample_data --output outputs/dataset
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+clean-outputs:
+	rm -rf outputs

@@ -1,0 +1,31 @@
+"""Notebooks are committed without outputs, each with a tagged parameters cell (CI checks both)."""
+import json
+
+import pytest
+
+from wavdiff_utils.paths import REPO_ROOT
+
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert {p.stem for p in NOTEBOOKS} >= {"01_encode", "02_caption_muq", "02b_caption_qwen",
+                                           "03_decode", "04_compare"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_without_outputs(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    dirty = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"
+             and (c.get("outputs") or c.get("execution_count") is not None)]
+    assert not dirty, (f"{path.name}: cells {dirty} carry outputs; run `make install` once "
+                       f"(it sets up nbstripout) or `.venv/bin/nbstripout {path}`")
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert "parameters" in code[0].get("metadata", {}).get("tags", []), path.name
+
+
+def test_nbstripout_is_set_up_by_the_install():
+    """The README's install (make) runs `nbstripout --install`, which a clone does not carry."""
+    make = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "nbstripout --install" in make
+    assert "nbstripout" in (REPO_ROOT / "requirements.txt").read_text(encoding="utf-8")
