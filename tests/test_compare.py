@@ -271,3 +271,29 @@ def test_report_inside_an_input_folder_is_not_compared(tmp_path):
         res = compare_tiles(tmp_path / "a", tmp_path / "b", tmp_path / "a" / "report",
                             match="path", progress=False)
         assert [t.key for t in res.tiles] == ["s_0000.png"] and res.ok
+
+
+def test_headline_leads_with_audio_and_explains_psnr(tmp_path):
+    from wavdiff_utils.compare import _psnr_words, headline_markdown
+
+    sr = 22050
+    y = music_like(0.5, sr, seed=3)
+    (tmp_path / "orig").mkdir()
+    (tmp_path / "rec").mkdir()
+    write(tmp_path / "orig" / "song.wav", y, sr)
+    write(tmp_path / "rec" / "song.wav", y + np.float32(0.001), sr)
+    make(tmp_path / "a", {"song_0000.png": tile(0)})
+    make(tmp_path / "b", {"song_0000.png": tile(0)})
+    res = compare_tiles(tmp_path / "a", tmp_path / "b", tmp_path / "o",
+                        audio_original=tmp_path / "orig", audio_reconstructed=tmp_path / "rec",
+                        sample_rate=sr, progress=False)
+    text = headline_markdown(res, what="two test sets")
+    lines = text.splitlines()
+    assert lines[0] == "**What is compared:** two test sets"
+    assert lines[1].startswith("- **Audio `song`: SNR") and "log-spectral distance" in lines[1]
+    assert "96 dB is one 16-bit step" in text
+    # PSNR in words: 16-bit steps of RMS error
+    assert _psnr_words(96.33) .startswith("96.3 dB: below one 16-bit step")
+    assert "about 655 of 65,535 steps (1% of full scale)" in _psnr_words(40.0)
+    assert _psnr_words(float("inf")) == "identical"
+    assert str(tmp_path) not in res.summary()                 # shared reports show no local folders

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio_io import AudioError
+from .paths import display_path
 from .compare_preview import (DIFF_GAIN, DIFF_MODES, HEADER_PX, SEPARATOR_PX, _lut, _write_png8,
                               render_preview)
 from .compare_scores import (_FULL, AudioScore, TileScore, _audio_pairs, _codec, _finite_mean,
@@ -189,7 +190,8 @@ class ComparisonResult:
         max_listed : int
             Unmatched tiles listed per side before "... and N more".
         """
-        lines = [f"compared {self.original} (original) with {self.reconstructed} (reconstructed)",
+        lines = [f"compared {display_path(self.original)} (original) with "
+                 f"{display_path(self.reconstructed)} (reconstructed)",
                  f"{len(self.tiles)} tile pair(s) scored, {self.identical} identical, "
                  f"{len(self.only_original)} only in original, "
                  f"{len(self.only_reconstructed)} only in reconstructed, "
@@ -227,7 +229,7 @@ class ComparisonResult:
         for what, msg in self.errors:
             lines.append(f"ERROR {what}: {msg}")
         if self.scores_csv:
-            lines.append(f"scores: {self.scores_csv}")
+            lines.append(f"scores: {display_path(self.scores_csv)}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -478,3 +480,87 @@ def round_trip_tiles(audio, workdir, *, params: CodecParams | None = None,
     for r in dec.results:
         encode_batch(r.output, reconstructed, params=params, progress=False).raise_if_failed()
     return Path(original), decoded, reconstructed
+
+
+# --------------------------------------------------------------------------- for the notebook
+
+def _psnr_words(psnr: float) -> str:
+    """PSNR on the 16-bit scale in words: the typical pixel error it stands for."""
+    if math.isinf(psnr):
+        return "identical"
+    if math.isnan(psnr):
+        return "n/a"
+    rms = 65535 * 10 ** (-psnr / 20)                 # RMS pixel error in 16-bit steps
+    if rms < 1:
+        return f"{psnr:.1f} dB: below one 16-bit step, bit-exact or nearly"
+    return (f"{psnr:.1f} dB: pixels off by about {rms:,.0f} of 65,535 steps "
+            f"({100 * rms / 65535:.2g}% of full scale) on average")
+
+
+def headline_markdown(result: ComparisonResult, *, what: str = "") -> str:
+    """What a reader needs first: what was compared, how the audio came back, and PSNR in words.
+
+    Parameters
+    ----------
+    result : ComparisonResult
+    what : str
+        One sentence saying what the two tile sets are (e.g. the demo's round trip).
+    """
+    lines = [f"**What is compared:** {what}" if what else
+             f"**What is compared:** tiles in `{Path(result.original).name}` (original) with those "
+             f"in `{Path(result.reconstructed).name}` (reconstructed)."]
+    for a in result.audio:
+        lines.append(f"- **Audio `{a.song}`: SNR {_fmt_db(a.snr_db)}, log-spectral distance "
+                     f"{a.lsd_db:.2f} dB.** SNR compares waveforms (above ~60 dB the difference "
+                     f"is far below hearing; 20 dB is audible); LSD compares spectra (0 = same, "
+                     f"under 1 dB hard to hear).")
+    if result.tiles:
+        mag = result.mean_psnr_magnitude
+        lines.append(f"- Magnitude (red) PSNR {_psnr_words(mag)}; STFT-domain SNR "
+                     f"{_fmt_db(result.mean_stft_snr)} (what the tiles' audio loses, energy-weighted).")
+        lines.append(f"- All-channel PSNR {_fmt_db(result.mean_psnr)} looks low because the phase "
+                     f"(green/blue) of bins stored as silence is arbitrary: they decode to nothing, "
+                     f"so a round trip may give them any value without changing the audio. "
+                     f"For scale: 96 dB is one 16-bit step, 48 dB one 8-bit step, below about "
+                     f"30 dB two images look different.")
+    problems = len(result.only_original) + len(result.only_reconstructed) + len(result.errors)
+    if problems:
+        lines.append(f"- **{problems} problem(s)**: {len(result.only_original)} tile(s) only in "
+                     f"original, {len(result.only_reconstructed)} only in reconstructed, "
+                     f"{len(result.errors)} error(s) (see the summary).")
+    return "\n".join(lines)
+
+
+def show_previews(result: ComparisonResult, *, max_shown: int = 3) -> int:
+    """Draw the first side-by-side previews (Original | Reconstructed | |Diff| x50); returns how many."""
+    import matplotlib.pyplot as plt
+
+    shown = [t for t in result.tiles if t.preview][:max_shown]
+    for t in shown:
+        img = plt.imread(t.preview)
+        fig, ax = plt.subplots(figsize=(15, 15 * img.shape[0] / img.shape[1]))
+        ax.imshow(img)
+        ax.set_axis_off()
+        ax.set_title(f"{t.key}: PSNR {t.psnr:.2f} dB, magnitude {t.psnr_magnitude:.2f} dB, "
+                     f"STFT SNR {t.stft_snr:.2f} dB", fontsize=10)
+        plt.show()
+    return len(shown)
+
+
+def show_audio(result: ComparisonResult, *, excerpt_seconds: float = 10.0, max_songs: int = 2):
+    """Players for an excerpt from the middle of each song: original, then reconstructed."""
+    from IPython.display import Markdown, display
+
+    from .audio_io import load_audio
+    from .plots import audio_player
+
+    for a in result.audio[:max_songs]:
+        ya = load_audio(a.original, sample_rate=a.sample_rate)
+        yb = load_audio(a.reconstructed, sample_rate=a.sample_rate)
+        n = int(excerpt_seconds * a.sample_rate)
+        start = max(0, (min(len(ya), len(yb)) - n) // 2)
+        clip = slice(start, start + n)
+        display(Markdown(f"**{a.song}**, {start / a.sample_rate:.1f}-"
+                         f"{(start + n) / a.sample_rate:.1f} s: original, then reconstructed "
+                         f"(SNR {_fmt_db(a.snr_db)})"),
+                audio_player(ya[clip], a.sample_rate), audio_player(yb[clip], a.sample_rate))

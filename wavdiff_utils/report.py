@@ -44,6 +44,15 @@ def external_urls(page: str) -> list[str]:
     return sorted(u for u in set(found) if u not in anchors)
 
 
+def _first_error(nb) -> str:
+    """``"cell N: Name: message"`` for the first cell that ended in an error, else ""."""
+    for k, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if out.get("output_type") == "error":
+                return f"cell {k}: {out.get('ename', 'Error')}: {out.get('evalue', '')}"
+    return ""
+
+
 def render_html(notebook, html_path=None, *, hide_code: bool = False) -> Path:
     """Render an executed notebook to a single HTML file (atomically) that opens offline.
 
@@ -66,7 +75,12 @@ def render_html(notebook, html_path=None, *, hide_code: bool = False) -> Path:
     exporter = HTMLExporter(config=cfg, exclude_input=hide_code, template_name=TEMPLATE,
                             extra_template_basedirs=[str(TEMPLATE_DIR)])
     exporter.register_preprocessor(TagRemovePreprocessor(config=cfg), True)
-    body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    nb = nbformat.read(str(notebook), as_version=4)
+    failed = _first_error(nb)
+    if failed:                              # a failed run says so on the report's first line
+        banner = nbformat.v4.new_markdown_cell(f"**This run failed:** {failed}")
+        nb.cells.insert(0, banner)
+    body, _ = exporter.from_notebook_node(nb)
     remote = external_urls(body)
     if remote:                  # a new nbconvert template or output type asking for a CDN: say so
         import warnings
