@@ -297,3 +297,15 @@ def test_headline_leads_with_audio_and_explains_psnr(tmp_path):
     assert "about 655 of 65,535 steps (1% of full scale)" in _psnr_words(40.0)
     assert _psnr_words(float("inf")) == "identical"
     assert str(tmp_path) not in res.summary()                 # shared reports show no local folders
+
+
+def test_compare_inputs_makes_the_demo_round_trip(tmp_path):
+    from wavdiff_utils.compare import compare_inputs
+
+    inp = compare_inputs(workdir=tmp_path / "w", params=CodecParams(size=128))
+    assert inp.original == tmp_path / "w" / "original" and inp.reconstructed.name == "reconstructed"
+    assert inp.audio_original.name == "wavdiff_demo.mp3" and inp.audio_reconstructed.name == "decoded"
+    assert "round trip" in inp.what and str(tmp_path) not in inp.describe()
+    with pytest.warns(UserWarning, match="audio scores skipped"):
+        half = compare_inputs(inp.original, inp.reconstructed, audio_original=inp.audio_original)
+    assert half.audio_original is None and half.what == ""

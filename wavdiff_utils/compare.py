@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -564,3 +565,63 @@ def show_audio(result: ComparisonResult, *, excerpt_seconds: float = 10.0, max_s
                          f"{(start + n) / a.sample_rate:.1f} s: original, then reconstructed "
                          f"(SNR {_fmt_db(a.snr_db)})"),
                 audio_player(ya[clip], a.sample_rate), audio_player(yb[clip], a.sample_rate))
+
+
+@dataclass
+class CompareInputs:
+    """The two tile sets (and audio) ``04_compare`` compares, and one sentence saying what they are."""
+
+    original: Path
+    reconstructed: Path
+    audio_original: Path | None
+    audio_reconstructed: Path | None
+    what: str
+
+    def describe(self) -> str:
+        """The inputs as lines, paths shown relative to the repository (no local folders)."""
+        lines = [f"original:      {display_path(self.original)}",
+                 f"reconstructed: {display_path(self.reconstructed)}"]
+        if self.audio_original is not None:
+            lines.append(f"audio:         {display_path(self.audio_original)} vs "
+                         f"{display_path(self.audio_reconstructed)}")
+        return "\n".join(lines)
+
+
+def compare_inputs(original="", reconstructed="", *, audio_original="", audio_reconstructed="",
+                   workdir="outputs/compare", params: CodecParams | None = None) -> CompareInputs:
+    """What ``04_compare`` compares, making what is not given.
+
+    Parameters
+    ----------
+    original, reconstructed : str or path-like
+        Tile folders; ``""`` for the demo: the bundled sample encoded (``original``), and
+        decoded to WAV and encoded again (``reconstructed``: the round trip).
+    audio_original, audio_reconstructed : str or path-like
+        Audio to score too; with the demo, the sample and its decoded WAV.  Scores need both.
+    workdir : path-like
+        Scratch folder of the demo tiles.
+    params : CodecParams, optional
+        Codec of the demo tiles.
+    """
+    from .encoding import encode_batch
+    from .paths import SAMPLE_AUDIO, output_dir, resolve
+
+    decoded = None
+    if reconstructed:
+        rec = resolve(reconstructed)
+        orig = resolve(original) if original else output_dir(f"{workdir}/original")
+        if not original:
+            encode_batch(SAMPLE_AUDIO, orig, params=params, progress=False).raise_if_failed()
+    else:
+        orig, decoded, rec = round_trip_tiles(SAMPLE_AUDIO, output_dir(workdir), params=params,
+                                              original=resolve(original) if original else None)
+    a = resolve(audio_original) if audio_original else (None if original else SAMPLE_AUDIO)
+    b = resolve(audio_reconstructed) if audio_reconstructed else decoded
+    if (a is None) != (b is None):
+        warnings.warn("audio scores skipped: give both audio_original and audio_reconstructed",
+                      stacklevel=2)
+        a = b = None
+    what = ("the bundled sample's tiles with the tiles of its round trip (encoded, decoded to "
+            "WAV, encoded again): how much one pass through audio changes a tile"
+            if not (original or reconstructed) else "")
+    return CompareInputs(orig, rec, a, b, what)
