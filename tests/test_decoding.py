@@ -146,6 +146,9 @@ def test_out_of_range_tiles_warn_and_peak_options(tmp_path):
     r = decode_batch(tmp_path / "gen", tmp_path / "keep", params=P, progress=False)
     res = r.results[0]
     assert res.peak > 1.0 and res.clipped > 0
+    assert res.tiles[0].peak == pytest.approx(res.peak) and res.tiles[0].clipped == res.clipped
+    assert "tile(s) 0 decode beyond full scale" in res.warnings
+    assert {"peak", "clipped"} <= set(r.tile_table().columns)
     assert any("beyond full scale" in w and "kept as float" in w for w in res.warnings)
     assert "beyond full scale" in r.summary()
     y, _ = sf.read(res.output, dtype="float32")

@@ -420,9 +420,21 @@ def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str 
             reports.append(rep)
             yield S
 
-    peak_abs, clipped, n_written = _write_audio(istft_stream(audio_blocks(), params,
-                                                             n_samples=n_samples),
-                                                output, params.sample_rate, peak=peak)
+    def measured(blocks):                   # one block per tile: its level goes in its report
+        for k, b in enumerate(blocks):
+            if k < len(reports) and len(b):
+                a = np.abs(b)
+                reports[k].peak = float(a.max())
+                reports[k].clipped = int(np.count_nonzero(a > 1.0))
+            yield b
+
+    peak_abs, clipped, n_written = _write_audio(
+        measured(istft_stream(audio_blocks(), params, n_samples=n_samples)), output,
+        params.sample_rate, peak=peak)
+    loud = [r.index for r in reports if r.clipped]
+    if loud:
+        warn.append(f"tile(s) {', '.join(map(str, loud[:8]))}{' ...' if len(loud) > 8 else ''} "
+                    f"decode beyond full scale")
     if peak_abs > 1.0:
         how = {"keep": "kept as float values (pass peak='limit' or 'normalize' to bring them in)"
                if output.suffix.lower() == ".wav" else f"limited to full scale: {output.suffix} "

@@ -155,6 +155,9 @@ class TileReport:
         Fast Griffin-Lim iterations run (both starts of a race included).
     seconds : float
         Wall time.
+    peak, clipped : float, int
+        Largest absolute sample of the tile's audio and its samples beyond full
+        scale (filled in by the decoder, which makes the audio).
     """
 
     index: int
@@ -163,6 +166,8 @@ class TileReport:
     sc_db: float
     iterations: int = 0
     seconds: float = 0.0
+    peak: float = 0.0
+    clipped: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
