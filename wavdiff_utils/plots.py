@@ -375,7 +375,7 @@ def plot_decode_report(batch, *, max_tiles: int = 60):
     rows = [(r.song, t) for r in batch.results for t in r.tiles if t.sc_db == t.sc_db][:max_tiles]
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(min(12, 2 + 0.35 * len(rows)), 3.2))
+    fig, ax = plt.subplots(figsize=(min(12, max(7, 2 + 0.35 * len(rows))), 3.6))
     x = np.arange(len(rows))
     colours = {}
     palette = ["#3b6ea8", "#d1495b", "#edae49", "#00798c", "#66a182"]
@@ -390,8 +390,9 @@ def plot_decode_report(batch, *, max_tiles: int = 60):
     ax.scatter([], [], marker="x", color="0.45", label="image phase as it is")
     ax.set_xticks(x, [f"{s}:{t.index}" for s, t in rows], rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("spectral convergence, dB")
-    ax.set_title("phase per tile: image phase (x) and the phase kept (dots); lower fits better")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title("phase per tile: x = image phase as it was, dot = phase kept (lower fits better)",
+                 fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
