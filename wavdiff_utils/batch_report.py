@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .manifest import read_manifest
+from .paths import display_path
 from .plots import audio_player  # noqa: F401  (the batch report's players)
 
 __all__ = ["show_batch_report", "batch_overview", "song_strip", "audio_player", "tile_round_trip"]
@@ -43,10 +44,10 @@ def batch_overview(folder) -> tuple[str, list[dict], dict]:
     lines = [f"- **{len({r['song'] for r in rows})}** song(s), **{len(rows)}** tiles, "
              f"**{sum(bool(r['text']) for r in rows)}** with a caption"
              f"{' (' + ', '.join(sources) + ')' if sources else ''}, "
-             f"**{seconds / 60:.1f} min** of audio, in `{folder}`",
+             f"**{seconds / 60:.1f} min** of audio, in `{display_path(folder)}`",
              f"- codec: {params.describe()}"]
     if batch:
-        lines.append(f"- last run: input `{batch.get('input')}`, captioner **{batch.get('captioner')}**, "
+        lines.append(f"- last run: input `{display_path(batch.get('input', ''))}`, captioner **{batch.get('captioner')}**, "
                      f"finished {batch.get('finished')}, steps " + ", ".join(
                          f"{k} {v:.1f} s" for k, v in batch.get("seconds", {}).items()))
         if batch.get("caption_notice"):
