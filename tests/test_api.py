@@ -9,6 +9,9 @@ import wavdiff_utils
 from wavdiff_utils.paths import REPO_ROOT
 
 HEAVY = ("torch", "transformers", "matplotlib", "muq", "ipywidgets")
+#: Not even these on the exact encode and decode: librosa's import pulls in scipy.signal and
+#: numba (about 2 s and 200 MB per process); the phase reconstruction loads numba itself.
+CODEC_FREE = ("librosa", "numba", "scipy.signal")
 
 
 def test_every_export_resolves_to_its_module():
@@ -22,7 +25,8 @@ def test_every_export_resolves_to_its_module():
 
 def test_encode_and_decode_import_nothing_heavy(tmp_path):
     """Importing the package, encoding a song and decoding it (exact and rebuilt phase) in a
-    fresh interpreter loads none of torch, transformers, matplotlib."""
+    fresh interpreter loads none of torch, transformers, matplotlib; the exact encode and decode
+    not even librosa or numba."""
     code = f"""
 import json, sys
 import numpy as np, soundfile as sf
@@ -34,15 +38,16 @@ from wavdiff_utils import CodecParams, decode_batch, decode_song, encode_song
 p = CodecParams(size=128)
 encode_song({str(tmp_path / 's.wav')!r}, {str(tmp_path / 't')!r}, params=p)
 decode_song({str(tmp_path / 't' / 's')!r}, {str(tmp_path / 'a.wav')!r})
+codec_path = sorted(m for m in {HEAVY + CODEC_FREE!r} if m in sys.modules)
 decode_song({str(tmp_path / 't' / 's')!r}, {str(tmp_path / 'b.wav')!r}, phase="fgla", n_iter=2)
-print(json.dumps([after_import, sorted(m for m in {HEAVY!r} if m in sys.modules)]))
+print(json.dumps([after_import, codec_path, sorted(m for m in {HEAVY!r} if m in sys.modules)]))
 """
     env = {"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": ""}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=str(tmp_path))
     assert out.returncode == 0, out.stderr[-2000:]
-    after_import, after_work = json.loads(out.stdout.strip().splitlines()[-1])
-    assert after_import == [] and after_work == []
+    after_import, codec_path, after_work = json.loads(out.stdout.strip().splitlines()[-1])
+    assert after_import == [] and codec_path == [] and after_work == []
 
 
 def test_wavdiff_errors_show_as_one_line_in_a_notebook(capsys):

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import cv2
-import librosa
 import numpy as np
 
 from .params import CodecParams
@@ -191,9 +190,54 @@ def pixels_to_stft(pixels: np.ndarray, params: CodecParams) -> np.ndarray:
 
 # --------------------------------------------------------------------------- streaming encode
 
+_WINDOWS: dict[int, np.ndarray] = {}
+
+
+def _window(n_fft: int) -> np.ndarray:
+    """Periodic Hann window (scipy's ``get_window("hann", n, fftbins=True)``), float64."""
+    if n_fft not in _WINDOWS:
+        _WINDOWS[n_fft] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    return _WINDOWS[n_fft]
+
+
 def _stft(segment: np.ndarray, params: CodecParams) -> np.ndarray:
-    return librosa.stft(segment, n_fft=params.n_fft, hop_length=params.hop_length,
-                        window="hann", center=False, dtype=np.complex64)
+    """STFT of a segment, frames not centred: ``librosa.stft(..., center=False)`` without
+    importing librosa (which pulls in scipy.signal and numba: ~2 s and ~200 MB per process).
+    Windowing in float64 as librosa does; the FFT is scipy's."""
+    import scipy.fft
+
+    n_fft, hop = params.n_fft, params.hop_length
+    frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft)[::hop] * _window(n_fft)
+    return scipy.fft.rfft(frames, axis=1).astype(np.complex64).T
+
+
+def _istft(block: np.ndarray, params: CodecParams) -> np.ndarray:
+    """Inverse of :func:`_stft` (``librosa.istft(..., center=False)``): windowed overlap-add,
+    divided by the overlapped squared window where it is not vanishing."""
+    import scipy.fft
+
+    n_fft, hop = params.n_fft, params.hop_length
+    n = block.shape[1]
+    win = _window(n_fft)
+    frames = scipy.fft.irfft(block.T, n=n_fft, axis=1) * win
+    length = n_fft + hop * (n - 1)
+    y = np.zeros(length)
+    wsum = np.zeros(length)
+    if n_fft % hop == 0:                       # add the k = n_fft/hop shifted frame parts
+        k = n_fft // hop
+        yv, wv = y.reshape(-1, hop), wsum.reshape(-1, hop)
+        parts = frames.reshape(n, k, hop)
+        w2 = (win * win).reshape(k, hop)
+        for j in range(k):
+            yv[j:j + n] += parts[:, j]
+            wv[j:j + n] += w2[j]
+    else:
+        for i in range(n):
+            y[i * hop:i * hop + n_fft] += frames[i]
+            wsum[i * hop:i * hop + n_fft] += win * win
+    ok = wsum > np.finfo(np.float32).tiny
+    y[ok] /= wsum[ok]
+    return y.astype(np.float32)
 
 
 def encode_stream(blocks: Iterable[np.ndarray], params: CodecParams) -> Iterator[EncodedTile]:
@@ -321,8 +365,7 @@ def istft_stream(stfts: Iterable[np.ndarray], params: CodecParams, *,
         left = prev[:, -ctx:] if prev is not None else np.zeros((cur.shape[0], 0), cur.dtype)
         right = nxt[:, :ctx] if nxt is not None else np.zeros((cur.shape[0], 0), cur.dtype)
         block = np.concatenate([left, cur, right], axis=1)
-        y = librosa.istft(block, hop_length=hop, n_fft=params.n_fft, window="hann", center=False,
-                          dtype=np.float32)
+        y = _istft(block, params)
         first_frame = index * F - left.shape[1]
         origin = first_frame * hop - half        # global sample index of y[0]
         a = index * F * hop
