@@ -71,3 +71,18 @@ def test_names_and_grouping(tmp_path, pixels):
     groups = find_tiles(tmp_path)
     assert list(groups) == ["a", "b"]
     assert [p.name for p in groups["b"]] == ["b_0000.png", "b_0001.png"]
+
+
+@pytest.mark.parametrize("compression", [0, 1, 9, "small"])
+def test_every_compression_is_lossless(tmp_path, compression):
+    rng = np.random.default_rng(0)
+    px = rng.integers(0, 65536, (64, 64, 3), dtype=np.uint16)
+    px[:, :32] = 1000                                   # some structure to compress
+    p = write_tile(tmp_path / f"c_{compression}.png", px, {"k": 1}, compression=compression)
+    back = read_tile(p)
+    assert np.array_equal(back.pixels, px) and back.metadata == {"k": 1}
+
+
+def test_bad_compression_is_named(tmp_path):
+    with pytest.raises(ValueError, match="compression must be a zlib level 0-9 or 'small', got 11"):
+        write_tile(tmp_path / "x.png", np.zeros((4, 4, 3), np.uint16), compression=11)

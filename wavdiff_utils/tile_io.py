@@ -116,16 +116,27 @@ def write_tile(path, rgb16: np.ndarray, metadata: dict | None = None, *, compres
         Red, green, blue planes (RGB order; converted to OpenCV's BGR here).
     metadata : dict, optional
         JSON-serialisable codec and tile facts.
-    compression : int
-        zlib level 0-9.  Default 0: the phase planes are noise-like, so level 3
-        saves only ~7% of the size for ~30x the time (measured on music tiles).
+    compression : int or "small"
+        zlib level 0-9, or ``"small"``.  Default 0 (stored, no filter): fastest.
+        Measured on 60 s of real music (1024x1024 tiles, 2-core CPU): level 0
+        630 kB per second of audio at 16 ms per tile; ``"small"`` (zlib level 1,
+        run-length strategy, "up" filter) 495 kB/s (-21%) at 74 ms per tile;
+        levels 1-9 with the default strategy 496-498 kB/s at 129-378 ms per tile.
     """
     rgb16 = np.asarray(rgb16)
     if rgb16.dtype != np.uint16 or rgb16.ndim != 3 or rgb16.shape[2] != 3:
         raise ValueError(f"a tile must be a (H, W, 3) uint16 array, got {rgb16.shape} {rgb16.dtype}")
-    flags = [cv2.IMWRITE_PNG_COMPRESSION, int(compression)]
-    if int(compression) == 0 and hasattr(cv2, "IMWRITE_PNG_FILTER"):
-        flags += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
+    if compression == "small":
+        flags = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY,
+                 cv2.IMWRITE_PNG_STRATEGY_RLE, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
+    elif isinstance(compression, (int, np.integer)) and 0 <= compression <= 9:
+        flags = [cv2.IMWRITE_PNG_COMPRESSION, int(compression)]
+        if int(compression) == 0 and hasattr(cv2, "IMWRITE_PNG_FILTER"):
+            flags += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
+    else:
+        from .errors import BadParameterError
+        raise BadParameterError(f"compression must be a zlib level 0-9 or 'small', got "
+                                f"{compression!r}")
     ok, enc = cv2.imencode(".png", cv2.cvtColor(rgb16, cv2.COLOR_RGB2BGR), flags)
     if not ok:
         raise OSError(f"OpenCV could not encode {path}")
