@@ -71,15 +71,14 @@ class EncodedTile:
 
 # --------------------------------------------------------------------------- pixels
 
-def _quantize(v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """[0, 1] floats -> uint16 (written into ``out`` when given, which may be a strided view)."""
-    v = np.clip(v, 0.0, 1.0, dtype=np.float32)
+def _quantize(v: np.ndarray) -> np.ndarray:
+    """[0, 1] floats -> uint16, rounding to nearest (``v`` float32 is overwritten)."""
+    if v.dtype != np.float32 or not v.flags.writeable:
+        v = v.astype(np.float32)
+    np.clip(v, 0.0, 1.0, out=v)
     v *= np.float32(_FULL)
     np.rint(v, out=v)
-    if out is None:
-        return v.astype(np.uint16)
-    out[...] = v
-    return out
+    return v.astype(np.uint16)
 
 
 def _db_to_unit(mag: np.ndarray, params: CodecParams):
@@ -125,25 +124,26 @@ def stft_to_pixels(S: np.ndarray, params: CodecParams) -> tuple[np.ndarray, Tile
     mag = np.abs(S)
     unit, stats = _db_to_unit(mag, params)
     silent = mag == 0
-    safe = np.where(silent, np.float32(1.0), mag)
-    cos = S.real / safe
-    sin = S.imag / safe
+    # (cos + 1) / 2 = re * (0.5 / |S|) + 0.5, and silent bins get phase 0 (cos 1, sin 0)
+    half_inv = np.divide(np.float32(0.5), mag, out=np.zeros_like(mag), where=~silent)
+    cos = S.real * half_inv
+    cos += np.float32(0.5)
     cos[silent] = 1.0
-    sin[silent] = 0.0
-    half = np.float32(0.5)
-    planes = [unit, (cos + 1) * half, (sin + 1) * half]
+    sin = S.imag * half_inv
+    sin += np.float32(0.5)
+    planes = [unit, cos, sin]
     if params.layout == "seed":
         planes = [cv2.resize(p.astype(np.float32), (params.size, params.size),
                              interpolation=cv2.INTER_LANCZOS4) for p in planes]
-    pixels = np.empty((params.size, params.size, 3), np.uint16)
-    for k, p in enumerate(planes):
-        _quantize(p[::-1], out=pixels[:, :, k])       # row 0 = highest frequency
-    return pixels, stats
+    # quantize each plane where it is contiguous, interleave with OpenCV, then flip the rows
+    # (row 0 = highest frequency): writing floats into a strided RGB view cost ~3x more
+    pixels = cv2.merge([_quantize(p) for p in planes])
+    return cv2.flip(pixels, 0), stats
 
 
 def magnitude_to_pixels(mag_unit: np.ndarray) -> np.ndarray:
     """Quantize a [0, 1] magnitude plane (bins x frames, low bins first) to a grey 16-bit image."""
-    return np.ascontiguousarray(_quantize(mag_unit)[::-1])
+    return np.ascontiguousarray(_quantize(np.array(mag_unit, dtype=np.float32))[::-1])
 
 
 def _planes_from_pixels(pixels: np.ndarray, params: CodecParams):
