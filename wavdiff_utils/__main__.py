@@ -12,8 +12,12 @@ The work is done by :func:`wavdiff_utils.pipeline.run_pipeline`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 from .errors import BadParameterError, WavdiffError, one_line
@@ -169,9 +173,14 @@ def main(argv=None) -> int:
         return 2
 
     from .pipeline import run_pipeline
+    from .workers import silence_library_warnings
 
+    silence_library_warnings()
+    old_term = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _terminate)      # SIGTERM ends the run as Ctrl-C does
     try:
-        result = run_pipeline(params=params, progress=not args.quiet, **run)
+        with _native_stderr_silenced():
+            result = run_pipeline(params=params, progress=not args.quiet, **run)
     except KeyboardInterrupt:
         print("\ninterrupted: finished songs and tiles are kept; run the same command again to "
               "resume", file=sys.stderr)
@@ -179,8 +188,52 @@ def main(argv=None) -> int:
     except (WavdiffError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)     # one line, never a traceback
         return 2
+    except Exception as exc:                   # a bug: one line here, the traceback in a file
+        log = Path(tempfile.gettempdir()) / f"wavdiff-error-{os.getpid()}.log"
+        with contextlib.suppress(OSError):
+            log.write_text(traceback.format_exc(), encoding="utf-8")
+        print(f"error: unexpected {type(exc).__name__}: {one_line(exc)} (traceback in {log}; "
+              f"please report it)", file=sys.stderr)
+        return 3
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
     print(result.summary())
     return 0 if result.ok else 1
+
+
+def _terminate(signum, frame):
+    """SIGTERM handler: raise ``KeyboardInterrupt``, so finished work is kept and a resume line printed."""
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send what C libraries write to file descriptor 2 (libpng, mpg123 lines) to /dev/null, while
+    Python's own ``sys.stderr`` (progress bar, messages, errors) keeps the real terminal."""
+    try:
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        yield
+        return
+    old = sys.stderr
+    try:
+        real = old.fileno() == 2           # not when a test harness captures sys.stderr
+    except (AttributeError, OSError, ValueError):
+        real = False
+    old.flush()
+    new = old if not real else os.fdopen(saved, "w", buffering=1, encoding=getattr(old, "encoding", None) or "utf-8",
+                    errors="backslashreplace", closefd=False)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = new
+    try:
+        yield
+    finally:
+        new.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        sys.stderr = old
 
 
 def _here(path) -> Path:
