@@ -98,8 +98,10 @@ def audio_info(path) -> dict:
                 "frames": info.frames, "duration": info.frames / info.samplerate}
     except Exception:
         import librosa
-        sr = librosa.get_samplerate(str(path))
-        dur = librosa.get_duration(path=str(path))
+        with warnings.catch_warnings():          # audioread's deprecation notes: not for users
+            warnings.simplefilter("ignore")
+            sr = librosa.get_samplerate(str(path))
+            dur = librosa.get_duration(path=str(path))
         return {"sample_rate": sr, "channels": None, "frames": int(round(dur * sr)),
                 "duration": dur}
 

@@ -72,8 +72,24 @@ def init_worker(parent: int, progress_queue, set_progress) -> None:
     set_progress(progress_queue)
 
 
+def _warm_up() -> None:
+    """Import what the encoder uses lazily (librosa's STFT: about 2 s) once, here, so that forked
+    workers inherit it instead of each paying for it."""
+    if mp.get_start_method(allow_none=False) != "fork":
+        return
+    import numpy as np
+
+    from .codec import _stft
+    from .params import CodecParams
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = CodecParams(size=16)
+        _stft(np.zeros(p.n_fft, np.float32), p)
+
+
 def make_pool(workers: int, progress_queue, set_progress) -> ProcessPoolExecutor:
     """A process pool of ``workers`` processes started with :func:`init_worker`."""
+    _warm_up()
     return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(),
                                initializer=init_worker,
                                initargs=(os.getpid(), progress_queue, set_progress))
