@@ -1,8 +1,13 @@
 """The errors a user can meet: one base class, a few kinds, each naming the file or the value.
 
 Every kind also derives from the built-in error it refines (``ValueError``,
-``FileNotFoundError``, ``FileExistsError``), so ``except ValueError`` keeps
-working.  The classes raised elsewhere derive from these without moving:
+``FileNotFoundError``, ``FileExistsError``, ``OSError``), so ``except ValueError``
+keeps working.  Each is raised where its cause is known: an input that cannot be
+opened (:class:`UnreadableAudioError`: permission, a FIFO, a symlink loop) is not
+called damaged (:class:`BadAudioError`); NaN or infinite samples are
+:class:`NonFiniteAudioError`; an output that cannot be written (permission,
+read-only disk, disk full) is :class:`UnwritableOutputError`; a folder another run
+is writing to is :class:`OutputLockedError`.  The classes raised elsewhere derive from these without moving:
 :class:`wavdiff_utils.audio_io.AudioError` is a :class:`BadAudioError`,
 :class:`wavdiff_utils.tile_io.TileImageError` a :class:`BadTileError`,
 :class:`wavdiff_utils.encoding.OutputExistsError` an :class:`OutputConflictError`.
