@@ -300,7 +300,22 @@ GOOD = [
     ("x" * 246 + ".wav", _odd(), ""),
     ("é" * 120 + ".wav", _odd(), ""),
     ("song.mp3", lambda p: write(p, music_like(0.5, seed=3), 44100, format="MP3"), ""),
+    ("truncated.mp3", lambda p: _truncated_mp3(p), "stream ended early"),
 ]
+
+
+def _truncated_mp3(p):
+    write(p, music_like(2.0, seed=3), 44100, format="MP3")
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+
+
+def test_encode_batch_keeps_decoder_chatter_off_stderr(tmp_path, capfd):
+    """The notebook path (encode_batch in this process): no mpg123 lines on file descriptor 2."""
+    _truncated_mp3(tmp_path / "cut.mp3")
+    batch = encode_batch(tmp_path / "cut.mp3", tmp_path / "out", params=P, progress=False)
+    assert batch.ok and "stream ended early" in batch.summary()
+    assert capfd.readouterr().err == ""
 
 
 @pytest.mark.parametrize("name,make,warning", GOOD, ids=[g[0][:24] for g in GOOD])

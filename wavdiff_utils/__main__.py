@@ -173,13 +173,13 @@ def main(argv=None) -> int:
         return 2
 
     from .pipeline import run_pipeline
-    from .workers import silence_library_warnings
+    from .workers import native_stderr_silenced, silence_library_warnings
 
     silence_library_warnings()
     old_term = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _terminate)      # SIGTERM ends the run as Ctrl-C does
     try:
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             result = run_pipeline(params=params, progress=not args.quiet, **run)
     except KeyboardInterrupt:
         print("\ninterrupted: finished songs and tiles are kept; run the same command again to "
@@ -204,36 +204,6 @@ def main(argv=None) -> int:
 def _terminate(signum, frame):
     """SIGTERM handler: raise ``KeyboardInterrupt``, so finished work is kept and a resume line printed."""
     raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """Send what C libraries write to file descriptor 2 (libpng, mpg123 lines) to /dev/null, while
-    Python's own ``sys.stderr`` (progress bar, messages, errors) keeps the real terminal."""
-    try:
-        saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-    except OSError:
-        yield
-        return
-    old = sys.stderr
-    try:
-        real = old.fileno() == 2           # not when a test harness captures sys.stderr
-    except (AttributeError, OSError, ValueError):
-        real = False
-    old.flush()
-    new = old if not real else os.fdopen(saved, "w", buffering=1, encoding=getattr(old, "encoding", None) or "utf-8",
-                    errors="backslashreplace", closefd=False)
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    sys.stderr = new
-    try:
-        yield
-    finally:
-        new.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        sys.stderr = old
 
 
 def _here(path) -> Path:

@@ -278,12 +278,23 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
     SongResult
         ``status="skipped"`` when the song was already finished with the same parameters.
 
+    A finished song is skipped while its source keeps its size and modification
+    time, or, when only the time changed, the same samples (their SHA-256, recorded
+    while encoding).  A changed source is encoded again and its captions, caption
+    records and ``metadata.jsonl`` rows are removed.  Manifests from before source
+    tracking are upgraded in place, without encoding again.
+
     Raises
     ------
     AudioError
-        Unreadable, empty, silent or too-short audio (the message names the file).
+        Empty, silent, too-short or undecodable audio (the message names the file);
+        :class:`~wavdiff_utils.audio_io.AudioUnreadableError` for a file that cannot be
+        opened (permission, FIFO, symlink loop), :class:`~wavdiff_utils.audio_io.AudioNotFiniteError`
+        for NaN or infinite samples.
     OutputExistsError
         The song's folder holds tiles made with other parameters and ``overwrite`` is False.
+    UnwritableOutputError
+        A tile or the manifest cannot be written (no permission, read-only disk, disk full).
     """
     params = params or CodecParams()
     path = Path(path)
@@ -466,7 +477,9 @@ def encode_batch(input, output, *, params: CodecParams | None = None, overwrite:
     files = find_audio_files(input)
     ids = song_ids(files)
     output = Path(output)
-    with output_lock(output):
+    from .workers import native_stderr_silenced
+
+    with output_lock(output), native_stderr_silenced():     # no mpg123/libpng lines
         return _encode_batch_locked(files, ids, output, params=params, overwrite=overwrite,
                                     workers=int(workers), png_compression=png_compression,
                                     progress=progress)

@@ -446,8 +446,13 @@ def run_pipeline(input, output, *, params: CodecParams | None = None, captioner:
         ``input`` does not exist.
     ValueError
         A bad option (the message names it), or ``input`` holds no audio.
+    OutputLockedError
+        Another run is writing to ``output``; the message names its pid and host.
+    UnwritableOutputError
+        ``output`` cannot be created or written.
     KeyboardInterrupt
-        Passed on; finished songs and tiles stay, and a re-run resumes.
+        Passed on; finished songs and tiles stay, and a re-run resumes.  Worker
+        processes are ended first; they also end by themselves if this process dies.
     """
     say = log or (lambda *_: None)
     if captioner not in CAPTIONERS:

@@ -13,6 +13,7 @@ Each worker, as it starts (:func:`init_worker`):
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -22,7 +23,8 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 
-__all__ = ["init_worker", "make_pool", "stop_pool", "silence_library_warnings", "die_with_parent"]
+__all__ = ["init_worker", "make_pool", "stop_pool", "silence_library_warnings", "die_with_parent",
+           "native_stderr_silenced"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -113,3 +115,34 @@ def stop_pool(pool: ProcessPoolExecutor, *, timeout: float = 5.0) -> None:
                 p.kill()
         except (OSError, ValueError, AssertionError, AttributeError):
             pass
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Send what C libraries write to file descriptor 2 (libpng, mpg123 lines) to /dev/null, while
+    Python's own ``sys.stderr`` (progress bar, messages, errors) keeps the real terminal."""
+    try:
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        yield
+        return
+    old = sys.stderr
+    try:
+        real = old.fileno() == 2           # not when a test harness captures sys.stderr
+    except (AttributeError, OSError, ValueError):
+        real = False
+    old.flush()
+    new = old if not real else os.fdopen(
+        saved, "w", buffering=1, encoding=getattr(old, "encoding", None) or "utf-8",
+        errors="backslashreplace", closefd=False)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = new
+    try:
+        yield
+    finally:
+        new.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        sys.stderr = old
