@@ -793,3 +793,42 @@ def test_every_error_kind_derives_from_its_builtin(tmp_path):
     assert issubclass(AudioUnreadableError, UnreadableAudioError)
     e = UnwritableOutputError(tmp_path / "x.png", OSError(errno.ENOSPC, "No space left on device"))
     assert isinstance(e, OSError) and e.errno == errno.ENOSPC and str(tmp_path / "x.png") in str(e)
+
+
+def test_a_bug_is_one_line_with_the_traceback_in_a_file(tmp_path, monkeypatch, capsys):
+    import wavdiff_utils.pipeline as pl
+
+    def broken(*a, **k):
+        raise TypeError("an unforeseen bug")
+    monkeypatch.setattr(pl, "run_pipeline", broken)
+    write(tmp_path / "s.wav", music_like(0.3), 44100)
+    assert main(["-i", str(tmp_path / "s.wav"), "-o", str(tmp_path / "out"), *SMALL]) == 3
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "unexpected TypeError: an unforeseen bug" in err
+    log = Path(err.split("traceback in ")[1].split(";")[0])
+    assert "Traceback" in log.read_text()
+    log.unlink()
+
+
+def test_leftovers_of_a_killed_writer_are_swept_by_the_next_run(tmp_path, library):
+    """A kill inside an atomic write leaves ``.manifest.json.<random>.json``; the re-run removes
+    it, so the folder ends byte-identical to an uninterrupted run."""
+    songs, ref = library
+    out = tmp_path / "out"
+    run_pipeline(songs, out, params=P, captioner="none", workers=1, report=False,
+                 progress=False, log=None)
+    (out / "song0" / ".manifest.json.k1ll3d.json").write_text("{")
+    (out / ".metadata.jsonl.k1ll3d.jsonl").write_text("{")
+    run_pipeline(songs, out, params=P, captioner="none", workers=1, report=False,
+                 progress=False, log=None)
+    assert snapshot(out) == ref
+
+
+def test_a_stale_lock_replaced_meanwhile_is_put_back(tmp_path):
+    from wavdiff_utils.locking import _remove_stale
+    lock = tmp_path / LOCK_NAME
+    lock.write_text(json.dumps({"pid": 2, "host": "b"}))       # someone else's, newer
+    _remove_stale(lock, {"pid": 1, "host": "a"})                # what we judged stale
+    assert json.loads(lock.read_text())["pid"] == 2
+    _remove_stale(lock, {"pid": 2, "host": "b"})
+    assert not lock.exists() and not list(tmp_path.iterdir())

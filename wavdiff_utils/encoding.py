@@ -26,7 +26,7 @@ from .errors import OutputConflictError, UnwritableOutputError, WavdiffError
 from .locking import output_lock
 from .manifest import MANIFEST_NAME, manifest_params, read_manifest, write_manifest
 from .params import CodecParams
-from .paths import atomic_path, shorten_name, song_id, stable_hash
+from .paths import atomic_path, remove_temporaries, shorten_name, song_id, stable_hash
 from .tile_io import TileImageError, read_tile_metadata, tile_name, write_tile
 
 __all__ = ["SongResult", "BatchResult", "failure_lines", "encode_song", "encode_batch",
@@ -316,6 +316,7 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
                 with _writing(folder / MANIFEST_NAME):
                     write_manifest(folder, {**{k: v for k, v in manifest.items()
                                                if k not in ("format", "version")}, **state})
+            remove_temporaries(folder, [MANIFEST_NAME])   # left by a writer that was killed
             return SongResult(song, str(path), str(folder), "skipped", manifest["n_tiles"],
                               manifest["n_samples"], params.sample_rate, 0.0,
                               manifest.get("clipped_high", 0), manifest.get("below_floor", 0),
@@ -425,6 +426,7 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
         for t in tiles_meta:
             os.replace(partial / t["file"], folder / t["file"])
         write_manifest(folder, manifest)      # last: marks the song finished
+        remove_temporaries(folder, [MANIFEST_NAME])
     shutil.rmtree(partial, ignore_errors=True)
     return SongResult(song, str(path), str(folder), "encoded", len(tiles_meta), n_samples,
                       params.sample_rate, time.perf_counter() - t0, clipped, below, warn)
@@ -480,6 +482,7 @@ def encode_batch(input, output, *, params: CodecParams | None = None, overwrite:
     from .workers import native_stderr_silenced
 
     with output_lock(output), native_stderr_silenced():     # no mpg123/libpng lines
+        remove_temporaries(output, ["metadata.jsonl"])
         return _encode_batch_locked(files, ids, output, params=params, overwrite=overwrite,
                                     workers=int(workers), png_compression=png_compression,
                                     progress=progress)

@@ -79,6 +79,25 @@ def _describe(rec: dict | None, path: Path) -> str:
             f"{rec.get('started')}, last heartbeat {beat:.0f} s ago)")
 
 
+def _remove_stale(path: Path, rec: dict) -> None:
+    """Move the stale lock ``rec`` out of the way; if another run replaced it meanwhile (it took
+    the lock over first), put that one back instead of deleting it."""
+    aside = path.with_name(f"{LOCK_NAME}.stale.{os.getpid()}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return
+    try:
+        mine = json.loads(aside.read_text(encoding="utf-8")) == rec
+    except (OSError, ValueError):
+        mine = True
+    if not mine:
+        with contextlib.suppress(OSError):
+            os.link(aside, path)         # fails if a third run holds it now: theirs stays
+    with contextlib.suppress(OSError):
+        aside.unlink()
+
+
 @contextlib.contextmanager
 def output_lock(folder, *, stale_after: float = STALE_AFTER_S, heartbeat: float = HEARTBEAT_S):
     """Hold ``folder``'s lock for the body (the folder is created).
@@ -128,8 +147,7 @@ def output_lock(folder, *, stale_after: float = STALE_AFTER_S, heartbeat: float 
         except FileExistsError:
             rec = read_lock(folder)
             if attempt == 0 and _stale(rec, path, stale_after):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                _remove_stale(path, rec)
                 continue
             raise OutputLockedError(f"{folder}: output folder is in use by {_describe(rec, path)}; "
                                     f"wait for it to finish, or delete {path} if that run is "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 __all__ = ["REPO_ROOT", "SAMPLE_AUDIO", "resolve", "output_dir", "song_id",
            "atomic_path", "AUDIO_EXTENSIONS",
-           "shorten_name", "stable_hash", "MAX_SONG_BYTES"]
+           "shorten_name", "stable_hash", "MAX_SONG_BYTES", "remove_temporaries"]
 
 #: Root of the repository (the folder holding ``wavdiff_utils``).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -113,6 +113,18 @@ def song_id(path: str | os.PathLike) -> str:
     stem = Path(path).stem
     safe = _UNSAFE.sub("_", stem).strip("._")
     return shorten_name(safe, key=stem) if safe else "song"
+
+
+def remove_temporaries(folder, names) -> int:
+    """Delete what :func:`atomic_path` left beside each of ``names`` in ``folder`` when its writer
+    was killed (``.<name>.<random><suffix>``); call it only while holding the folder's lock."""
+    n = 0
+    for name in names:
+        for f in Path(folder).glob(f".{name}.*"):
+            if f.is_file():
+                f.unlink(missing_ok=True)
+                n += 1
+    return n
 
 
 @contextmanager

@@ -44,7 +44,7 @@ from .audio_io import audio_info, find_audio_files
 from .errors import BadParameterError, UnwritableOutputError
 from .locking import output_lock
 from .params import CodecParams
-from .paths import REPO_ROOT, atomic_path
+from .paths import REPO_ROOT, atomic_path, remove_temporaries
 from .encoding import (BatchResult, capped_workers, encode_song, failure_lines, song_ids,
                        usable_cores, verify, warning_lines)
 from .workers import make_pool, stop_pool
@@ -482,6 +482,8 @@ def _library_warning(w) -> bool:
 def _run_locked(input, output, files, *, params, captioner, artist, title, workers, model, device,
                 overwrite, report, report_dir, png_compression, progress, say) -> PipelineResult:
     res = PipelineResult(input, output, captioner=captioner)
+    # what atomic writes of a killed run left behind (we hold the lock: nobody is writing)
+    remove_temporaries(output, ["metadata.jsonl", "README.md", SUMMARY_NAME])
     est = sum(_estimate_tiles(f, params) for f in files)
     steps = 2 if captioner != "none" else 1
     bar = _Bar(est * steps, len(files), progress)
