@@ -832,3 +832,28 @@ def test_a_stale_lock_replaced_meanwhile_is_put_back(tmp_path):
     assert json.loads(lock.read_text())["pid"] == 2
     _remove_stale(lock, {"pid": 2, "host": "b"})
     assert not lock.exists() and not list(tmp_path.iterdir())
+
+
+def test_01_encode_notebook_survives_a_nan_file_and_shows_warnings(tmp_path):
+    """01_encode on a folder with a NaN file, a 96 kHz file and a loud one: the run goes on,
+    its summary cell names the failure and shows the per-song warnings, no error output."""
+    import papermill as pm
+    d = tmp_path / "in"
+    d.mkdir()
+    _nan(np.nan)(d / "nan.wav")
+    write(d / "hi.wav", music_like(0.4, 96000), 96000)
+    write(d / "loud.wav", music_like(0.4) * 1.3, 44100, subtype="FLOAT")
+    out = tmp_path / "01_encode.ipynb"
+    pm.execute_notebook(str(REPO / "notebooks" / "01_encode.ipynb"), str(out), kernel_name="python3",
+                        parameters={"input": str(d), "output": str(tmp_path / "tiles"), "size": 128,
+                                    "fail_on_error": False, "max_songs_shown": 1,
+                                    "max_players": 1},
+                        cwd=str(tmp_path), progress_bar=False)
+    nb = json.loads(out.read_text(encoding="utf-8"))
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    markdown = [o.get("data", {}).get("text/markdown", "") for o in outputs]
+    summary = "".join(m if isinstance(m, str) else "".join(m) for m in markdown)
+    assert f"FAILED: {d / 'nan.wav'}" in summary and "NaN or infinite" in summary
+    assert "warning `hi` (hi.wav): resampled from 96000 Hz" in summary
+    assert "warning `loud` (loud.wav): input reaches full scale" in summary
