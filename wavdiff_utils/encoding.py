@@ -227,10 +227,16 @@ def _invalidate_derived(folder: Path, output: Path, song: str) -> None:
     for f in folder.glob("captions_*.json"):
         f.unlink(missing_ok=True)
     meta = output / "metadata.jsonl"
+
+    def of_song(line: str) -> bool:
+        try:
+            return str(json.loads(line).get("file_name", "")).startswith(f"{song}/")
+        except (ValueError, AttributeError):
+            return False                  # not a row of ours: the export rewrites it anyway
+
     if meta.is_file():
         lines = meta.read_text(encoding="utf-8").splitlines()
-        keep = [ln for ln in lines
-                if not (ln.strip() and str(json.loads(ln).get("file_name", "")).startswith(f"{song}/"))]
+        keep = [ln for ln in lines if not of_song(ln)]
         if len(keep) != len(lines):
             with atomic_path(meta) as tmp:
                 tmp.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
