@@ -819,6 +819,8 @@ def test_leftovers_of_a_killed_writer_are_swept_by_the_next_run(tmp_path, librar
                  progress=False, log=None)
     (out / "song0" / ".manifest.json.k1ll3d.json").write_text("{")
     (out / ".metadata.jsonl.k1ll3d.jsonl").write_text("{")
+    (out / ".song1.partial").mkdir()                 # killed between publishing and clean-up
+    (out / ".song1.partial" / "song1_0000.png").write_bytes(b"old")
     run_pipeline(songs, out, params=P, captioner="none", workers=1, report=False,
                  progress=False, log=None)
     assert snapshot(out) == ref

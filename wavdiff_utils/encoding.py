@@ -322,7 +322,9 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
                 with _writing(folder / MANIFEST_NAME):
                     write_manifest(folder, {**{k: v for k, v in manifest.items()
                                                if k not in ("format", "version")}, **state})
-            remove_temporaries(folder, [MANIFEST_NAME])   # left by a writer that was killed
+            # left by a run killed just after it published the song
+            shutil.rmtree(Path(output) / f".{song}.partial", ignore_errors=True)
+            remove_temporaries(folder, [MANIFEST_NAME])
             return SongResult(song, str(path), str(folder), "skipped", manifest["n_tiles"],
                               manifest["n_samples"], params.sample_rate, 0.0,
                               manifest.get("clipped_high", 0), manifest.get("below_floor", 0),
@@ -432,8 +434,8 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
         for t in tiles_meta:
             os.replace(partial / t["file"], folder / t["file"])
         write_manifest(folder, manifest)      # last: marks the song finished
-        remove_temporaries(folder, [MANIFEST_NAME])
     shutil.rmtree(partial, ignore_errors=True)
+    remove_temporaries(folder, [MANIFEST_NAME])
     return SongResult(song, str(path), str(folder), "encoded", len(tiles_meta), n_samples,
                       params.sample_rate, time.perf_counter() - t0, clipped, below, warn)
 
