@@ -59,7 +59,9 @@ _EXPORTS = {
                 "decode_png16", "pixels_to_tensor", "tensor_to_pixels"],
     "compare": ["compare_tiles"],
     "errors": ["WavdiffError", "BadAudioError", "BadTileError", "WeightsMissingError",
-               "MissingInputError", "BadParameterError", "OutputConflictError"],
+               "MissingInputError", "BadParameterError", "OutputConflictError",
+               "UnreadableAudioError", "NonFiniteAudioError", "OutputLockedError",
+               "UnwritableOutputError"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -12,8 +12,12 @@ The work is done by :func:`wavdiff_utils.pipeline.run_pipeline`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 from .errors import BadParameterError, WavdiffError, one_line
@@ -55,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                                     "$WAVDIFF_QWEN_MODEL replace it)")
     ap.add_argument("--device", help="captioner device: auto (default), cpu, cuda[:N], mps")
     ap.add_argument("--workers", type=int, help="encode worker processes (0 = one per CPU, "
-                                                "at most 8; default 0)")
+                                                "at most 8; default 0); more than the CPU "
+                                                "cores is capped, with a note")
     ap.add_argument("--layout", help="tile layout: exact (default, lossless) or seed")
     ap.add_argument("--size", type=int, help="tile edge in pixels (default 1024)")
     ap.add_argument("--sample-rate", dest="sample_rate", type=int, help="codec sample rate in Hz "
@@ -169,9 +174,14 @@ def main(argv=None) -> int:
         return 2
 
     from .pipeline import run_pipeline
+    from .workers import native_stderr_silenced, silence_library_warnings
 
+    silence_library_warnings()
+    old_term = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _terminate)      # SIGTERM ends the run as Ctrl-C does
     try:
-        result = run_pipeline(params=params, progress=not args.quiet, **run)
+        with native_stderr_silenced():
+            result = run_pipeline(params=params, progress=not args.quiet, **run)
     except KeyboardInterrupt:
         print("\ninterrupted: finished songs and tiles are kept; run the same command again to "
               "resume", file=sys.stderr)
@@ -179,8 +189,22 @@ def main(argv=None) -> int:
     except (WavdiffError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)     # one line, never a traceback
         return 2
+    except Exception as exc:                   # a bug: one line here, the traceback in a file
+        log = Path(tempfile.gettempdir()) / f"wavdiff-error-{os.getpid()}.log"
+        with contextlib.suppress(OSError):
+            log.write_text(traceback.format_exc(), encoding="utf-8")
+        print(f"error: unexpected {type(exc).__name__}: {one_line(exc)} (traceback in {log}; "
+              f"please report it)", file=sys.stderr)
+        return 3
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
     print(result.summary())
     return 0 if result.ok else 1
+
+
+def _terminate(signum, frame):
+    """SIGTERM handler: raise ``KeyboardInterrupt``, so finished work is kept and a resume line printed."""
+    raise KeyboardInterrupt
 
 
 def _here(path) -> Path:

@@ -7,7 +7,9 @@ same samples.  Files libsndfile cannot open (m4a, some mp3s) fall back to
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import stat as _stat
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -15,10 +17,10 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
-from .errors import BadAudioError
+from .errors import BadAudioError, NonFiniteAudioError, UnreadableAudioError
 from .paths import AUDIO_EXTENSIONS, atomic_path
 
-__all__ = ["AudioError", "AudioStream", "load_audio", "write_audio", "find_audio_files",
+__all__ = ["AudioError", "AudioUnreadableError", "AudioNotFiniteError", "AudioStream", "load_audio", "write_audio", "find_audio_files",
            "audio_info"]
 
 
@@ -29,6 +31,34 @@ class AudioError(BadAudioError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class AudioUnreadableError(AudioError, UnreadableAudioError):
+    """The file exists but cannot be opened (no permission, a FIFO, a device); not a decode problem."""
+
+
+class AudioNotFiniteError(AudioError, NonFiniteAudioError):
+    """The file decodes to NaN or infinite samples (a broken float WAV, for instance)."""
+
+
+def _check_readable(path: Path) -> None:
+    """Raise :class:`AudioUnreadableError` when ``path`` is not a regular file we may open."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise AudioUnreadableError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if not _stat.S_ISREG(mode):
+        kind = ("a folder" if _stat.S_ISDIR(mode) else "a FIFO (named pipe)" if _stat.S_ISFIFO(mode)
+                else "a device or socket")
+        raise AudioUnreadableError(path, f"is {kind}, not a regular file")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except PermissionError as exc:
+        raise AudioUnreadableError(path, f"cannot be read: permission denied ({exc.strerror}); "
+                                         f"check the file's permissions") from None
+    except OSError as exc:
+        raise AudioUnreadableError(path, f"cannot be read ({exc.strerror or exc})") from None
 
 
 def find_audio_files(path, *, extensions=AUDIO_EXTENSIONS) -> list[Path]:
@@ -50,7 +80,9 @@ def find_audio_files(path, *, extensions=AUDIO_EXTENSIONS) -> list[Path]:
             raise AudioError(p, f"extension {p.suffix or '(none)'!r} is not a known audio type "
                                 f"({', '.join(exts)})")
         return [p]
-    files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts
+    # special files (FIFOs, broken links) with an audio name are kept, so they are reported
+    # as failures instead of vanishing; folders named like audio are searched, not read
+    files = sorted(f for f in p.rglob("*") if f.suffix.lower() in exts and not f.is_dir()
                    and not f.name.startswith("."))
     if not files:
         raise AudioError(p, f"folder holds no audio files ({', '.join(exts)})")
@@ -59,14 +91,17 @@ def find_audio_files(path, *, extensions=AUDIO_EXTENSIONS) -> list[Path]:
 
 def audio_info(path) -> dict:
     """Sample rate, channels, frames and duration of a file, without decoding it all."""
+    _check_readable(Path(path))           # a FIFO would block the decoders forever
     try:
         info = sf.info(str(path))
         return {"sample_rate": info.samplerate, "channels": info.channels,
                 "frames": info.frames, "duration": info.frames / info.samplerate}
     except Exception:
         import librosa
-        sr = librosa.get_samplerate(str(path))
-        dur = librosa.get_duration(path=str(path))
+        with warnings.catch_warnings():          # audioread's deprecation notes: not for users
+            warnings.simplefilter("ignore")
+            sr = librosa.get_samplerate(str(path))
+            dur = librosa.get_duration(path=str(path))
         return {"sample_rate": sr, "channels": None, "frames": int(round(dur * sr)),
                 "duration": dur}
 
@@ -96,10 +131,9 @@ class AudioStream:
 
     def __init__(self, path, *, sample_rate: int, mono: bool = True, block: int = 1 << 18):
         self.path = Path(path)
-        if not self.path.exists():
+        if not self.path.exists() and not self.path.is_symlink():
             raise AudioError(self.path, "file does not exist")
-        if not self.path.is_file():
-            raise AudioError(self.path, "is not a file")
+        _check_readable(self.path)
         if int(sample_rate) <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate!r}")
         self.sample_rate = int(sample_rate)
@@ -107,10 +141,15 @@ class AudioStream:
         self.block = int(block)
         self._sf = None
         self._whole = None
+        self._hash = hashlib.sha256()
+        #: Frames the file's header announces (None when unknown) and frames actually read.
+        self.frames_expected = None
+        self.frames_read = 0
         try:
             self._sf = sf.SoundFile(str(self.path))
             self.source_rate = int(self._sf.samplerate)
             self.channels = int(self._sf.channels)
+            self.frames_expected = int(self._sf.frames) if self._sf.frames > 0 else None
         except Exception as exc_sf:  # libsndfile cannot read it: try librosa/audioread
             self._whole, self.source_rate, self.channels = self._load_fallback(exc_sf)
         if self.source_rate <= 0:
@@ -149,6 +188,31 @@ class AudioStream:
                 break
             yield data
 
+    def _checked_blocks(self) -> Iterator[np.ndarray]:
+        """Raw blocks, hashed and checked for NaN/Inf as they pass (no extra pass over the file)."""
+        for data in self._raw_blocks():
+            if not np.isfinite(data).all():
+                bad = int(np.flatnonzero(~np.isfinite(data).all(axis=1))[0]) + self.frames_read
+                raise AudioNotFiniteError(self.path, f"holds NaN or infinite samples (first at "
+                                                     f"frame {bad}, {bad / self.source_rate:.3f} s); "
+                                                     f"the file is damaged")
+            self._hash.update(np.ascontiguousarray(data).tobytes())
+            self.frames_read += len(data)
+            yield data
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 of the decoded samples read so far (the whole file once iterated)."""
+        return self._hash.hexdigest()
+
+    @property
+    def truncated(self) -> str:
+        """A warning when fewer frames were read than the header announced, else ``""``."""
+        if self.frames_expected and self.frames_read < self.frames_expected:
+            return (f"stream ended early: {self.frames_read} of {self.frames_expected} frames "
+                    f"read (truncated file?)")
+        return ""
+
     def __iter__(self) -> Iterator[np.ndarray]:
         resampler = None
         if self.source_rate != self.sample_rate:
@@ -157,7 +221,7 @@ class AudioStream:
             resampler = soxr.ResampleStream(self.source_rate, self.sample_rate, ch,
                                             dtype="float32", quality="HQ")
         pending = None
-        for data in self._raw_blocks():
+        for data in self._checked_blocks():
             x = data.mean(axis=1, dtype=np.float32) if self.mono else data
             if resampler is None:
                 yield np.ascontiguousarray(x)

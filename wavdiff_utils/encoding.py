@@ -7,27 +7,31 @@ its error is collected and reported at the end.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import json
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .audio_io import AudioError, AudioStream, find_audio_files
+from .audio_io import AudioError, AudioStream, AudioUnreadableError, find_audio_files
 from .codec import encode_stream
-from .errors import OutputConflictError
+from .errors import OutputConflictError, UnwritableOutputError, WavdiffError
+from .locking import output_lock
 from .manifest import MANIFEST_NAME, manifest_params, read_manifest, write_manifest
 from .params import CodecParams
-from .paths import song_id
+from .paths import atomic_path, remove_temporaries, shorten_name, song_id, stable_hash
 from .tile_io import TileImageError, read_tile_metadata, tile_name, write_tile
 
 __all__ = ["SongResult", "BatchResult", "failure_lines", "encode_song", "encode_batch",
-           "OutputExistsError", "song_ids"]
+           "OutputExistsError", "song_ids", "usable_cores", "capped_workers", "check_complete",
+           "source_state", "verify", "warning_lines"]
 
 TILE_FORMAT = "wavdiff-tile"
 
@@ -68,6 +72,7 @@ class BatchResult:
 
     results: list = field(default_factory=list)
     failures: list = field(default_factory=list)   # (path, message)
+    notes: list = field(default_factory=list)      # one-line notes (e.g. workers capped)
 
     @property
     def ok(self) -> bool:
@@ -79,7 +84,16 @@ class BatchResult:
         skipped = [r for r in self.results if r.status == "skipped"]
         lines = [f"{len(made)} song(s) processed, {len(skipped)} already done (skipped), "
                  f"{len(self.failures)} failed"]
+        lines += [f"  {n}" for n in self.notes]
+        lines += warning_lines(self.results)
         return "\n".join(lines + failure_lines(self.failures))
+
+    def to_dict(self) -> dict:
+        """JSON-ready record: per song its status, tiles and warnings; failures; notes."""
+        return {"songs": [{"song": r.song, "source": r.source, "status": r.status,
+                           "tiles": r.n_tiles, "warnings": list(r.warnings)} for r in self.results],
+                "failures": [{"path": str(p), "message": m} for p, m in self.failures],
+                "notes": list(self.notes)}
 
     def raise_if_failed(self):
         """Raise ``RuntimeError`` listing every failure, if any."""
@@ -91,26 +105,141 @@ class BatchResult:
         import pandas as pd
         rows = [{"song": r.song, "status": r.status, "tiles": r.n_tiles,
                  "seconds of audio": round(r.duration, 2), "wall s": round(r.seconds, 2),
-                 "clipped high": r.clipped_high, "below floor": r.below_floor, "output": r.output}
+                 "clipped high": r.clipped_high, "below floor": r.below_floor,
+                 "warnings": "; ".join(r.warnings), "output": r.output}
                 for r in self.results]
         rows += [{"song": Path(p).name, "status": "FAILED", "output": m} for p, m in self.failures]
         return pd.DataFrame(rows)
 
 
+def warning_lines(results) -> list[str]:
+    """``warning: <song>: ...`` lines for every per-song warning of ``results``."""
+    return [f"  warning:  {r.song} ({Path(r.source).name}): {w}" for r in results for w in r.warnings]
+
+
 def song_ids(files) -> dict[Path, str]:
-    """Song id for each file; files whose stems collide get their parent folder name prefixed."""
+    """Song id for each file, every one distinct.
+
+    A stem used by one file is the id itself.  Files whose stems collide get
+    their parent folder's name prefixed (``live__song``); where that still
+    collides (``song.wav`` and ``song.mp3`` in one folder) the stem gets
+    its extension appended (``song_mp3``), and as a last resort a stable hash
+    of the path.
+    """
     files = [Path(f) for f in files]
-    base = {f: song_id(f) for f in files}
-    counts: dict[str, int] = {}
-    for s in base.values():
-        counts[s] = counts.get(s, 0) + 1
-    out = {}
-    for f, s in base.items():
-        out[f] = s if counts[s] == 1 else song_id(f.parent.name + "__" + f.stem)
-    if len(set(out.values())) != len(out):
-        dup = sorted(s for s in out.values() if list(out.values()).count(s) > 1)
-        raise ValueError(f"several input files map to the same song name(s) {dup}; rename them")
+
+    def dups(ids):
+        seen: dict[str, int] = {}
+        for s in ids.values():
+            seen[s] = seen.get(s, 0) + 1
+        return {s for s, n in seen.items() if n > 1}
+
+    out = {f: song_id(f) for f in files}
+    steps = (lambda f: song_id(f.parent.name + "__" + f.stem),
+             lambda f: shorten_name(f"{song_id(f)}_{f.suffix[1:].lower()}", key=str(f)),
+             lambda f: shorten_name(f"{song_id(f)}-{stable_hash(str(f))}", key=str(f)))
+    for step in steps:
+        clash = dups(out)
+        if not clash:
+            break
+        out = {f: step(f) if s in clash else s for f, s in out.items()}
     return out
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity where the system says, else the count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def capped_workers(workers: int, n_jobs: int | None = None) -> tuple[int, str]:
+    """``workers`` capped at the usable cores (and at ``n_jobs``), with a note when capped."""
+    cores = usable_cores()
+    if workers > cores:
+        return min(cores, n_jobs or cores), (f"--workers {workers} capped at {cores}, the number "
+                                             f"of CPU cores this run may use")
+    return min(workers, n_jobs) if n_jobs else workers, ""
+
+
+def check_complete(result: SongResult) -> str:
+    """``""`` when the song's folder holds its manifest and every tile it lists, else what is missing."""
+    folder = Path(result.output)
+    try:
+        man = read_manifest(folder)
+    except ValueError as exc:
+        return str(exc)
+    if man is None:
+        return f"{folder}: incomplete output: manifest.json is missing; run again to redo the song"
+    missing = [t["file"] for t in man["tiles"] if not (folder / t["file"]).is_file()]
+    if missing:
+        return (f"{folder}: incomplete output: {len(missing)} of {len(man['tiles'])} tile(s) "
+                f"missing (first {missing[0]}); run again to redo the song")
+    return ""
+
+
+def source_state(path) -> dict:
+    """Size and modification time of a source file (what a re-run compares first)."""
+    try:
+        st = Path(path).stat()
+    except OSError as exc:
+        raise AudioUnreadableError(path, f"cannot be read ({exc.strerror or exc})") from None
+    return {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
+
+
+@contextlib.contextmanager
+def _writing(path):
+    """Turn an OSError of a write into :class:`UnwritableOutputError` naming ``path``."""
+    try:
+        yield
+    except WavdiffError:
+        raise
+    except OSError as exc:
+        raise UnwritableOutputError(path, exc) from None
+
+
+def _hash_source(path: Path, params: CodecParams) -> str:
+    """SHA-256 of the decoded samples (the hash an encode records), by a decode-only pass."""
+    with AudioStream(path, sample_rate=params.sample_rate, mono=True) as stream:
+        for _ in stream._checked_blocks():
+            pass
+        return stream.content_hash
+
+
+def _source_changed(manifest: dict, path: Path, params: CodecParams) -> bool:
+    """Has the source changed since ``manifest`` was written?  Size first, then mtime and hash."""
+    if "source_size" not in manifest:       # a manifest from before source tracking: trusted
+        return False
+    now = source_state(path)
+    if now["source_size"] != manifest["source_size"]:
+        return True
+    if now["source_mtime_ns"] == manifest.get("source_mtime_ns"):
+        return False
+    old = manifest.get("source_hash")
+    return not old or _hash_source(path, params) != old
+
+
+def _invalidate_derived(folder: Path, output: Path, song: str) -> None:
+    """Remove a song's captions, caption records and dataset rows (its source changed)."""
+    for f in folder.glob("*.txt"):
+        f.unlink(missing_ok=True)
+    for f in folder.glob("captions_*.json"):
+        f.unlink(missing_ok=True)
+    meta = output / "metadata.jsonl"
+
+    def of_song(line: str) -> bool:
+        try:
+            return str(json.loads(line).get("file_name", "")).startswith(f"{song}/")
+        except (ValueError, AttributeError):
+            return False                  # not a row of ours: the export rewrites it anyway
+
+    if meta.is_file():
+        lines = meta.read_text(encoding="utf-8").splitlines()
+        keep = [ln for ln in lines if not of_song(ln)]
+        if len(keep) != len(lines):
+            with atomic_path(meta) as tmp:
+                tmp.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
 
 
 def _tile_metadata(params: CodecParams, song: str, source: Path, tile) -> dict:
@@ -155,12 +284,23 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
     SongResult
         ``status="skipped"`` when the song was already finished with the same parameters.
 
+    A finished song is skipped while its source keeps its size and modification
+    time, or, when only the time changed, the same samples (their SHA-256, recorded
+    while encoding).  A changed source is encoded again and its captions, caption
+    records and ``metadata.jsonl`` rows are removed.  Manifests from before source
+    tracking are upgraded in place, without encoding again.
+
     Raises
     ------
     AudioError
-        Unreadable, empty, silent or too-short audio (the message names the file).
+        Empty, silent, too-short or undecodable audio (the message names the file);
+        :class:`~wavdiff_utils.audio_io.AudioUnreadableError` for a file that cannot be
+        opened (permission, FIFO, symlink loop), :class:`~wavdiff_utils.audio_io.AudioNotFiniteError`
+        for NaN or infinite samples.
     OutputExistsError
         The song's folder holds tiles made with other parameters and ``overwrite`` is False.
+    UnwritableOutputError
+        A tile or the manifest cannot be written (no permission, read-only disk, disk full).
     """
     params = params or CodecParams()
     path = Path(path)
@@ -168,12 +308,27 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
     folder = Path(output) / song
     t0 = time.perf_counter()
     manifest = read_manifest(folder) if folder.is_dir() else None
+    changed = False
     if manifest is not None and not overwrite:
         files_ok = all((folder / t["file"]).is_file() for t in manifest["tiles"])
         if _same_codec(manifest, params) and files_ok and manifest.get("source_name") == path.name:
+            changed = _source_changed(manifest, path, params)
+        if _same_codec(manifest, params) and files_ok and manifest.get("source_name") == path.name \
+                and not changed:
+            state = source_state(path)
+            if any(manifest.get(k) != v for k, v in state.items()):
+                # an older manifest (or a touched file with the same samples): record the
+                # source's state without re-encoding
+                with _writing(folder / MANIFEST_NAME):
+                    write_manifest(folder, {**{k: v for k, v in manifest.items()
+                                               if k not in ("format", "version")}, **state})
+            # left by a run killed just after it published the song
+            shutil.rmtree(Path(output) / f".{song}.partial", ignore_errors=True)
+            remove_temporaries(folder, [MANIFEST_NAME])
             return SongResult(song, str(path), str(folder), "skipped", manifest["n_tiles"],
                               manifest["n_samples"], params.sample_rate, 0.0,
-                              manifest.get("clipped_high", 0), manifest.get("below_floor", 0))
+                              manifest.get("clipped_high", 0), manifest.get("below_floor", 0),
+                              list(manifest.get("warnings", [])))
         if not _same_codec(manifest, params):
             raise OutputExistsError(
                 f"{folder}: already holds tiles of {manifest.get('source_name')!r} made with other "
@@ -185,8 +340,19 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
                 f"rename {path.name!r} or choose another output folder")
 
     stream = AudioStream(path, sample_rate=params.sample_rate, mono=True)
+    state = source_state(path)
     partial = Path(output) / f".{song}.partial"
-    partial.mkdir(parents=True, exist_ok=True)
+    stamp = partial / "source.json"
+    with _writing(partial):
+        try:
+            same = json.loads(stamp.read_text(encoding="utf-8")) == state
+        except (OSError, ValueError):
+            same = False
+        if partial.is_dir() and not same:      # tiles of another version of the source
+            shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True, exist_ok=True)
+        with atomic_path(stamp) as tmp:
+            tmp.write_text(json.dumps(state), encoding="utf-8")
     tiles_meta = []
     peak = 0.0
     clipped = below = 0
@@ -200,15 +366,25 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
                 n_samples += len(b)
             yield b
 
+    from librosa.util.exceptions import ParameterError
+
     try:
         with stream:
-            for tile in encode_stream(counted(stream), params):
+            tiles = encode_stream(counted(stream), params)
+            while True:
+                try:
+                    tile = next(tiles)
+                except StopIteration:
+                    break
+                except ParameterError as exc:        # librosa refusing the samples
+                    raise AudioError(path, f"cannot be encoded: {exc}") from None
                 name = tile_name(song, tile.span.index)
                 meta = _tile_metadata(params, song, path, tile)
                 target = partial / name
                 # resume: a tile already written by an interrupted run is kept if identical
                 if not (target.is_file() and read_tile_metadata(target) == meta):
-                    write_tile(target, tile.pixels, meta, compression=png_compression)
+                    with _writing(target):
+                        write_tile(target, tile.pixels, meta, compression=png_compression)
                 clipped += tile.stats.clipped_high
                 below += tile.stats.below_floor
                 tiles_meta.append({"file": name, **tile.span.to_dict()})
@@ -228,6 +404,10 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
         shutil.rmtree(partial, ignore_errors=True)
         raise
     warn = []
+    if stream.truncated:
+        warn.append(stream.truncated)
+    if peak >= 1.0:
+        warn.append(f"input reaches full scale (peak {peak:.3f}): it may be clipped")
     if clipped:
         warn.append(f"{clipped} magnitude values above db_max={params.db_max:g} dB were clipped")
     if stream.source_rate != params.sample_rate:
@@ -240,17 +420,22 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
         "n_tiles": len(tiles_meta), "peak": peak, "clipped_high": clipped, "below_floor": below,
         "tiles": tiles_meta, "wavdiff_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **state, "source_hash": stream.content_hash, "warnings": warn,
     }
-    folder.mkdir(parents=True, exist_ok=True)
-    old = read_manifest(folder)
-    if old is not None:                       # overwrite: remove the old song's tiles first
-        (folder / MANIFEST_NAME).unlink()
-        for t in old["tiles"]:
-            (folder / t["file"]).unlink(missing_ok=True)
-    for t in tiles_meta:
-        os.replace(partial / t["file"], folder / t["file"])
-    write_manifest(folder, manifest)          # last: marks the song finished
+    with _writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        old = read_manifest(folder)
+        if old is not None:                   # overwrite or changed source: old tiles go first
+            (folder / MANIFEST_NAME).unlink()
+            for t in old["tiles"]:
+                (folder / t["file"]).unlink(missing_ok=True)
+        if old is not None or changed:        # captions and dataset rows of the old audio
+            _invalidate_derived(folder, Path(output), song)
+        for t in tiles_meta:
+            os.replace(partial / t["file"], folder / t["file"])
+        write_manifest(folder, manifest)      # last: marks the song finished
     shutil.rmtree(partial, ignore_errors=True)
+    remove_temporaries(folder, [MANIFEST_NAME])
     return SongResult(song, str(path), str(folder), "encoded", len(tiles_meta), n_samples,
                       params.sample_rate, time.perf_counter() - t0, clipped, below, warn)
 
@@ -260,8 +445,10 @@ def _encode_worker(args):
     try:
         return encode_song(path, output, params=params, song=song, overwrite=overwrite,
                            png_compression=png_compression), None
-    except (AudioError, OutputExistsError, TileImageError, ValueError, OSError) as exc:
-        return None, (str(path), str(exc))
+    except (WavdiffError, ValueError, OSError) as exc:
+        msg = str(exc)
+        return None, (str(path), msg if str(path) in msg or str(output) in msg
+                      else f"{path}: {type(exc).__name__}: {msg}")
 
 
 def encode_batch(input, output, *, params: CodecParams | None = None, overwrite: bool = False,
@@ -288,17 +475,41 @@ def encode_batch(input, output, *, params: CodecParams | None = None, overwrite:
     -------
     BatchResult
         Failures are collected, not raised; call ``raise_if_failed()`` to stop on them.
-    """
-    from tqdm.auto import tqdm
 
+    Raises
+    ------
+    OutputLockedError
+        Another run is writing to ``output`` (the message names its pid and host).
+    """
     params = params or CodecParams()
     if int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers!r}")
     files = find_audio_files(input)
     ids = song_ids(files)
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    from .workers import native_stderr_silenced
+
+    with output_lock(output), native_stderr_silenced():     # no mpg123/libpng lines
+        remove_temporaries(output, ["metadata.jsonl"])
+        return _encode_batch_locked(files, ids, output, params=params, overwrite=overwrite,
+                                    workers=int(workers), png_compression=png_compression,
+                                    progress=progress)
+
+
+def _no_progress(queue) -> None:
+    """Workers of :func:`encode_batch` report no per-tile progress."""
+
+
+def _encode_batch_locked(files, ids, output, *, params, overwrite, workers, png_compression,
+                         progress) -> BatchResult:
+    from tqdm.auto import tqdm
+
+    from .workers import make_pool, stop_pool
+
     batch = BatchResult()
+    workers, note = capped_workers(workers)
+    if note:
+        batch.notes.append(note)
     jobs = [(f, output, params, ids[f], overwrite, png_compression) for f in files]
     bar = tqdm(total=len(jobs), desc="encode", unit="song", disable=not progress)
     try:
@@ -309,14 +520,38 @@ def encode_batch(input, output, *, params: CodecParams | None = None, overwrite:
                 batch.results.append(res) if res else batch.failures.append(fail)
                 bar.update(1)
         else:
-            with ProcessPoolExecutor(max_workers=int(workers)) as pool:
-                futures = [pool.submit(_encode_worker, job) for job in jobs]
+            pool = make_pool(min(workers, len(jobs)), None, _no_progress)
+            try:
+                futures = {pool.submit(_encode_worker, job): job for job in jobs}
                 for fut in as_completed(futures):
-                    res, fail = fut.result()
+                    try:
+                        res, fail = fut.result()
+                    except Exception as exc:          # a worker died (killed, out of memory)
+                        path = futures[fut][0]
+                        res, fail = None, (str(path), f"{path}: worker failed: "
+                                                      f"{type(exc).__name__}: {exc}")
                     batch.results.append(res) if res else batch.failures.append(fail)
                     bar.update(1)
-                order = {str(f): i for i, f in enumerate(files)}
-                batch.results.sort(key=lambda r: order[r.source])
+            except BaseException:
+                stop_pool(pool)
+                raise
+            pool.shutdown(wait=True)
+            order = {str(f): i for i, f in enumerate(files)}
+            batch.results.sort(key=lambda r: order[r.source])
     finally:
         bar.close()
+    verify(batch)
+    return batch
+
+
+def verify(batch: BatchResult) -> BatchResult:
+    """Move every result whose folder is not complete on disk to the failures (in place)."""
+    kept = []
+    for r in batch.results:
+        problem = check_complete(r)
+        if problem:
+            batch.failures.append((r.source, problem))
+        else:
+            kept.append(r)
+    batch.results[:] = kept
     return batch

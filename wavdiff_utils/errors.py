@@ -1,8 +1,13 @@
 """The errors a user can meet: one base class, a few kinds, each naming the file or the value.
 
 Every kind also derives from the built-in error it refines (``ValueError``,
-``FileNotFoundError``, ``FileExistsError``), so ``except ValueError`` keeps
-working.  The classes raised elsewhere derive from these without moving:
+``FileNotFoundError``, ``FileExistsError``, ``OSError``), so ``except ValueError``
+keeps working.  Each is raised where its cause is known: an input that cannot be
+opened (:class:`UnreadableAudioError`: permission, a FIFO, a symlink loop) is not
+called damaged (:class:`BadAudioError`); NaN or infinite samples are
+:class:`NonFiniteAudioError`; an output that cannot be written (permission,
+read-only disk, disk full) is :class:`UnwritableOutputError`; a folder another run
+is writing to is :class:`OutputLockedError`.  The classes raised elsewhere derive from these without moving:
 :class:`wavdiff_utils.audio_io.AudioError` is a :class:`BadAudioError`,
 :class:`wavdiff_utils.tile_io.TileImageError` a :class:`BadTileError`,
 :class:`wavdiff_utils.encoding.OutputExistsError` an :class:`OutputConflictError`.
@@ -16,9 +21,10 @@ size must be at least 16 pixels, got 8
 """
 from __future__ import annotations
 
-__all__ = ["WavdiffError", "BadAudioError", "BadTileError", "WeightsMissingError", "MissingInputError",
-           "BadParameterError", "OutputConflictError", "one_line", "first_line",
-           "install_notebook_handler"]
+__all__ = ["WavdiffError", "BadAudioError", "UnreadableAudioError", "NonFiniteAudioError",
+           "BadTileError", "WeightsMissingError", "MissingInputError", "BadParameterError",
+           "OutputConflictError", "OutputLockedError", "UnwritableOutputError", "one_line",
+           "first_line", "install_notebook_handler"]
 
 
 class WavdiffError(Exception):
@@ -27,6 +33,14 @@ class WavdiffError(Exception):
 
 class BadAudioError(WavdiffError, ValueError):
     """Audio that cannot be used (unreadable, empty, silent, too short); names the file."""
+
+
+class UnreadableAudioError(BadAudioError):
+    """An input that exists but cannot be opened (no permission, not a regular file); names it."""
+
+
+class NonFiniteAudioError(BadAudioError):
+    """Audio holding NaN or infinite samples; names the file and the first bad sample."""
 
 
 class BadTileError(WavdiffError, ValueError):
@@ -47,6 +61,30 @@ class BadParameterError(WavdiffError, ValueError):
 
 class OutputConflictError(WavdiffError, FileExistsError):
     """An output that exists and was made differently; says how to replace it or write beside it."""
+
+
+class OutputLockedError(OutputConflictError):
+    """Another run holds the output folder's lock; names the folder and the holder (pid, host)."""
+
+
+class UnwritableOutputError(WavdiffError, OSError):
+    """An output that cannot be written (no permission, read-only disk, disk full); names the path.
+
+    ``errno`` is the operating system's error number (e.g. ``errno.ENOSPC``).
+    """
+
+    def __init__(self, path, exc: OSError | None = None, what: str = "cannot be written"):
+        why = (exc.strerror or str(exc)) if exc is not None else ""
+        hint = {28: "the disk is full; free space and run again",
+                30: "the disk is read-only; choose another output folder",
+                13: "no permission; choose another output folder"}.get(getattr(exc, "errno", None),
+                                                                        "run again once it is fixed")
+        super().__init__(getattr(exc, "errno", None), f"{path}: {what}" + (f" ({why})" if why else "")
+                         + f": {hint}")
+        self.path = str(path)
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 def one_line(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .errors import BadTileError
 from .params import CodecParams
 from .paths import atomic_path
 from .tiling import TileSpan
@@ -36,6 +37,8 @@ def read_manifest(folder) -> dict | None:
     ------
     ValueError
         If the file exists but is not a wavdiff manifest.
+    BadTileError
+        If a field has the wrong type (the message names the file and the field).
     """
     path = Path(folder) / MANIFEST_NAME
     if not path.is_file():
@@ -44,9 +47,29 @@ def read_manifest(folder) -> dict | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: unreadable manifest ({exc})") from None
-    if data.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a wavdiff manifest (format={data.get('format')!r})")
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        got = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{path}: not a wavdiff manifest (format={got!r})")
+    _check_fields(data, path)
     return data
+
+
+def _check_fields(data: dict, path: Path) -> None:
+    """Raise :class:`BadTileError` naming the first field of the wrong type."""
+    def bad(name, want, got):
+        raise BadTileError(f"{path}: manifest field {name!r} must be {want}, got {got!r}; delete "
+                           f"the song's folder and run again to redo it")
+    if not isinstance(data.get("codec"), dict):
+        bad("codec", "an object", data.get("codec"))
+    tiles = data.get("tiles")
+    if not isinstance(tiles, list):
+        bad("tiles", "a list", tiles)
+    for i, t in enumerate(tiles):
+        if not isinstance(t, dict) or not isinstance(t.get("file"), str):
+            bad(f"tiles[{i}]", "an object with a 'file' name", t)
+    for name in ("n_tiles", "n_samples"):
+        if name in data and (isinstance(data[name], bool) or not isinstance(data[name], int)):
+            bad(name, "an integer", data[name])
 
 
 def manifest_params(manifest: dict) -> CodecParams:

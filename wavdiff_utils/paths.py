@@ -7,6 +7,7 @@ repository root when the notebook runs inside ``notebooks/``.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -14,7 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["REPO_ROOT", "SAMPLE_AUDIO", "resolve", "output_dir", "song_id",
-           "atomic_path", "AUDIO_EXTENSIONS", "display_path"]
+           "atomic_path", "AUDIO_EXTENSIONS", "display_path",
+           "shorten_name", "stable_hash", "MAX_SONG_BYTES", "remove_temporaries"]
 
 #: Root of the repository (the folder holding ``wavdiff_utils``).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +76,27 @@ def output_dir(path: str | os.PathLike) -> Path:
 
 
 _UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
+#: Longest song id in UTF-8 bytes: room for ``_0000.png``, ``.partial`` and temporary-file
+#: prefixes within the usual 255-byte limit of a file name.
+MAX_SONG_BYTES = 120
+
+
+def stable_hash(text: str, n: int = 8) -> str:
+    """First ``n`` hex digits of the SHA-1 of ``text``: the same on every machine and run."""
+    return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:n]
+
+
+def shorten_name(name: str, *, max_bytes: int = MAX_SONG_BYTES, key: str | None = None) -> str:
+    """``name`` itself when it fits ``max_bytes`` (UTF-8), else its start plus ``-<hash of key>``.
+
+    >>> shorten_name("a" * 200, max_bytes=20)
+    'aaaaaaaaaaa-e61cfffe'
+    """
+    if len(name.encode("utf-8", "surrogateescape")) <= max_bytes:
+        return name
+    suffix = "-" + stable_hash(key if key is not None else name)
+    head = name.encode("utf-8", "surrogateescape")[: max_bytes - len(suffix)]
+    return head.decode("utf-8", "ignore").rstrip("._-") + suffix
 
 
 def song_id(path: str | os.PathLike) -> str:
@@ -83,10 +106,25 @@ def song_id(path: str | os.PathLike) -> str:
     --------
     >>> song_id("/music/My Song (live).mp3")
     'My_Song_live'
+
+    Names longer than ``MAX_SONG_BYTES`` (UTF-8) keep their start and get a stable
+    hash suffix of the whole stem, so two long names sharing a start stay apart.
     """
     stem = Path(path).stem
     safe = _UNSAFE.sub("_", stem).strip("._")
-    return safe or "song"
+    return shorten_name(safe, key=stem) if safe else "song"
+
+
+def remove_temporaries(folder, names) -> int:
+    """Delete what :func:`atomic_path` left beside each of ``names`` in ``folder`` when its writer
+    was killed (``.<name>.<random><suffix>``); call it only while holding the folder's lock."""
+    n = 0
+    for name in names:
+        for f in Path(folder).glob(f".{name}.*"):
+            if f.is_file():
+                f.unlink(missing_ok=True)
+                n += 1
+    return n
 
 
 @contextmanager

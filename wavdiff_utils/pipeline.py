@@ -34,17 +34,20 @@ import sys
 import tempfile
 import time
 import warnings
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .audio_io import audio_info, find_audio_files
-from .errors import BadParameterError
+from .errors import BadParameterError, UnwritableOutputError
+from .locking import output_lock
 from .params import CodecParams
-from .paths import REPO_ROOT, atomic_path
-from .encoding import BatchResult, encode_song, failure_lines, song_ids
+from .paths import REPO_ROOT, atomic_path, remove_temporaries
+from .encoding import (BatchResult, capped_workers, encode_song, failure_lines, song_ids,
+                       usable_cores, verify, warning_lines)
+from .workers import make_pool, stop_pool
 from .tiling import n_tiles_for
 from .batch_report import audio_player, song_strip, tile_round_trip  # noqa: F401  (their old home)
 
@@ -63,8 +66,8 @@ REPORT_NAME = "batch_report"
 
 
 def default_workers() -> int:
-    """Encode worker processes used when ``workers=0``: the CPU count, at most 8."""
-    return max(1, min(8, os.cpu_count() or 1))
+    """Encode worker processes used when ``workers=0``: the usable CPU cores, at most 8."""
+    return max(1, min(8, usable_cores()))
 
 
 # =========================================================================== results
@@ -134,6 +137,7 @@ class PipelineResult:
         lines = [f"wavdiff pipeline: {self.input} -> {self.output} ({total:.1f} s)",
                  f"  songs:    {len(made)} encoded, {len(enc) - len(made)} already done, "
                  f"{len(self.encode.failures)} failed; {n_tiles} tiles, {_hms(audio)} of audio"]
+        lines += [f"  note:     {n}" for n in self.encode.notes]
         if self.captioner == "none":
             lines.append("  captions: none asked for (--captioner none)")
         else:
@@ -154,6 +158,7 @@ class PipelineResult:
             lines.append(f"  report:   {self.report}")
         elif self.report_error:
             lines.append(f"  report:   not written: {self.report_error}")
+        lines += warning_lines(enc)
         lines += [f"  warning:  {w}" for w in self.warnings]
         return "\n".join(lines + failure_lines(self.failures))
 
@@ -164,8 +169,10 @@ class PipelineResult:
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "input": str(self.input), "output": str(self.output), "captioner": self.captioner,
             "songs": [{"song": r.song, "source": r.source, "status": r.status, "tiles": r.n_tiles,
-                       "seconds_of_audio": round(r.duration, 3), "wall_seconds": round(r.seconds, 3)}
+                       "seconds_of_audio": round(r.duration, 3), "wall_seconds": round(r.seconds, 3),
+                       "warnings": list(r.warnings)}
                       for r in self.encode.results],
+            "notes": list(self.encode.notes),
             "caption_source": self.caption_source, "captions": self.captions,
             "caption_notice": self.caption_notice,
             "failures": [{"path": p, "message": m} for p, m in self.failures],
@@ -269,14 +276,24 @@ def encode_songs(input, output, *, params: CodecParams | None = None, workers: i
     params = params or CodecParams()
     workers = _check_workers(workers)
     files = find_audio_files(input)
-    ids = song_ids(files)
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    with output_lock(output):
+        return _encode_songs_locked(files, output, params=params, workers=workers,
+                                    overwrite=overwrite, png_compression=png_compression,
+                                    progress=progress, _bar=_bar)
+
+
+def _encode_songs_locked(files, output, *, params, workers, overwrite, png_compression, progress,
+                         _bar) -> BatchResult:
+    ids = song_ids(files)
     est = {ids[f]: _estimate_tiles(f, params) for f in files}
     own = _bar is None
     bar = _bar or _Bar(sum(est.values()), len(files), progress)
     counted = {s: 0 for s in est}
     batch = BatchResult()
+    workers, note = capped_workers(workers, len(files))
+    if note:
+        batch.notes.append(note)
 
     def finish(res, fail, song):
         if res is not None:
@@ -306,10 +323,8 @@ def encode_songs(input, output, *, params: CodecParams | None = None, workers: i
             finally:
                 _PROGRESS = old
         else:
-            ctx = mp.get_context()
-            q = ctx.Queue()
-            pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx,
-                                       initializer=_init_worker, initargs=(q,))
+            q = mp.get_context().Queue()
+            pool = make_pool(min(workers, len(jobs)), q, _init_worker)
             try:
                 futures = {pool.submit(_encode_job, *job): job for job in jobs}
                 pending = set(futures)
@@ -335,8 +350,8 @@ def encode_songs(input, output, *, params: CodecParams | None = None, workers: i
                                                             f"{type(exc).__name__}: {exc}")
                         finish(res, fail, job[3])
                 drain()
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
+            except BaseException:          # Ctrl-C, SIGTERM: no worker goes on writing alone
+                stop_pool(pool)
                 raise
             pool.shutdown(wait=True)
     finally:
@@ -344,7 +359,7 @@ def encode_songs(input, output, *, params: CodecParams | None = None, workers: i
             bar.close()
     order = {str(f): i for i, f in enumerate(files)}
     batch.results.sort(key=lambda r: order.get(r.source, 0))
-    return batch
+    return verify(batch)
 
 
 def _check_workers(workers) -> int:
@@ -431,8 +446,13 @@ def run_pipeline(input, output, *, params: CodecParams | None = None, captioner:
         ``input`` does not exist.
     ValueError
         A bad option (the message names it), or ``input`` holds no audio.
+    OutputLockedError
+        Another run is writing to ``output``; the message names its pid and host.
+    UnwritableOutputError
+        ``output`` cannot be created or written.
     KeyboardInterrupt
-        Passed on; finished songs and tiles stay, and a re-run resumes.
+        Passed on; finished songs and tiles stay, and a re-run resumes.  Worker
+        processes are ended first; they also end by themselves if this process dies.
     """
     say = log or (lambda *_: None)
     if captioner not in CAPTIONERS:
@@ -443,9 +463,27 @@ def run_pipeline(input, output, *, params: CodecParams | None = None, captioner:
     if output.exists() and not output.is_dir():
         raise NotADirectoryError(f"output {str(output)!r} exists and is a file, not a folder")
     files = find_audio_files(input)
-    song_ids(files)                     # colliding song names fail before anything is written
-    output.mkdir(parents=True, exist_ok=True)
+    with output_lock(output):           # one run per output folder
+        return _run_locked(input, output, files, params=params, captioner=captioner,
+                           artist=artist, title=title, workers=workers, model=model,
+                           device=device, overwrite=overwrite, report=report,
+                           report_dir=report_dir, png_compression=png_compression,
+                           progress=progress, say=say)
+
+
+def _library_warning(w) -> bool:
+    """Chatter a user cannot act on: deprecations, unclosed files, warnings from other packages."""
+    if issubclass(w.category, (DeprecationWarning, FutureWarning, ResourceWarning,
+                               PendingDeprecationWarning)):
+        return True
+    return "wavdiff_utils" not in str(w.filename)
+
+
+def _run_locked(input, output, files, *, params, captioner, artist, title, workers, model, device,
+                overwrite, report, report_dir, png_compression, progress, say) -> PipelineResult:
     res = PipelineResult(input, output, captioner=captioner)
+    # what atomic writes of a killed run left behind (we hold the lock: nobody is writing)
+    remove_temporaries(output, ["metadata.jsonl", "README.md", SUMMARY_NAME])
     est = sum(_estimate_tiles(f, params) for f in files)
     steps = 2 if captioner != "none" else 1
     bar = _Bar(est * steps, len(files), progress)
@@ -469,8 +507,7 @@ def run_pipeline(input, output, *, params: CodecParams | None = None, captioner:
                 res.seconds["caption"] = time.perf_counter() - t0
         finally:
             bar.close()
-    res.warnings += _unique([str(w.message) for w in caught
-                             if not issubclass(w.category, (DeprecationWarning, FutureWarning))])
+    res.warnings += _unique([str(w.message) for w in caught if not _library_warning(w)])
 
     from .dataset import export_dataset
     t0 = time.perf_counter()
@@ -530,12 +567,18 @@ def _unique(items):
 
 
 def _write_summary(res: PipelineResult) -> None:
+    """Write ``wavdiff_batch.json``; an unwritable output becomes one warning, not a traceback."""
     path = res.output / SUMMARY_NAME
     data = res.to_dict()
     data["report"] = str(res.report) if res.report else None
     data["report_error"] = res.report_error
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    except OSError as exc:
+        msg = str(UnwritableOutputError(path, exc))
+        if msg not in res.warnings:
+            res.warnings.append(msg)
 
 
 # =========================================================================== benchmark
