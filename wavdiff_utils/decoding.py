@@ -527,7 +527,8 @@ def decode_batch(input, output, *, params: CodecParams | None = None, phase: str
         raise BadParameterError(f"output {str(out)!r} names one file but {len(jobs)} songs or clips were "
                          f"found under {str(input)!r}; give a folder")
     batch = DecodeBatch()
-    batch.root = out.parent if single_file else out
+    inp = Path(input)
+    batch.root = (out.parent if single_file else out, inp if inp.is_dir() else inp.parent)
     bar = tqdm(total=sum(len(j.tiles) for j in jobs), desc="decode", unit="tile",
                disable=not progress)
     try:

@@ -366,18 +366,9 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
                 n_samples += len(b)
             yield b
 
-    from librosa.util.exceptions import ParameterError
-
     try:
         with stream:
-            tiles = encode_stream(counted(stream), params)
-            while True:
-                try:
-                    tile = next(tiles)
-                except StopIteration:
-                    break
-                except ParameterError as exc:        # librosa refusing the samples
-                    raise AudioError(path, f"cannot be encoded: {exc}") from None
+            for tile in encode_stream(counted(stream), params):
                 name = tile_name(song, tile.span.index)
                 meta = _tile_metadata(params, song, path, tile)
                 target = partial / name

@@ -152,11 +152,12 @@ def atomic_path(final: str | os.PathLike, *, suffix: str | None = None):
 
 
 def display_path(path, base=None) -> str:
-    """``path`` as a report shows it: relative to ``base`` (an output folder) or to the
-    repository when it lies inside one of them, else just its name, so that a shared report
-    never shows the folders of the machine that made it."""
+    """``path`` as a report shows it: relative to ``base`` (a folder, or several: the run's
+    output and input folders) or to the repository when it lies inside one of them, else just
+    its name, so that a shared report never shows the folders of the machine that made it."""
     p = Path(path)
-    for root in ([Path(base)] if base is not None else []) + [REPO_ROOT]:
+    bases = [] if base is None else [base] if isinstance(base, (str, os.PathLike)) else list(base)
+    for root in [Path(b) for b in bases if b is not None] + [REPO_ROOT]:
         try:
             return p.resolve().relative_to(Path(root).resolve()).as_posix()
         except ValueError:

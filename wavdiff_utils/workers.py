@@ -75,8 +75,8 @@ def init_worker(parent: int, progress_queue, set_progress) -> None:
 
 
 def _warm_up() -> None:
-    """Import what the encoder uses lazily (librosa's STFT: about 2 s) once, here, so that forked
-    workers inherit it instead of each paying for it."""
+    """Import what the encoder uses lazily (scipy's FFT) once, here, so that forked workers
+    inherit it instead of each paying for it."""
     if mp.get_start_method(allow_none=False) != "fork":
         return
     import numpy as np
