@@ -274,7 +274,7 @@ def test_report_inside_an_input_folder_is_not_compared(tmp_path):
 
 
 def test_headline_leads_with_audio_and_explains_psnr(tmp_path):
-    from wavdiff_utils.compare import _psnr_words, headline_markdown
+    from wavdiff_utils.compare_notebook import _psnr_words, headline_markdown
 
     sr = 22050
     y = music_like(0.5, sr, seed=3)
@@ -300,7 +300,7 @@ def test_headline_leads_with_audio_and_explains_psnr(tmp_path):
 
 
 def test_compare_inputs_makes_the_demo_round_trip(tmp_path):
-    from wavdiff_utils.compare import compare_inputs
+    from wavdiff_utils.compare_notebook import compare_inputs
 
     inp = compare_inputs(workdir=tmp_path / "w", params=CodecParams(size=128))
     assert inp.original == tmp_path / "w" / "original" and inp.reconstructed.name == "reconstructed"

@@ -17,6 +17,12 @@ One module per concern:
 - :mod:`wavdiff_utils.encoding` - batch encode with resume and failure reports
 - :mod:`wavdiff_utils.decoding` - any folder of images back to audio, with a per-tile report
 - :mod:`wavdiff_utils.phase` - phase reconstruction: exact, fast Griffin-Lim, PGHI, automatic
+- :mod:`wavdiff_utils.locking` - one run per output folder (a lock with a heartbeat)
+- :mod:`wavdiff_utils.workers` - encode worker processes that end with their parent
+- :mod:`wavdiff_utils.benchmark_command` - whole commands timed A/B against the original recipe
+- :mod:`wavdiff_utils.pipeline_result` - what a pipeline run did, its summary and ``wavdiff_batch.json``
+- :mod:`wavdiff_utils.compare_notebook` - what ``04_compare`` shows (inputs, headline, previews, players)
+- :mod:`wavdiff_utils.eight_bit` - what reading a tile the 8-bit (Pillow) way costs
 - :mod:`wavdiff_utils.stft_engine` - block STFT / inverse STFT in numpy or torch, for the phase iterations
 - :mod:`wavdiff_utils.captioning` - the captioner interface and what every captioner shares
 - :mod:`wavdiff_utils.caption_results`, :mod:`~wavdiff_utils.caption_weights`,
@@ -53,7 +59,8 @@ _EXPORTS = {
     "encoding": ["encode_song", "encode_batch", "SongResult", "BatchResult"],
     "decoding": ["decode_song", "decode_batch", "plan_decode", "DecodeResult", "DecodeBatch"],
     "phase": ["PhaseSettings", "reconstruct_tiles", "pghi", "spectral_convergence", "signal_sc"],
-    "pipeline": ["run_pipeline", "PipelineResult"],
+    "pipeline": ["run_pipeline"],
+    "pipeline_result": ["PipelineResult"],
     "captioning": ["Captioner", "make_captioner", "caption_songs", "caption_song"],
     "dataset": ["export_dataset", "load_tile_dataset", "read_metadata", "write_tensor_tiles",
                 "decode_png16", "pixels_to_tensor", "tensor_to_pixels"],

@@ -24,8 +24,6 @@ the run.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import json
 import multiprocessing as mp
 import os
 import queue as _queue
@@ -35,21 +33,20 @@ import tempfile
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .audio_io import audio_info, find_audio_files
-from .errors import BadParameterError, UnwritableOutputError
+from .errors import BadParameterError
 from .locking import output_lock
 from .params import CodecParams
-from .paths import REPO_ROOT, atomic_path, remove_temporaries
-from .encoding import (BatchResult, capped_workers, encode_song, failure_lines, song_ids,
-                       usable_cores, verify, warning_lines)
+from .paths import REPO_ROOT, remove_temporaries
+from .encoding import BatchResult, capped_workers, encode_song, song_ids, usable_cores, verify
 from .workers import make_pool, stop_pool
 from .tiling import n_tiles_for
 from .batch_report import audio_player, song_strip, tile_round_trip  # noqa: F401  (their old home)
+from .pipeline_result import SUMMARY_NAME, PipelineResult, _first_line, _write_summary
 
 __all__ = ["CAPTIONERS", "REPORT_NOTEBOOK", "SUMMARY_NAME", "PipelineResult", "run_pipeline",
            "encode_songs", "songs_per_minute", "default_workers",
@@ -59,8 +56,6 @@ __all__ = ["CAPTIONERS", "REPORT_NOTEBOOK", "SUMMARY_NAME", "PipelineResult", "r
 CAPTIONERS = ("muq", "qwen", "metadata", "none")
 #: The per-batch report notebook.
 REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "06_batch_report.ipynb"
-#: Record of the last run, in the output folder.
-SUMMARY_NAME = "wavdiff_batch.json"
 #: Name of the report files in the report folder.
 REPORT_NAME = "batch_report"
 
@@ -68,131 +63,6 @@ REPORT_NAME = "batch_report"
 def default_workers() -> int:
     """Encode worker processes used when ``workers=0``: the usable CPU cores, at most 8."""
     return max(1, min(8, usable_cores()))
-
-
-# =========================================================================== results
-
-@dataclass
-class PipelineResult:
-    """What :func:`run_pipeline` did.
-
-    Attributes
-    ----------
-    input, output : Path
-    encode : BatchResult
-        One :class:`~wavdiff_utils.encoding.SongResult` per finished song
-        (``"encoded"`` now or ``"skipped"``: done before) and the failures.
-    captioner : str
-    caption_source : str
-        The captioner that wrote the captions (``"metadata"`` when it stood in).
-    captions : list of dict
-        Per song: ``song``, ``status`` (``"captioned"`` or ``"skipped"``), ``tiles``,
-        ``caption_source``.
-    caption_failures : list of (path, message)
-    caption_notice : str
-        One line saying why the metadata captioner stood in (missing weights); ``""`` otherwise.
-    export : DatasetExport or None
-    export_error : str
-    report : Path or None
-        The HTML report.
-    report_error : str
-    seconds : dict
-        Wall time per step.
-    warnings : list of str
-    """
-
-    input: Path
-    output: Path
-    encode: BatchResult = field(default_factory=BatchResult)
-    captioner: str = "none"
-    caption_source: str = ""
-    captions: list = field(default_factory=list)
-    caption_failures: list = field(default_factory=list)
-    caption_notice: str = ""
-    export: object = None
-    export_error: str = ""
-    report: Path | None = None
-    report_error: str = ""
-    seconds: dict = field(default_factory=dict)
-    warnings: list = field(default_factory=list)
-
-    @property
-    def failures(self) -> list:
-        """Every per-song failure, ``(path, "step: message")``."""
-        return ([(p, f"encode: {m}") for p, m in self.encode.failures]
-                + [(p, f"caption: {m}") for p, m in self.caption_failures])
-
-    @property
-    def ok(self) -> bool:
-        """True when no song failed (skipped captions and a failed report do not count)."""
-        return not self.failures
-
-    def summary(self) -> str:
-        """What was made and what failed, and why; one line per fact, failures last."""
-        enc = self.encode.results
-        made = [r for r in enc if r.status == "encoded"]
-        n_tiles = sum(r.n_tiles for r in enc)
-        audio = sum(r.duration for r in enc)
-        total = sum(self.seconds.values())
-        lines = [f"wavdiff pipeline: {self.input} -> {self.output} ({total:.1f} s)",
-                 f"  songs:    {len(made)} encoded, {len(enc) - len(made)} already done, "
-                 f"{len(self.encode.failures)} failed; {n_tiles} tiles, {_hms(audio)} of audio"]
-        lines += [f"  note:     {n}" for n in self.encode.notes]
-        if self.captioner == "none":
-            lines.append("  captions: none asked for (--captioner none)")
-        else:
-            if self.caption_notice:
-                lines.append(f"  {self.caption_notice}")
-            done = [c for c in self.captions if c["status"] != "skipped"]
-            lines.append(f"  captions: {self.caption_source or self.captioner}: "
-                         f"{sum(c['tiles'] for c in done)} tiles in "
-                         f"{len(done)} song(s) captioned, {len(self.captions) - len(done)} song(s) "
-                         f"already done, {len(self.caption_failures)} failed")
-        if self.export is not None:
-            e = self.export
-            lines.append(f"  dataset:  {e.metadata} ({e.n_tiles} rows, {e.n_captioned} with a "
-                         f"caption), card {e.card.name}")
-        elif self.export_error:
-            lines.append(f"  dataset:  not written: {self.export_error}")
-        if self.report is not None:
-            lines.append(f"  report:   {self.report}")
-        elif self.report_error:
-            lines.append(f"  report:   not written: {self.report_error}")
-        lines += warning_lines(enc)
-        lines += [f"  warning:  {w}" for w in self.warnings]
-        return "\n".join(lines + failure_lines(self.failures))
-
-    def to_dict(self) -> dict:
-        """JSON-ready record of the run (written to ``<output>/wavdiff_batch.json``)."""
-        return {
-            "format": "wavdiff-batch", "version": 1,
-            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "input": str(self.input), "output": str(self.output), "captioner": self.captioner,
-            "songs": [{"song": r.song, "source": r.source, "status": r.status, "tiles": r.n_tiles,
-                       "seconds_of_audio": round(r.duration, 3), "wall_seconds": round(r.seconds, 3),
-                       "warnings": list(r.warnings)}
-                      for r in self.encode.results],
-            "notes": list(self.encode.notes),
-            "caption_source": self.caption_source, "captions": self.captions,
-            "caption_notice": self.caption_notice,
-            "failures": [{"path": p, "message": m} for p, m in self.failures],
-            "dataset": None if self.export is None else {
-                "metadata": str(self.export.metadata), "card": str(self.export.card),
-                "songs": self.export.n_songs, "tiles": self.export.n_tiles,
-                "captioned": self.export.n_captioned, "seconds": round(self.export.seconds, 3)},
-            "export_error": self.export_error, "warnings": self.warnings,
-            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-        }
-
-
-def _hms(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0].strip() if text else type(exc).__name__
 
 
 # =========================================================================== encode
@@ -564,21 +434,6 @@ def _unique(items):
             seen.add(i)
             out.append(i)
     return out
-
-
-def _write_summary(res: PipelineResult) -> None:
-    """Write ``wavdiff_batch.json``; an unwritable output becomes one warning, not a traceback."""
-    path = res.output / SUMMARY_NAME
-    data = res.to_dict()
-    data["report"] = str(res.report) if res.report else None
-    data["report_error"] = res.report_error
-    try:
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    except OSError as exc:
-        msg = str(UnwritableOutputError(path, exc))
-        if msg not in res.warnings:
-            res.warnings.append(msg)
 
 
 # =========================================================================== benchmark
