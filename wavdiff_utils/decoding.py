@@ -42,7 +42,7 @@ from .codec import istft_stream, pixels_to_stft
 from .errors import BadParameterError, MissingInputError
 from .manifest import MANIFEST_NAME, manifest_params, read_manifest
 from .params import CodecParams
-from .paths import atomic_path, display_path
+from .paths import atomic_path, display_message, display_path
 from .phase import METHODS, PhaseSettings, TileReport, reconstruct_tiles
 from .encoding import BatchResult, SongResult, failure_lines
 from .tile_io import TileImageError, natural_key, parse_tile_name, read_tile, tile_name
@@ -116,8 +116,8 @@ class DecodeBatch(BatchResult):
         for w, names in by_text.items():         # one line per warning, however many files share it
             who = names[0] if len(names) == 1 else (f"{len(names)} files ({', '.join(names[:3])}"
                                                     f"{', ...' if len(names) > 3 else ''})")
-            lines.append(f"  WARNING {who}: {_short(w, self.root)}")
-        return "\n".join(lines + failure_lines([(display_path(p, self.root), _short(m, self.root))
+            lines.append(f"  WARNING {who}: {display_message(w, self.root)}")
+        return "\n".join(lines + failure_lines([(display_path(p, self.root), display_message(m, self.root))
                                                  for p, m in self.failures]))
 
     def table(self):
@@ -135,7 +135,7 @@ class DecodeBatch(BatchResult):
                          "peak dBFS": round(r.peak_dbfs, 1) if r.peak else None,
                          "clipped samples": r.clipped, "warnings": len(r.warnings),
                          "output": display_path(r.output, self.root)})
-        rows += [{"file": Path(p).name, "status": "FAILED", "output": _short(m, self.root)}
+        rows += [{"file": Path(p).name, "status": "FAILED", "output": display_message(m, self.root)}
                  for p, m in self.failures]
         return pd.DataFrame(rows)
 
@@ -151,12 +151,6 @@ class DecodeBatch(BatchResult):
         import pandas as pd
 
         return pd.DataFrame([{"file": r.song, **t.to_dict()} for r in self.results for t in r.tiles])
-
-
-def _short(message: str, root) -> str:
-    """A failure message with the absolute path at its start shown as :func:`display_path` does."""
-    head, sep, rest = message.partition(": ")
-    return f"{display_path(head, root)}{sep}{rest}" if sep and head.startswith("/") else message
 
 
 # --------------------------------------------------------------------------- planning
@@ -586,7 +580,7 @@ def summary_markdown(batch: DecodeBatch, output, scores=None) -> str:
         for _, s in scores.dropna(subset=["SNR dB"]).iterrows():
             lines.append(f"- `{s['file']}`: round trip **{s['SNR dB']:.1f} dB SNR**, "
                          f"LSD {s['LSD dB']:.3f} dB")
-    lines += [f"- WARNING `{r.song}`: {_short(w, batch.root)}" for r in batch.results
+    lines += [f"- WARNING `{r.song}`: {display_message(w, batch.root)}" for r in batch.results
               for w in r.warnings]
-    lines += [f"- FAILED: {_short(msg, batch.root)}" for _, msg in batch.failures]
+    lines += [f"- FAILED: {display_message(msg, batch.root)}" for _, msg in batch.failures]
     return "\n".join(lines)

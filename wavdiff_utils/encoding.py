@@ -26,7 +26,7 @@ from .errors import OutputConflictError, UnwritableOutputError, WavdiffError
 from .locking import output_lock
 from .manifest import MANIFEST_NAME, manifest_params, read_manifest, write_manifest
 from .params import CodecParams
-from .paths import atomic_path, remove_temporaries, shorten_name, song_id, stable_hash
+from .paths import atomic_path, display_message, display_path, remove_temporaries, shorten_name, song_id, stable_hash
 from .tile_io import TileImageError, read_tile_metadata, tile_name, write_tile
 
 __all__ = ["SongResult", "BatchResult", "failure_lines", "encode_song", "encode_batch",
@@ -106,10 +106,44 @@ class BatchResult:
         rows = [{"song": r.song, "status": r.status, "tiles": r.n_tiles,
                  "seconds of audio": round(r.duration, 2), "wall s": round(r.seconds, 2),
                  "clipped high": r.clipped_high, "below floor": r.below_floor,
-                 "warnings": "; ".join(r.warnings), "output": r.output}
+                 "warnings": "; ".join(r.warnings), "output": display_path(r.output, self.root)}
                 for r in self.results]
-        rows += [{"song": Path(p).name, "status": "FAILED", "output": m} for p, m in self.failures]
+        rows += [{"song": Path(p).name, "status": "FAILED", "output": display_message(m, self.root)}
+                 for p, m in self.failures]
         return pd.DataFrame(rows)
+
+    def __repr__(self) -> str:                # short, and without the machine's folders
+        return f"<{type(self).__name__}: {self.summary().splitlines()[0]}>"
+
+    def _repr_html_(self) -> str:
+        """Returned last in a notebook cell: the summary's first line and :meth:`table`."""
+        import html
+
+        return (f"<p>{html.escape(self.summary().splitlines()[0])}</p>"
+                + self.table().to_html(index=False, na_rep=""))
+
+    #: Folder that tables show paths relative to (the output root), when set.
+    root = None
+
+    def summary_markdown(self, params=None) -> str:
+        """Short Markdown summary for a notebook's last cell: counts, codec, speed, warnings, failures."""
+        made = [r for r in self.results if r.status == "encoded"]
+        lines = [f"- **{len(self.results)}** song(s) in `{display_path(self.root or '.')}` "
+                 f"({len(made)} encoded now, {len(self.results) - len(made)} already done), "
+                 f"**{sum(r.n_tiles for r in self.results)}** tiles"]
+        if params is not None:
+            lines += [f"- codec: {params.describe()}",
+                      f"- magnitude values clipped above {params.db_max:g} dB: "
+                      f"**{sum(r.clipped_high for r in self.results)}**"]
+        if made:
+            audio_s = sum(r.duration for r in made)
+            wall = sum(r.seconds for r in made)
+            lines.append(f"- speed: {audio_s / max(wall, 1e-9):.1f} s of audio per wall second")
+        lines += [f"- note: {n}" for n in self.notes]
+        lines += [f"- warning `{r.song}` ({Path(r.source).name}): {w}" for r in self.results
+                  for w in r.warnings]
+        lines += [f"- FAILED: {display_message(msg, self.root)}" for _, msg in self.failures]
+        return "\n".join(lines)
 
 
 def warning_lines(results) -> list[str]:
@@ -498,6 +532,7 @@ def _encode_batch_locked(files, ids, output, *, params, overwrite, workers, png_
     from .workers import make_pool, stop_pool
 
     batch = BatchResult()
+    batch.root = output
     workers, note = capped_workers(workers)
     if note:
         batch.notes.append(note)

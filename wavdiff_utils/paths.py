@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["REPO_ROOT", "SAMPLE_AUDIO", "resolve", "output_dir", "song_id",
-           "atomic_path", "AUDIO_EXTENSIONS", "display_path",
+           "atomic_path", "AUDIO_EXTENSIONS", "display_path", "display_message",
            "shorten_name", "stable_hash", "MAX_SONG_BYTES", "remove_temporaries"]
 
 #: Root of the repository (the folder holding ``wavdiff_utils``).
@@ -163,3 +163,10 @@ def display_path(path, base=None) -> str:
         except ValueError:
             continue
     return p.name
+
+
+def display_message(message: str, base=None) -> str:
+    """A message that starts with an absolute path (``/x/y.mp3: is silent``), that path shown as
+    :func:`display_path` shows it."""
+    head, sep, rest = str(message).partition(": ")
+    return f"{display_path(head, base)}{sep}{rest}" if sep and head.startswith("/") else str(message)

@@ -527,3 +527,25 @@ def show_captions(batch: CaptionBatch, *, max_songs: int = 2, max_tiles: int = 4
     display(Markdown("\n".join(lines + [f"- FAILED: {msg}" for _, msg in batch.failures])))
     if raise_on_failure:
         batch.raise_if_failed()
+
+
+def show_encoded(result, *, max_songs: int = 3, max_players: int = 4) -> None:
+    """For the first encoded songs: waveform with tile borders, tile thumbnails, a player per tile."""
+    from IPython.display import Markdown, display
+
+    from .audio_io import load_audio
+    from .manifest import manifest_spans
+
+    plt = _plt()
+    for r in result.results[:max_songs]:
+        man = read_manifest(r.output)
+        params = manifest_params(man)
+        y = load_audio(man["source"], sample_rate=params.sample_rate)
+        plot_waveform(y, params.sample_rate, spans=manifest_spans(man),
+                      title=f"{r.song}: {man['duration']:.1f} s, {man['n_tiles']} tiles, "
+                            f"peak {man['peak']:.2f}")
+        plt.show()
+        plot_tile_grid(r.output)
+        plt.show()
+        for name, player in tile_players(r.output, max_tiles=max_players):
+            display(Markdown(f"`{name}`"), player)
