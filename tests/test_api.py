@@ -69,3 +69,29 @@ def test_wavdiff_errors_show_as_one_line_in_a_notebook(capsys):
         assert "Traceback" in capsys.readouterr().out
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_a_codec_only_install_is_told_which_extra_to_add(tmp_path, monkeypatch):
+    """`pip install -e .` has no transformers and no papermill: the pipeline still makes tiles,
+    metadata captions and the dataset, and says in one line which extra adds what is missing."""
+    import builtins
+
+    from wavdiff_utils import run_pipeline
+    from wavdiff_utils.captioning import fallback_notice
+
+    note = fallback_notice("muq", ModuleNotFoundError("No module named 'transformers'",
+                                                      name="transformers"))
+    assert note == ("captions: muq unavailable, metadata captions instead: the muq extra is not "
+                    "installed (no module 'transformers'): pip install -e '.[muq]'")
+    real_import = builtins.__import__
+
+    def no_papermill(name, *a, **k):
+        if name == "papermill" or name.startswith("papermill."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name="papermill")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_papermill)
+    res = run_pipeline(REPO_ROOT / "sample_data", tmp_path / "out", captioner="metadata",
+                       report=True, progress=False)
+    assert res.report is None and "pip install -e '.[notebooks]'" in res.report_error
+    assert (tmp_path / "out" / "metadata.jsonl").is_file()

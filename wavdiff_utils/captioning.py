@@ -249,7 +249,12 @@ def captioner_or_fallback(name: str, *, model=None, device: str = "auto") -> tup
 
 def fallback_notice(name: str, exc: BaseException) -> str:
     """One line: which captioner could not run, that metadata captions stand in, and why."""
-    return f"captions: {name} unavailable, metadata captions instead: {one_line(exc)}"
+    if isinstance(exc, ImportError) and getattr(exc, "name", None):   # a codec-only install
+        why = (f"the {name} extra is not installed (no module {exc.name!r}): "
+               f"pip install -e '.[{name}]'")
+    else:
+        why = one_line(exc)
+    return f"captions: {name} unavailable, metadata captions instead: {why}"
 
 
 def recorded_captions(folder) -> dict[str, dict]:

@@ -403,6 +403,9 @@ def _run_locked(input, output, files, *, params, captioner, artist, title, worke
                                        parameters={"output": str(output.resolve()), "input": ""},
                                        output=folder.resolve(), name=REPORT_NAME, hide_code=True)
             res.report = html
+        except ImportError as exc:        # a codec-only install: say which extra adds the report
+            res.report_error = (f"the notebooks extra is not installed (no module {exc.name!r}): "
+                                f"pip install -e '.[notebooks]'")
         except Exception as exc:          # the dataset is made; a report problem is one line
             res.report_error = f"{type(exc).__name__}: {_first_line(exc)} (details: {log_path})"
         res.seconds["report"] = time.perf_counter() - t0
