@@ -135,10 +135,12 @@ def stft_to_pixels(S: np.ndarray, params: CodecParams) -> tuple[np.ndarray, Tile
     if params.layout == "seed":
         planes = [cv2.resize(p.astype(np.float32), (params.size, params.size),
                              interpolation=cv2.INTER_LANCZOS4) for p in planes]
-    # quantize each plane where it is contiguous, interleave with OpenCV, then flip the rows
-    # (row 0 = highest frequency): writing floats into a strided RGB view cost ~3x more
-    pixels = cv2.merge([_quantize(p) for p in planes])
-    return cv2.flip(pixels, 0), stats
+    # quantize each plane where it is contiguous, then interleave the uint16 planes with the rows
+    # flipped (row 0 = highest frequency): writing floats into a strided RGB view cost ~3x more
+    pixels = np.empty((params.size, params.size, 3), np.uint16)
+    for k, p in enumerate(planes):
+        pixels[:, :, k] = _quantize(p)[::-1]
+    return pixels, stats
 
 
 def magnitude_to_pixels(mag_unit: np.ndarray) -> np.ndarray:
