@@ -13,7 +13,8 @@ import json
 import os
 import shutil
 import time
-from concurrent.futures import as_completed
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +27,9 @@ from .errors import OutputConflictError, UnwritableOutputError, WavdiffError
 from .locking import output_lock
 from .manifest import MANIFEST_NAME, manifest_params, read_manifest, write_manifest
 from .params import CodecParams
-from .paths import atomic_path, display_message, display_path, remove_temporaries, shorten_name, song_id, stable_hash
-from .tile_io import TileImageError, read_tile_metadata, tile_name, write_tile
+from .paths import (atomic_path, display_message, display_path, remove_temporaries, shorten_name,
+                    song_id, stable_hash)
+from .tile_io import read_tile_metadata, tile_name, write_tile
 
 __all__ = ["SongResult", "BatchResult", "failure_lines", "encode_song", "encode_batch",
            "OutputExistsError", "song_ids", "usable_cores", "capped_workers", "check_complete",
@@ -223,6 +225,53 @@ def source_state(path) -> dict:
 
 
 @contextlib.contextmanager
+def _prefetched(blocks, depth: int = 2):
+    """``blocks`` read ahead by a background thread (at most ``depth`` waiting), as a context
+    manager yielding an iterator; an error while reading is raised in the reader's place."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:                         # False once the consumer has gone
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read():
+        try:
+            for b in blocks:
+                if not put(b):
+                    return
+            put(done)
+        except BaseException as exc:               # handed to the consumer, raised there
+            put(exc)
+
+    def consume():
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    thread = threading.Thread(target=read, name="wavdiff-audio", daemon=True)
+    thread.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextlib.contextmanager
 def _writing(path):
     """Turn an OSError of a write into :class:`UnwritableOutputError` naming ``path``."""
     try:
@@ -400,21 +449,32 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
                 n_samples += len(b)
             yield b
 
+    def write(target, pixels, meta):
+        with _writing(target):
+            write_tile(target, pixels, meta, compression=png_compression)
+
+    # three stages overlap: audio decoding (libsndfile, soxr) in one thread, the STFT and pixel
+    # maths here, PNG encoding and writing (OpenCV) in another; all three release the GIL
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wavdiff-png")
+    pending: deque = deque()
     try:
-        with stream:
-            for tile in encode_stream(counted(stream), params):
+        with stream, _prefetched(stream) as blocks:
+            for tile in encode_stream(counted(blocks), params):
                 name = tile_name(song, tile.span.index)
                 meta = _tile_metadata(params, song, path, tile)
                 target = partial / name
                 # resume: a tile already written by an interrupted run is kept if identical
                 if not (target.is_file() and read_tile_metadata(target) == meta):
-                    with _writing(target):
-                        write_tile(target, tile.pixels, meta, compression=png_compression)
+                    if len(pending) >= 2:              # at most two tiles waiting in memory
+                        pending.popleft().result()
+                    pending.append(writer.submit(write, target, tile.pixels, meta))
                 clipped += tile.stats.clipped_high
                 below += tile.stats.below_floor
                 tiles_meta.append({"file": name, **tile.span.to_dict()})
                 if progress:
                     progress(1)
+            while pending:
+                pending.popleft().result()
         if n_samples == 0:
             raise AudioError(path, "contains no audio samples (empty file)")
         if n_samples < params.n_fft:
@@ -426,8 +486,11 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
     except Exception:
         # an unusable file leaves nothing behind; an interruption (KeyboardInterrupt) keeps
         # the finished tiles of the partial folder for the next run to reuse
+        writer.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    finally:                 # an interruption still finishes the tiles already handed over
+        writer.shutdown(wait=True)
     warn = []
     if stream.truncated:
         warn.append(stream.truncated)
