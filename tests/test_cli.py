@@ -292,3 +292,27 @@ def test_metadata_captioner_from_the_command_line(songs, tmp_path):
                         for row in rows)
     record = json.loads((out / "wavdiff_batch.json").read_text())
     assert record["caption_source"] == "metadata" and record["caption_notice"] == ""
+
+
+def test_png_compression_small_from_the_command_line(tmp_path):
+    from wavdiff_utils.paths import REPO_ROOT
+    """`--png-compression small` makes smaller tiles holding the same pixels; a bad value is one line."""
+    import subprocess
+    import sys
+
+    from wavdiff_utils.tile_io import read_tile
+
+    base = [sys.executable, "-m", "wavdiff_utils", "--input", "sample_data", "--captioner", "none",
+            "--no-report", "--size", "256"]
+    for name, level in (("fast", "0"), ("small", "small")):
+        r = subprocess.run(base + ["--output", str(tmp_path / name), "--png-compression", level],
+                           capture_output=True, text=True, cwd=str(REPO_ROOT))
+        assert r.returncode == 0, r.stderr[-1500:]
+    fast = sorted((tmp_path / "fast" / "wavdiff_demo").glob("*.png"))
+    small = sorted((tmp_path / "small" / "wavdiff_demo").glob("*.png"))
+    assert sum(p.stat().st_size for p in small) < 0.95 * sum(p.stat().st_size for p in fast)
+    assert all((read_tile(a).pixels == read_tile(b).pixels).all() for a, b in zip(fast, small))
+    r = subprocess.run(base + ["--output", str(tmp_path / "bad"), "--png-compression", "huge"],
+                       capture_output=True, text=True, cwd=str(REPO_ROOT))
+    assert r.returncode == 2 and "--png-compression must be 0-9 or 'small', got 'huge'" in r.stderr
+    assert "Traceback" not in r.stderr

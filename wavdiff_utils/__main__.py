@@ -34,6 +34,12 @@ class UsageError(BadParameterError):
     """A bad or missing option; the message says which and what to do."""
 
 
+
+def _png_level(text: str):
+    """``--png-compression`` value: a zlib level, or "small"."""
+    text = str(text).strip().lower()
+    return "small" if text == "small" else int(text) if text.isdigit() else text
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m wavdiff_utils",
@@ -67,8 +73,9 @@ def _parser() -> argparse.ArgumentParser:
                                                                         "(default 44100)")
     ap.add_argument("--db-min", dest="db_min", type=float, help="dB stored as pixel 0 (default -110)")
     ap.add_argument("--db-max", dest="db_max", type=float, help="dB stored as pixel 65535 (default 10)")
-    ap.add_argument("--png-compression", dest="png_compression", type=int,
-                    help="zlib level 0-9 of the tiles (default 0, fastest)")
+    ap.add_argument("--png-compression", dest="png_compression", type=_png_level,
+                    help="zlib level 0-9 of the tiles (default 0, fastest), or 'small' "
+                         "(21%% smaller files, about 4x the PNG time)")
     ap.add_argument("--overwrite", action="store_true", default=None,
                     help="re-encode songs finished with other codec parameters")
     ap.add_argument("--no-report", dest="report", action="store_false", default=None,
@@ -222,12 +229,12 @@ def _checked(values: dict):
     if cap not in CAPTIONERS:
         raise UsageError(f"--captioner must be one of {', '.join(CAPTIONERS)}, got "
                          f"{values['captioner']!r}")
-    for k in ("workers", "png_compression"):
-        v = values[k]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise UsageError(f"--{k.replace('_', '-')} must be a whole number >= 0, got {v!r}")
-    if values["png_compression"] > 9:
-        raise UsageError(f"--png-compression must be 0-9, got {values['png_compression']!r}")
+    v = values["workers"]
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise UsageError(f"--workers must be a whole number >= 0, got {v!r}")
+    pc = values["png_compression"]
+    if pc != "small" and (isinstance(pc, bool) or not isinstance(pc, int) or not 0 <= pc <= 9):
+        raise UsageError(f"--png-compression must be 0-9 or 'small', got {pc!r}")
     try:
         params = CodecParams(sample_rate=values["sample_rate"], layout=values["layout"],
                              size=values["size"], db_min=values["db_min"], db_max=values["db_max"])
