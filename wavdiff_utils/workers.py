@@ -75,8 +75,8 @@ def init_worker(parent: int, progress_queue, set_progress) -> None:
 
 
 def _warm_up() -> None:
-    """Import what the encoder uses lazily (scipy's FFT) once, here, so that forked workers
-    inherit it instead of each paying for it."""
+    """Run the encoder's STFT once, here, so that forked workers inherit whatever it loads
+    lazily instead of each paying for it."""
     if mp.get_start_method(allow_none=False) != "fork":
         return
     import numpy as np
