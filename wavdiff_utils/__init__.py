@@ -15,6 +15,7 @@ One module per concern:
   :mod:`~wavdiff_utils.compare_scores`, the side-by-side previews in
   :mod:`~wavdiff_utils.compare_preview`
 - :mod:`wavdiff_utils.encoding` - batch encode with resume and failure reports
+- :mod:`wavdiff_utils.results` - what a batch did (songs, failures, warnings), shared by every batch
 - :mod:`wavdiff_utils.decoding` - any folder of images back to audio, with a per-tile report
 - :mod:`wavdiff_utils.phase` - phase reconstruction: exact, fast Griffin-Lim, PGHI, automatic
 - :mod:`wavdiff_utils.locking` - one run per output folder (a lock with a heartbeat)
@@ -56,7 +57,8 @@ _EXPORTS = {
               "stft_to_pixels", "pixels_to_stft"],
     "manifest": ["read_manifest"],
     "metrics": ["snr_db", "lsd_db", "psnr16"],
-    "encoding": ["encode_song", "encode_batch", "SongResult", "BatchResult"],
+    "encoding": ["encode_song", "encode_batch"],
+    "results": ["SongResult", "BatchResult"],
     "decoding": ["decode_song", "decode_batch", "plan_decode", "DecodeResult", "DecodeBatch"],
     "phase": ["PhaseSettings", "reconstruct_tiles", "pghi", "spectral_convergence", "signal_sc"],
     "pipeline": ["run_pipeline"],
