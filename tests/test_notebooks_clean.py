@@ -29,3 +29,17 @@ def test_nbstripout_is_set_up_by_the_install():
     make = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
     assert "nbstripout --install" in make
     assert "nbstripout" in (REPO_ROOT / "requirements.txt").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_in_nbstripouts_normal_form(path):
+    """What nbstripout's git filter makes of a notebook equals the committed file, so a clone with
+    the filter installed (by `make`) shows no change after a JupyterLab save."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("nbstripout")
+    out = subprocess.run([sys.executable, "-m", "nbstripout", "-t", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == json.loads(path.read_text(encoding="utf-8")), \
+        f"{path.name}: run `.venv/bin/nbstripout {path}` and commit"
