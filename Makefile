@@ -9,6 +9,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.wavdiff-installed
+# what a run or a save adds to a notebook besides outputs (nbstripout drops those by itself)
+NB_EXTRA_KEYS := metadata.language_info metadata.papermill metadata.widgets cell.metadata.papermill cell.metadata.execution
 
 .PHONY: demo test install clean-outputs
 
@@ -18,7 +20,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --progress-bar off -r requirements.txt
-	if git rev-parse --git-dir >/dev/null 2>&1; then $(VENV)/bin/nbstripout --install; fi
+	if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  $(VENV)/bin/nbstripout --install && git config filter.nbstripout.extrakeys "$(NB_EXTRA_KEYS)"; fi
 	touch $(STAMP)
 
 demo: $(STAMP)
