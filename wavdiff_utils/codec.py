@@ -136,11 +136,13 @@ def stft_to_pixels(S: np.ndarray, params: CodecParams) -> tuple[np.ndarray, Tile
         planes = [cv2.resize(p.astype(np.float32), (params.size, params.size),
                              interpolation=cv2.INTER_LANCZOS4) for p in planes]
     # quantize each plane where it is contiguous, then interleave the uint16 planes with the rows
-    # flipped (row 0 = highest frequency): writing floats into a strided RGB view cost ~3x more
-    pixels = np.empty((params.size, params.size, 3), np.uint16)
+    # flipped (row 0 = highest frequency): writing floats into a strided RGB view cost ~3x more.
+    # The planes are stored blue, green, red and returned as an RGB view, so that the PNG writer
+    # (OpenCV, BGR) takes the memory as it is, the way read_tile returns OpenCV's decode.
+    bgr = np.empty((params.size, params.size, 3), np.uint16)
     for k, p in enumerate(planes):
-        pixels[:, :, k] = _quantize(p)[::-1]
-    return pixels, stats
+        bgr[:, :, 2 - k] = _quantize(p)[::-1]
+    return bgr[:, :, ::-1], stats
 
 
 def magnitude_to_pixels(mag_unit: np.ndarray) -> np.ndarray:

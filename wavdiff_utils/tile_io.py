@@ -137,19 +137,24 @@ def write_tile(path, rgb16: np.ndarray, metadata: dict | None = None, *, compres
         from .errors import BadParameterError
         raise BadParameterError(f"compression must be a zlib level 0-9 or 'small', got "
                                 f"{compression!r}")
-    ok, enc = cv2.imencode(".png", cv2.cvtColor(rgb16, cv2.COLOR_RGB2BGR), flags)
+    bgr = rgb16[..., ::-1]
+    if not bgr.flags.c_contiguous:            # the encoder's tiles are BGR in memory already
+        bgr = cv2.cvtColor(np.ascontiguousarray(rgb16), cv2.COLOR_RGB2BGR)
+    ok, enc = cv2.imencode(".png", bgr, flags)
     if not ok:
         raise OSError(f"OpenCV could not encode {path}")
-    buf = enc.tobytes()
+    data = memoryview(enc).cast("B")
+    ihdr_end = len(_PNG_SIG) + 25                 # signature 8 bytes + IHDR chunk 25 bytes
+    chunk = b""
     if metadata is not None:
         text = json.dumps(metadata, sort_keys=True).encode("utf-8")
         chunk = _chunk(b"iTXt", _KEYWORD + b"\x00\x00\x00" + b"\x00" + b"\x00" + text)
-        # after IHDR (signature 8 bytes + IHDR chunk 25 bytes)
-        ihdr_end = len(_PNG_SIG) + 25
-        buf = buf[:ihdr_end] + chunk + buf[ihdr_end:]
     path = Path(path)
     with atomic_path(path) as tmp:
-        tmp.write_bytes(buf)
+        with open(tmp, "wb") as fh:               # the text chunk right after IHDR, no copies
+            fh.write(data[:ihdr_end])
+            fh.write(chunk)
+            fh.write(data[ihdr_end:])
     return path
 
 
