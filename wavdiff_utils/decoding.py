@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +44,9 @@ from .params import CodecParams
 from .paths import atomic_path, display_message, display_path
 from .phase import METHODS, PhaseSettings, TileReport, reconstruct_tiles
 from .encoding import BatchResult, SongResult, failure_lines
-from .tile_io import TileImageError, natural_key, parse_tile_name, read_tile, tile_name
+from .tile_io import (TileImageError, image_warnings, natural_key, parse_tile_name, read_tile,
+                      tile_name)
+from .workers import prefetched
 
 __all__ = ["DecodeResult", "DecodeBatch", "DecodeJob", "plan_decode", "decode_song", "decode_batch",
            "source_scores", "summary_markdown",
@@ -380,24 +381,27 @@ def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str 
     shown: set[str] = set()
     kinds = {"grey": False, "8bit": False}
 
-    def stfts():
+    def loaded():                           # runs in the read-ahead thread: file and PNG decode
         for t in job.tiles:
-            if t is None:
-                yield np.zeros((params.n_fft // 2 + 1, params.frames_per_tile), np.complex64), True
-                continue
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                tile = read_tile(t, expected_size=params.size)
-            for w in caught:
-                key = str(w.message).split(": ", 1)[-1]
-                if key not in shown:
-                    shown.add(key)
-                    warn.append(str(w.message))
-            kinds["grey"] |= not tile.has_phase
-            kinds["8bit"] |= tile.bit_depth == 8
-            if progress:
-                progress(1)
-            yield pixels_to_stft(tile.pixels, params), tile.has_phase
+            yield None if t is None else read_tile(t, expected_size=params.size, warn=False)
+
+    def stfts():
+        with prefetched(loaded()) as tiles:
+            for tile in tiles:
+                if tile is None:
+                    yield (np.zeros((params.n_fft // 2 + 1, params.frames_per_tile), np.complex64),
+                           True)
+                    continue
+                for w in image_warnings(tile.path, depth=tile.bit_depth, grey=not tile.has_phase):
+                    key = w.split(": ", 1)[-1]
+                    if key not in shown:             # once per kind and file, not per tile
+                        shown.add(key)
+                        warn.append(w)
+                kinds["grey"] |= not tile.has_phase
+                kinds["8bit"] |= tile.bit_depth == 8
+                if progress:
+                    progress(1)
+                yield pixels_to_stft(tile.pixels, params), tile.has_phase
 
     method = "image" if phase == "auto" and own and loaded_first.bit_depth == 16 \
         and loaded_first.has_phase else phase

@@ -29,6 +29,7 @@ from .params import CodecParams
 from .paths import atomic_path, remove_temporaries, shorten_name, song_id, stable_hash
 from .results import BatchResult, SongResult, failure_lines, warning_lines  # noqa: F401
 from .tile_io import read_tile_metadata, tile_name, write_tile
+from .workers import prefetched
 
 __all__ = ["SongResult", "BatchResult", "failure_lines", "encode_song", "encode_batch",
            "OutputExistsError", "song_ids", "usable_cores", "capped_workers", "check_complete",
@@ -110,53 +111,6 @@ def source_state(path) -> dict:
     except OSError as exc:
         raise AudioUnreadableError(path, f"cannot be read ({exc.strerror or exc})") from None
     return {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
-
-
-@contextlib.contextmanager
-def _prefetched(blocks, depth: int = 2):
-    """``blocks`` read ahead by a background thread (at most ``depth`` waiting), as a context
-    manager yielding an iterator; an error while reading is raised in the reader's place."""
-    import queue
-    import threading
-
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def put(item) -> bool:                         # False once the consumer has gone
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def read():
-        try:
-            for b in blocks:
-                if not put(b):
-                    return
-            put(done)
-        except BaseException as exc:               # handed to the consumer, raised there
-            put(exc)
-
-    def consume():
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    thread = threading.Thread(target=read, name="wavdiff-audio", daemon=True)
-    thread.start()
-    try:
-        yield consume()
-    finally:
-        stop.set()
-        thread.join()
 
 
 @contextlib.contextmanager
@@ -346,7 +300,7 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wavdiff-png")
     pending: deque = deque()
     try:
-        with stream, _prefetched(stream) as blocks:
+        with stream, prefetched(stream) as blocks:
             for tile in encode_stream(counted(blocks), params):
                 name = tile_name(song, tile.span.index)
                 meta = _tile_metadata(params, song, path, tile)

@@ -215,6 +215,18 @@ class LoadedTile:
         return self.pixels.ndim == 3
 
 
+def image_warnings(label, *, depth: int, grey: bool) -> list[str]:
+    """What a decode says about an image that is 8-bit or grey (it loses fidelity)."""
+    out = []
+    if depth == 8:
+        out.append(f"{label}: 8-bit image, scaled to 16 bits; magnitude steps are 257x coarser, "
+                   f"so expect a noisier reconstruction")
+    if grey:
+        out.append(f"{label}: single-channel image, read as magnitude only; its phase is rebuilt "
+                   f"from the magnitude (phase 'auto')")
+    return out
+
+
 def decode_image(data, label, *, warn: bool = True) -> tuple[np.ndarray, int]:
     """Decode PNG bytes to 16-bit pixels: ``(H, W, 3)`` RGB, or ``(H, W)`` for grey images.
 
@@ -244,8 +256,7 @@ def decode_image(data, label, *, warn: bool = True) -> tuple[np.ndarray, int]:
     if img.dtype == np.uint8:
         depth = 8
         if warn:
-            warnings.warn(f"{label}: 8-bit image, scaled to 16 bits; magnitude steps are 257x "
-                          f"coarser, so expect a noisier reconstruction", stacklevel=3)
+            warnings.warn(image_warnings(label, depth=8, grey=False)[0], stacklevel=3)
         img = img.astype(np.uint16) * 257
     elif img.dtype == np.uint16:
         depth = 16
@@ -259,8 +270,7 @@ def decode_image(data, label, *, warn: bool = True) -> tuple[np.ndarray, int]:
         img = img[:, :, ::-1]                  # OpenCV's BGR -> RGB (a view, no copy)
     elif img.ndim == 2:
         if warn:
-            warnings.warn(f"{label}: single-channel image, read as magnitude only; phase must be "
-                          f"estimated (phase='griffinlim')", stacklevel=3)
+            warnings.warn(image_warnings(label, depth=16, grey=True)[0], stacklevel=3)
     else:
         raise TileImageError(label, f"has {img.shape[2]} channels; expected 3 (RGB) or 1 (grey)")
     return img, depth

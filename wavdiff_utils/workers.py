@@ -1,4 +1,5 @@
-"""Encode worker processes that never outlive the run that started them.
+"""Encode worker processes that never outlive the run that started them, and the read-ahead
+thread (:func:`prefetched`) that overlaps reading with computing inside one song.
 
 Each worker, as it starts (:func:`init_worker`):
 
@@ -24,7 +25,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["init_worker", "make_pool", "stop_pool", "silence_library_warnings", "die_with_parent",
-           "native_stderr_silenced"]
+           "native_stderr_silenced", "prefetched"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -146,3 +147,50 @@ def native_stderr_silenced():
         os.dup2(saved, 2)
         os.close(saved)
         sys.stderr = old
+
+
+@contextlib.contextmanager
+def prefetched(blocks, depth: int = 2):
+    """``blocks`` read ahead by a background thread (at most ``depth`` waiting), as a context
+    manager yielding an iterator; an error while reading is raised in the reader's place."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:                         # False once the consumer has gone
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read():
+        try:
+            for b in blocks:
+                if not put(b):
+                    return
+            put(done)
+        except BaseException as exc:               # handed to the consumer, raised there
+            put(exc)
+
+    def consume():
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    thread = threading.Thread(target=read, name="wavdiff-audio", daemon=True)
+    thread.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        thread.join()
