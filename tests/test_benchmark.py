@@ -79,3 +79,5 @@ def test_benchmark_notebook_quick(tmp_path):
         assert all(by[(mag, level, m)]["x_realtime"] > 0 for m in ("image", "auto", "pghi"))
     assert by[(0.0, "random", "pghi")]["sc_mean_db"] < by[(0.0, "random", "griffinlim")]["sc_mean_db"]
     assert "auto decode >= 10x realtime" in text
+    # whole commands, alternating with the original recipe
+    assert "encode (recipe time / ours)" in text and "decode (recipe time / ours)" in text
