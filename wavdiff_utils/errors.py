@@ -96,7 +96,7 @@ def one_line(exc: BaseException) -> str:
 def first_line(exc: BaseException) -> str:
     """The first line of ``exc``'s message, or its class name when the message is empty."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return text[0].strip() if text else type(exc).__name__
 
 
 def _one_line_traceback(shell, etype, value, tb, tb_offset=None):

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio_io import audio_info, find_audio_files
-from .errors import BadParameterError
+from .errors import BadParameterError, first_line
 from .locking import output_lock
 from .params import CodecParams
 from .paths import REPO_ROOT, remove_temporaries
@@ -46,7 +46,7 @@ from .encoding import BatchResult, capped_workers, encode_song, song_ids, usable
 from .workers import make_pool, stop_pool
 from .tiling import n_tiles_for
 from .batch_report import audio_player, song_strip, tile_round_trip  # noqa: F401  (their old home)
-from .pipeline_result import SUMMARY_NAME, PipelineResult, _first_line, _write_summary
+from .pipeline_result import SUMMARY_NAME, PipelineResult, _write_summary
 
 __all__ = ["CAPTIONERS", "REPORT_NOTEBOOK", "SUMMARY_NAME", "PipelineResult", "run_pipeline",
            "encode_songs", "songs_per_minute", "default_workers",
@@ -387,7 +387,7 @@ def _run_locked(input, output, files, *, params, captioner, artist, title, worke
             res.export = export_dataset(output)
         res.warnings += res.export.warnings
     except (ValueError, OSError) as exc:
-        res.export_error = _first_line(exc)
+        res.export_error = first_line(exc)
     res.seconds["export"] = time.perf_counter() - t0
     _write_summary(res)
 
@@ -407,7 +407,7 @@ def _run_locked(input, output, files, *, params, captioner, artist, title, worke
             res.report_error = (f"the notebooks extra is not installed (no module {exc.name!r}): "
                                 f"pip install -e '.[notebooks]'")
         except Exception as exc:          # the dataset is made; a report problem is one line
-            res.report_error = f"{type(exc).__name__}: {_first_line(exc)} (details: {log_path})"
+            res.report_error = f"{type(exc).__name__}: {first_line(exc)} (details: {log_path})"
         res.seconds["report"] = time.perf_counter() - t0
         _write_summary(res)
     return res

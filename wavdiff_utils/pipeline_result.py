@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .encoding import BatchResult, failure_lines, warning_lines
+from .dataset_card import hms
 from .errors import UnwritableOutputError
 from .paths import atomic_path
 
@@ -84,7 +85,7 @@ class PipelineResult:
         total = sum(self.seconds.values())
         lines = [f"wavdiff pipeline: {self.input} -> {self.output} ({total:.1f} s)",
                  f"  songs:    {len(made)} encoded, {len(enc) - len(made)} already done, "
-                 f"{len(self.encode.failures)} failed; {n_tiles} tiles, {_hms(audio)} of audio"]
+                 f"{len(self.encode.failures)} failed; {n_tiles} tiles, {hms(audio)} of audio"]
         lines += [f"  note:     {n}" for n in self.encode.notes]
         if self.captioner == "none":
             lines.append("  captions: none asked for (--captioner none)")
@@ -131,16 +132,6 @@ class PipelineResult:
             "export_error": self.export_error, "warnings": self.warnings,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
-
-
-def _hms(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0].strip() if text else type(exc).__name__
 
 
 def _write_summary(res: PipelineResult) -> None:
