@@ -69,6 +69,9 @@ def test_benchmark_notebook_quick(tmp_path):
     assert (tmp_path / "work" / "results.csv").is_file()
     text = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
     assert "MET" in text or "MISS" in text
+    # the whole-command section: wall and CPU seconds, and the per-CPU-second figures
+    assert "encode, audio s per CPU-s (whole process)" in text
+    assert "encode, audio s per CPU-s (steady state)" in text
     # the generated-tile (phase) section: every method at every scenario, saved as JSON
     ph = json.loads((tmp_path / "work" / "phase.json").read_text(encoding="utf-8"))
     by = {(r["mag_db"], str(r["level"]), r["method"]): r for r in ph["rows"]}

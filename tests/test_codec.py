@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from audio_fixtures import music_like
-from wavdiff_utils.codec import (decode_array, encode_array, pixels_to_stft,
+from wavdiff_utils.codec import (decode_array, encode_array, encode_stream, pixels_to_stft,
                                  stft_to_pixels)
 from wavdiff_utils.metrics import lsd_db, psnr16, snr_db
 from wavdiff_utils.params import CodecParams
@@ -102,3 +102,46 @@ def test_psnr16_scale():
     b[0, 0, 0] = 65535
     assert psnr16(a, a) == float("inf")
     assert psnr16(a, b) == pytest.approx(10 * np.log10(48), abs=1e-9)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_mono_mix_is_the_channel_mean_bit_for_bit(channels):
+    from wavdiff_utils.audio_io import _mix
+    data = (np.random.default_rng(channels).standard_normal((50_000, channels)) * 2).astype(np.float32)
+    assert np.array_equal(_mix(data), data.mean(axis=1, dtype=np.float32))
+
+
+@pytest.mark.parametrize("size", [64, 256])
+def test_fast_pixels_within_one_lsb_of_plane_by_plane(size):
+    """The encoder's fused path against the plane-by-plane reference: at most 1 LSB on any
+    pixel, the same clipping counts, and silent bins stored as phase 0 (cos 1, sin 0)."""
+    from wavdiff_utils.codec import _stft_to_pixels_planes, frames_to_pixels
+    p = CodecParams(size=size)
+    rng = np.random.default_rng(size)
+    S = (rng.standard_normal((p.n_fft // 2 + 1, p.frames_per_tile))
+         + 1j * rng.standard_normal((p.n_fft // 2 + 1, p.frames_per_tile)))
+    S *= np.logspace(-9, 4, S.shape[0])[:, None]          # from below the floor to clipping
+    S[:, :3] = 0                                            # digital silence
+    ref, ref_stats = _stft_to_pixels_planes(S, p)
+    fast, stats = frames_to_pixels(S.T, p)
+    assert (stats.clipped_high, stats.below_floor) == (ref_stats.clipped_high, ref_stats.below_floor)
+    assert stats.clipped_high > 0 and stats.below_floor > 0
+    assert np.abs(fast.astype(np.int32) - ref.astype(np.int32)).max() <= 1
+    assert (fast[:, :3] == [0, 65535, 32768]).all()
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_tiles_computed_in_threads_are_the_same_in_order(threads):
+    p = CodecParams(size=64)
+    y = music_like(seconds=3.0, sr=p.sample_rate, seed=threads)
+    blocks = [y[i:i + 5000] for i in range(0, len(y), 5000)]
+    one = list(encode_stream(blocks, p))
+    many = list(encode_stream(blocks, p, threads=threads))
+    assert len(one) == len(many) > 3
+    assert [t.span for t in one] == [t.span for t in many]
+    assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(one, many))
+
+
+def test_threads_must_be_positive():
+    with pytest.raises(ValueError, match="threads must be >= 1, got 0"):
+        next(encode_stream([np.zeros(10, np.float32)], CodecParams(size=64), threads=0))

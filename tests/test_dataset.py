@@ -70,6 +70,9 @@ def test_card_has_codec_parameters_counts_and_loading_recipe(made):
     assert f"**{res.n_songs}** song(s), **{res.n_tiles}** tiles, **2** with a caption" in card
     assert "| a | a.wav |" in card and "| b | b.flac |" in card
     assert "load_tile_dataset" in card and "IMREAD_UNCHANGED" in card
+    png_bytes = sum(p.stat().st_size for p in out.glob("*/*.png"))
+    assert f"{png_bytes / 1e6:,.1f} MB of PNG tiles, {png_bytes / res.seconds / 1000:,.0f} kB per " \
+           f"second of audio" in card
 
 
 def test_export_is_repeatable_and_keeps_a_foreign_card(made, tmp_path):

@@ -42,7 +42,8 @@ COMMANDS = {
 
 
 def run_command(argv: list[str]) -> dict:
-    """Run one command in a fresh process: wall seconds and peak memory (MiB)."""
+    """Run one command in a fresh process: wall seconds, CPU seconds (user + system, all its
+    threads) and peak memory (MiB)."""
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
@@ -54,7 +55,8 @@ def run_command(argv: list[str]) -> dict:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise RuntimeError(f"{' '.join(argv[:4])} ... failed (exit {code}): {err[-1500:]}")
-    return {"seconds": wall, "peak_mib": usage.ru_maxrss / 1024}
+    return {"seconds": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_mib": usage.ru_maxrss / 1024}
 
 
 def compare_commands(audio, *, repeats: int = 5, workdir=None) -> dict:
@@ -92,6 +94,7 @@ def compare_commands(audio, *, repeats: int = 5, workdir=None) -> dict:
         med = statistics.median(x["seconds"] for x in rs)
         rows[name] = {"command": name, "median_s": round(med, 3),
                       "min_s": round(min(x["seconds"] for x in rs), 3),
+                      "cpu_s": round(statistics.median(x["cpu_s"] for x in rs), 3),
                       "peak_mib": round(max(x["peak_mib"] for x in rs), 1),
                       "x_realtime": round(seconds / med, 1) if not name.startswith("start") else None}
     ratio = {
@@ -99,6 +102,10 @@ def compare_commands(audio, *, repeats: int = 5, workdir=None) -> dict:
         "decode (recipe time / ours)": rows["decode original recipe"]["median_s"] / rows["decode ours"]["median_s"],
         "encode peak memory (ours / recipe)": rows["encode ours"]["peak_mib"] / rows["encode original recipe"]["peak_mib"],
         "start-up (ours - bare python), s": rows["start-up ours"]["median_s"] - rows["start-up python"]["median_s"],
+        "encode, audio s per CPU-s (whole process)": seconds / rows["encode ours"]["cpu_s"],
+        # steady state: the process's CPU time less what its start-up (imports) costs
+        "encode, audio s per CPU-s (steady state)":
+            seconds / max(1e-9, rows["encode ours"]["cpu_s"] - rows["start-up ours"]["cpu_s"]),
     }
     return {"audio": str(audio), "audio_seconds": round(seconds, 2), "repeats": int(repeats),
             "rows": list(rows.values()), "ratios": {k: round(v, 2) for k, v in ratio.items()},
@@ -116,10 +123,11 @@ def command_summary_lines(result: dict) -> list[str]:
     """Table lines of :func:`compare_commands`."""
     lines = [f"{Path(result['audio']).name}: {result['audio_seconds']:.1f} s of audio, median of "
              f"{result['repeats']} alternating runs",
-             f"{'command':>24s} {'median s':>9s} {'x realtime':>10s} {'peak MiB':>9s}"]
+             f"{'command':>24s} {'median s':>9s} {'CPU s':>7s} {'x realtime':>10s} {'peak MiB':>9s}"]
     for r in result["rows"]:
         xr = f"{r['x_realtime']:.1f}" if r["x_realtime"] else ""
-        lines.append(f"{r['command']:>24s} {r['median_s']:9.2f} {xr:>10s} {r['peak_mib']:9.0f}")
+        lines.append(f"{r['command']:>24s} {r['median_s']:9.2f} {r.get('cpu_s', 0):7.2f} {xr:>10s} "
+                     f"{r['peak_mib']:9.0f}")
     lines += [f"  {k}: {v}" for k, v in result["ratios"].items()]
     return lines
 

@@ -120,6 +120,58 @@ def stft_to_pixels(S: np.ndarray, params: CodecParams) -> tuple[np.ndarray, Tile
     expect = (params.n_fft // 2 + 1, params.frames_per_tile)
     if S.shape != expect:
         raise ValueError(f"STFT block has shape {S.shape}, expected {expect} for {params.layout!r}")
+    if params.layout == "seed":
+        return _stft_to_pixels_planes(S, params)
+    return frames_to_pixels(np.asarray(S).T, params)
+
+
+def frames_to_pixels(frames: np.ndarray, params: CodecParams) -> tuple[np.ndarray, TileStats]:
+    """:func:`stft_to_pixels` of frames-major STFT data (``frames x bins``, as an FFT along
+    each frame returns it), for the "exact" layout: what the encoder calls.
+
+    Each plane is computed frames-major in float32 with OpenCV doing the rounding, clipping
+    and conversion to 16 bits in one pass (``saturate_cast``: round half to even, as
+    ``np.rint``); ``cv2.merge`` interleaves the planes and ``cv2.rotate`` turns frames-major
+    into rows = bins (highest first) in one blocked copy.  About 2.5x faster than plane by
+    plane in numpy; at most 1 LSB from it on 0.13% of the pixels of real music.
+    """
+    if params.layout != "exact":
+        raise ValueError(f"frames_to_pixels is for the 'exact' layout, got {params.layout!r}")
+    expect = (params.frames_per_tile, params.n_fft // 2 + 1)
+    if frames.shape != expect:
+        raise ValueError(f"STFT frames have shape {frames.shape}, expected {expect}")
+    S = frames[:, : params.bins].astype(np.complex64, order="C")
+    full = np.float32(_FULL)
+    half = np.float32(_FULL / 2)
+    mag = np.abs(S)
+    with np.errstate(divide="ignore"):
+        unit = np.log10(mag)                     # -inf where silent: saturates to pixel 0
+    # pixel = 65535 * (20 log10(mag / scale) - db_min) / (db_max - db_min) = unit * a + b
+    span = params.db_max - params.db_min
+    unit *= np.float32(20.0 / span * _FULL)
+    b = float(np.float32((-20.0 * math.log10(params.db_scale) - params.db_min) / span * _FULL))
+    stats = TileStats(int(np.count_nonzero(unit > full - b)), int(np.count_nonzero(unit < -b)))
+    red = cv2.add(unit, b, dtype=cv2.CV_16U)
+    # (cos + 1) / 2 * 65535 = re * (32767.5 / |S|) + 32767.5; silent bins get phase 0
+    silent = mag == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.divide(half, mag, out=mag)
+        part = np.multiply(S.real, scale, out=unit)
+        green = cv2.add(part, float(half), dtype=cv2.CV_16U)
+        np.multiply(S.imag, scale, out=part)
+        blue = cv2.add(part, float(half), dtype=cv2.CV_16U)
+    if stats.below_floor:                         # only there can a bin be silent
+        np.copyto(green, 65535, where=silent)
+        np.copyto(blue, 32768, where=silent)      # rint(32767.5): sin 0
+    bgr = cv2.rotate(cv2.merge([blue, green, red]), cv2.ROTATE_90_COUNTERCLOCKWISE)
+    return bgr[:, :, ::-1], stats
+
+
+def _stft_to_pixels_planes(S: np.ndarray, params: CodecParams) -> tuple[np.ndarray, TileStats]:
+    """Plane by plane (needed by the "seed" layout, which resizes each plane)."""
+    expect = (params.n_fft // 2 + 1, params.frames_per_tile)
+    if S.shape != expect:
+        raise ValueError(f"STFT block has shape {S.shape}, expected {expect} for {params.layout!r}")
     S = S[: params.bins].astype(np.complex64, copy=False)
     mag = np.abs(S)
     unit, stats = _db_to_unit(mag, params)
@@ -210,8 +262,14 @@ def _stft(segment: np.ndarray, params: CodecParams) -> np.ndarray:
     Windowing in float64 as librosa does; numpy's FFT (in float64 as fast as scipy's, and no
     0.4 s import of scipy.fft)."""
     n_fft, hop = params.n_fft, params.hop_length
+    return _stft_frames(segment, params).astype(np.complex64).T
+
+
+def _stft_frames(segment: np.ndarray, params: CodecParams) -> np.ndarray:
+    """:func:`_stft` frames-major and complex128, as the FFT returns it (``frames x bins``)."""
+    n_fft, hop = params.n_fft, params.hop_length
     frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft)[::hop] * _window(n_fft)
-    return np.fft.rfft(frames, axis=1).astype(np.complex64).T
+    return np.fft.rfft(frames, axis=1)
 
 
 def _istft(block: np.ndarray, params: CodecParams) -> np.ndarray:
@@ -241,7 +299,8 @@ def _istft(block: np.ndarray, params: CodecParams) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def encode_stream(blocks: Iterable[np.ndarray], params: CodecParams) -> Iterator[EncodedTile]:
+def encode_stream(blocks: Iterable[np.ndarray], params: CodecParams, *,
+                  threads: int = 1) -> Iterator[EncodedTile]:
     """Encode mono audio arriving in blocks into tiles, holding about one tile in memory.
 
     Parameters
@@ -249,6 +308,9 @@ def encode_stream(blocks: Iterable[np.ndarray], params: CodecParams) -> Iterator
     blocks : iterable of 1-D float arrays
         Consecutive mono samples at ``params.sample_rate``.
     params : CodecParams
+    threads : int
+        Tiles computed at once (STFT and pixels, in threads: numpy's FFT and OpenCV release
+        the GIL).  Tiles still come out in order; memory grows by about one tile per thread.
 
     Yields
     ------
@@ -262,6 +324,49 @@ def encode_stream(blocks: Iterable[np.ndarray], params: CodecParams) -> Iterator
     after the end, exactly as ``librosa.stft(y, center=True, pad_mode="constant")``
     on the whole signal, so the tiles equal slices of the whole-file STFT.
     """
+    if int(threads) < 1:
+        raise ValueError(f"threads must be >= 1, got {threads!r}")
+    jobs = _tile_segments(blocks, params)
+    if int(threads) == 1:
+        for job in jobs:
+            yield _encode_tile(*job, params)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+    from collections import deque
+
+    with ThreadPoolExecutor(int(threads), thread_name_prefix="wavdiff-tile") as pool:
+        pending: deque = deque()
+        try:
+            for job in jobs:
+                pending.append(pool.submit(_encode_tile, *job, params))
+                if len(pending) >= int(threads):
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def _encode_tile(i: int, seg: np.ndarray, n_real: int, last: bool, params: CodecParams) -> EncodedTile:
+    """Tile ``i`` from its samples ``seg`` (``(frames_per_tile - 1) * hop + n_fft`` of them)."""
+    F, hop = params.frames_per_tile, params.hop_length
+    if params.layout == "exact":
+        pixels, stats = frames_to_pixels(_stft_frames(seg, params), params)
+    else:
+        pixels, stats = stft_to_pixels(_stft(seg, params), params)
+    t_start = i * F * hop
+    t_stop = t_start + F * hop
+    t_end = min(t_stop, n_real) if last else t_stop
+    return EncodedTile(TileSpan(i, t_start, t_end, t_stop, t_stop - t_end), pixels, stats, last)
+
+
+def _tile_segments(blocks: Iterable[np.ndarray], params: CodecParams):
+    """``(index, samples, samples so far, is_last)`` of each tile as soon as its samples are in.
+
+    The samples are a slice of a buffer that is replaced, never written, so a slice handed out
+    stays valid while later blocks arrive (the threads of :func:`encode_stream` rely on it).
+    """
     F, hop, half = params.frames_per_tile, params.hop_length, params.n_fft // 2
     seg_len = (F - 1) * hop + params.n_fft
     buf = np.zeros(half, dtype=np.float32)   # leading zeros: frame 0 is centred on sample 0
@@ -269,19 +374,12 @@ def encode_stream(blocks: Iterable[np.ndarray], params: CodecParams) -> Iterator
     total = 0
     index = 0
 
-    def emit(i, n_real, last):
-        nonlocal buf, buf_start
-        start = i * F * hop - half
-        off = start - buf_start
+    def segment(i):
+        off = i * F * hop - half - buf_start
         seg = buf[off:off + seg_len]
         if len(seg) < seg_len:
             seg = np.concatenate([seg, np.zeros(seg_len - len(seg), np.float32)])
-        S = _stft(seg, params)
-        pixels, stats = stft_to_pixels(S, params)
-        t_start = i * F * hop
-        t_stop = t_start + F * hop
-        t_end = min(t_stop, n_real) if last else t_stop
-        return EncodedTile(TileSpan(i, t_start, t_end, t_stop, t_stop - t_end), pixels, stats, last)
+        return seg
 
     for block in blocks:
         block = np.asarray(block, dtype=np.float32)
@@ -294,14 +392,14 @@ def encode_stream(blocks: Iterable[np.ndarray], params: CodecParams) -> Iterator
         # a tile can be emitted once every sample its frames touch has arrived,
         # and it is not the last once at least one sample lies beyond its span
         while buf_start + len(buf) >= index * F * hop - half + seg_len and total > (index + 1) * F * hop:
-            yield emit(index, total, False)
+            yield index, segment(index), total, False
             index += 1
             drop = index * F * hop - half - buf_start
             buf = buf[drop:]
             buf_start += drop
     n_tiles = n_tiles_for(total, frames_per_tile=F, hop_length=hop)
     while index < n_tiles:
-        yield emit(index, total, index == n_tiles - 1)
+        yield index, segment(index), total, index == n_tiles - 1
         index += 1
 
 

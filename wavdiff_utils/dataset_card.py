@@ -19,6 +19,23 @@ def hms(seconds: float) -> str:
 _CARD_MARK = "<!-- wavdiff dataset card -->"
 
 
+def _storage_lines(res) -> list[str]:
+    """The card's "Storage" section: the tiles' bytes per second of audio, and the choice."""
+    size = sum(p.stat().st_size for s in res.songs for p in (res.folder / s["song"]).glob("*.png"))
+    per_s = size / res.seconds / 1000 if res.seconds else 0.0
+    return [
+        "## Storage",
+        "",
+        f"{size / 1e6:,.1f} MB of PNG tiles, {per_s:,.0f} kB per second of audio. wavdiff writes "
+        "tiles with PNG compression level 0 by default (stored, no filter): the fastest to write "
+        "and to read. Measured on real music (1024x1024 tiles, 2-core CPU): level 0 630 kB/s at "
+        "about 16 ms per tile; `--png-compression small` (zlib level 1, run-length strategy, \"up\" "
+        "filter) 495 kB/s, 21% smaller, at about 74 ms per tile; zlib levels 1-9 496-498 kB/s at "
+        "129-378 ms per tile. The pixels are the same at every level.",
+        "",
+    ]
+
+
 def write_card(res, name: str) -> None:
     """Write the dataset card ``README.md`` of an export (never over a card wavdiff did not write)."""
     path = res.card
@@ -81,6 +98,7 @@ def write_card(res, name: str) -> None:
         lines += [f"{p.describe()}.", "", "```json", json.dumps(p.to_dict(), indent=1), "```", ""]
     if len(params) > 1:
         lines += ["**Warning:** the songs use different codec parameters; train on one set.", ""]
+    lines += _storage_lines(res)
     lines += [
         "## Pixels",
         "",

@@ -29,7 +29,7 @@ from .params import CodecParams
 from .paths import atomic_path, remove_temporaries, shorten_name, song_id, stable_hash
 from .results import BatchResult, SongResult, failure_lines, warning_lines  # noqa: F401
 from .tile_io import read_tile_metadata, tile_name, write_tile
-from .workers import prefetched
+from .workers import prefetched, tile_threads, usable_cores
 
 __all__ = ["SongResult", "BatchResult", "failure_lines", "encode_song", "encode_batch",
            "OutputExistsError", "song_ids", "usable_cores", "capped_workers", "check_complete",
@@ -69,14 +69,6 @@ def song_ids(files) -> dict[Path, str]:
             break
         out = {f: step(f) if s in clash else s for f, s in out.items()}
     return out
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity where the system says, else the count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def capped_workers(workers: int, n_jobs: int | None = None) -> tuple[int, str]:
@@ -184,7 +176,8 @@ def _same_codec(manifest: dict, params: CodecParams) -> bool:
 
 
 def encode_song(path, output, *, params: CodecParams | None = None, song: str | None = None,
-                overwrite: bool = False, png_compression: int = 0, progress=None) -> SongResult:
+                overwrite: bool = False, png_compression: int = 0, progress=None,
+                threads: int | None = None) -> SongResult:
     """Encode one audio file into ``output/<song>/<song>_<index:04d>.png`` plus ``manifest.json``.
 
     Parameters
@@ -203,6 +196,10 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
         zlib level 0-9 of the PNGs; 0 (default) is fastest, 9 saves ~7-10% of disk.
     progress : callable, optional
         Called with the number of tiles written after each tile.
+    threads : int, optional
+        Tiles of this song computed at once (default
+        :func:`~wavdiff_utils.workers.tile_threads`: the usable cores, 1 inside a worker pool).
+        Audio decoding and PNG writing run in two more threads beside them.
 
     Returns
     -------
@@ -301,13 +298,13 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
     pending: deque = deque()
     try:
         with stream, prefetched(stream) as blocks:
-            for tile in encode_stream(counted(blocks), params):
+            for tile in encode_stream(counted(blocks), params, threads=threads or tile_threads()):
                 name = tile_name(song, tile.span.index)
                 meta = _tile_metadata(params, song, path, tile)
                 target = partial / name
                 # resume: a tile already written by an interrupted run is kept if identical
                 if not (target.is_file() and read_tile_metadata(target) == meta):
-                    if len(pending) >= 2:              # at most two tiles waiting in memory
+                    if len(pending) >= 2:              # at most two tiles waiting to be written
                         pending.popleft().result()
                     pending.append(writer.submit(write, target, tile.pixels, meta))
                 clipped += tile.stats.clipped_high

@@ -59,9 +59,38 @@ def die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="wavdiff-parent-watch", daemon=True).start()
 
 
+_IN_POOL = False           # set in the worker processes of make_pool
+
+
+def tile_threads() -> int:
+    """Tiles of one song computed at once by :func:`~wavdiff_utils.encoding.encode_song` when not
+    told: 1 in a worker process of a pool (the songs already fill the cores), else the number in
+    ``OMP_NUM_THREADS`` when set (Ray and most schedulers set it to the CPUs a task was given),
+    else the CPU cores this process may use."""
+    if _IN_POOL:
+        return 1
+    try:
+        n = int(os.environ.get("OMP_NUM_THREADS", ""))
+        if n >= 1:
+            return n
+    except ValueError:
+        pass
+    return usable_cores()
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity where the system says, else the count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def init_worker(parent: int, progress_queue, set_progress) -> None:
     """Start-up of one worker process (see the module notes); ``set_progress(queue)`` installs
     the queue the worker reports tiles on."""
+    global _IN_POOL
+    _IN_POOL = True
     die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
