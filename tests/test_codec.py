@@ -145,3 +145,16 @@ def test_tiles_computed_in_threads_are_the_same_in_order(threads):
 def test_threads_must_be_positive():
     with pytest.raises(ValueError, match="threads must be >= 1, got 0"):
         next(encode_stream([np.zeros(10, np.float32)], CodecParams(size=64), threads=0))
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_inverse_stft_in_threads_is_the_same(threads, song):
+    from wavdiff_utils.codec import istft_stream
+    p = CodecParams(size=64)
+    y = song[: p.tile_samples * 5 + 300]
+    stfts = [pixels_to_stft(t.pixels, p) for t in encode_array(y, p)]
+    one = np.concatenate(list(istft_stream(stfts, p, n_samples=len(y))))
+    many = np.concatenate(list(istft_stream(stfts, p, n_samples=len(y), threads=threads)))
+    assert len(one) == len(y) and np.array_equal(one, many)
+    with pytest.raises(ValueError, match="a tile at the end is missing"):
+        list(istft_stream(stfts[:-1], p, n_samples=len(y), threads=threads))

@@ -324,28 +324,10 @@ def encode_stream(blocks: Iterable[np.ndarray], params: CodecParams, *,
     after the end, exactly as ``librosa.stft(y, center=True, pad_mode="constant")``
     on the whole signal, so the tiles equal slices of the whole-file STFT.
     """
-    if int(threads) < 1:
-        raise ValueError(f"threads must be >= 1, got {threads!r}")
-    jobs = _tile_segments(blocks, params)
-    if int(threads) == 1:
-        for job in jobs:
-            yield _encode_tile(*job, params)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-    from collections import deque
+    from .workers import ordered_map
 
-    with ThreadPoolExecutor(int(threads), thread_name_prefix="wavdiff-tile") as pool:
-        pending: deque = deque()
-        try:
-            for job in jobs:
-                pending.append(pool.submit(_encode_tile, *job, params))
-                if len(pending) >= int(threads):
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for fut in pending:
-                fut.cancel()
+    yield from ordered_map(lambda i, seg, n, last: _encode_tile(i, seg, n, last, params),
+                           _tile_segments(blocks, params), threads)
 
 
 def _encode_tile(i: int, seg: np.ndarray, n_real: int, last: bool, params: CodecParams) -> EncodedTile:
@@ -433,7 +415,7 @@ def decode_stream(tiles: Iterable[np.ndarray], params: CodecParams, *,
 
 
 def istft_stream(stfts: Iterable[np.ndarray], params: CodecParams, *,
-                 n_samples: int | None = None) -> Iterator[np.ndarray]:
+                 n_samples: int | None = None, threads: int = 1) -> Iterator[np.ndarray]:
     """Inverse STFT of consecutive tiles' STFT blocks, joined across tile borders.
 
     Parameters
@@ -444,42 +426,59 @@ def istft_stream(stfts: Iterable[np.ndarray], params: CodecParams, *,
     params : CodecParams
     n_samples : int, optional
         As in :func:`decode_stream`.
+    threads : int
+        Tiles inverted at once (in threads; numpy's FFT releases the GIL).  The blocks still
+        come out in order; memory grows by about one tile per thread.
 
     Yields
     ------
     ndarray
         Float32 audio, one block per tile.
     """
-    F, hop, half = params.frames_per_tile, params.hop_length, params.n_fft // 2
-    ctx = math.ceil(half / hop) + 1
+    from .workers import ordered_map
+
+    emitted = 0
+    tiles = 0
+    for out in ordered_map(lambda *job: _tile_audio(*job, params, n_samples),
+                           _istft_blocks(stfts, params), threads):
+        tiles += 1
+        if out is not None:
+            emitted += len(out)
+            yield out
+    if tiles and n_samples is not None and emitted < n_samples:
+        raise ValueError(f"tiles hold {emitted} samples but the song has {n_samples}; "
+                         f"a tile at the end is missing")
+
+
+def _istft_blocks(stfts: Iterable[np.ndarray], params: CodecParams):
+    """``(block, index, context frames on the left)`` per tile: its STFT frames with a few of
+    each neighbour's, so that the inverse STFT joins across the border."""
+    ctx = math.ceil(params.n_fft // 2 / params.hop_length) + 1
     it = iter(stfts)
     prev = None
     cur = next(it, None)
-    if cur is None:
-        return
     index = 0
-    emitted = 0
     while cur is not None:
         nxt = next(it, None)
         left = prev[:, -ctx:] if prev is not None else np.zeros((cur.shape[0], 0), cur.dtype)
         right = nxt[:, :ctx] if nxt is not None else np.zeros((cur.shape[0], 0), cur.dtype)
-        block = np.concatenate([left, cur, right], axis=1)
-        y = _istft(block, params)
-        first_frame = index * F - left.shape[1]
-        origin = first_frame * hop - half        # global sample index of y[0]
-        a = index * F * hop
-        b = a + F * hop
-        if n_samples is not None:
-            b = min(b, int(n_samples))
-        if b > a:
-            out = y[a - origin:b - origin]
-            emitted += len(out)
-            yield out
+        yield np.concatenate([left, cur, right], axis=1), index, left.shape[1]
         prev, cur = cur, nxt
         index += 1
-    if n_samples is not None and emitted < n_samples:
-        raise ValueError(f"tiles hold {emitted} samples but the song has {n_samples}; "
-                         f"a tile at the end is missing")
+
+
+def _tile_audio(block: np.ndarray, index: int, left: int, params: CodecParams,
+                n_samples: int | None) -> np.ndarray | None:
+    """The samples tile ``index`` owns, from its block of :func:`_istft_blocks` (None: none,
+    the tile lies wholly after ``n_samples``)."""
+    F, hop = params.frames_per_tile, params.hop_length
+    y = _istft(block, params)
+    origin = (index * F - left) * hop - params.n_fft // 2     # global sample index of y[0]
+    a = index * F * hop
+    b = a + F * hop
+    if n_samples is not None:
+        b = min(b, int(n_samples))
+    return y[a - origin:b - origin] if b > a else None
 
 
 def decode_array(tiles: Iterable[np.ndarray], params: CodecParams, *, n_samples: int | None = None) -> np.ndarray:

@@ -46,7 +46,7 @@ from .phase import METHODS, PhaseSettings, TileReport, reconstruct_tiles
 from .encoding import BatchResult, SongResult, failure_lines
 from .tile_io import (TileImageError, image_warnings, natural_key, parse_tile_name, read_tile,
                       tile_name)
-from .workers import prefetched
+from .workers import prefetched, tile_threads
 
 __all__ = ["DecodeResult", "DecodeBatch", "DecodeJob", "plan_decode", "decode_song", "decode_batch",
            "source_scores", "summary_markdown",
@@ -381,13 +381,17 @@ def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str 
     shown: set[str] = set()
     kinds = {"grey": False, "8bit": False}
 
-    def loaded():                           # runs in the read-ahead thread: file and PNG decode
+    def loaded():        # runs in the read-ahead thread: file and PNG decode, pixels to STFT
         for t in job.tiles:
-            yield None if t is None else read_tile(t, expected_size=params.size, warn=False)
+            if t is None:
+                yield None, None
+            else:
+                tile = read_tile(t, expected_size=params.size, warn=False)
+                yield tile, pixels_to_stft(tile.pixels, params)
 
     def stfts():
         with prefetched(loaded()) as tiles:
-            for tile in tiles:
+            for tile, S in tiles:
                 if tile is None:
                     yield (np.zeros((params.n_fft // 2 + 1, params.frames_per_tile), np.complex64),
                            True)
@@ -401,7 +405,7 @@ def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str 
                 kinds["8bit"] |= tile.bit_depth == 8
                 if progress:
                     progress(1)
-                yield pixels_to_stft(tile.pixels, params), tile.has_phase
+                yield S, tile.has_phase
 
     method = "image" if phase == "auto" and own and loaded_first.bit_depth == 16 \
         and loaded_first.has_phase else phase
@@ -427,7 +431,8 @@ def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str 
             yield b
 
     peak_abs, clipped, n_written = _write_audio(
-        measured(istft_stream(audio_blocks(), params, n_samples=n_samples)), output,
+        measured(istft_stream(audio_blocks(), params, n_samples=n_samples,
+                              threads=tile_threads())), output,
         params.sample_rate, peak=peak)
     loud = [r.index for r in reports if r.clipped]
     if loud:

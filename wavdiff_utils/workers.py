@@ -25,7 +25,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["init_worker", "make_pool", "stop_pool", "silence_library_warnings", "die_with_parent",
-           "native_stderr_silenced", "prefetched"]
+           "native_stderr_silenced", "prefetched", "ordered_map", "tile_threads", "usable_cores"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -223,3 +223,34 @@ def prefetched(blocks, depth: int = 2):
     finally:
         stop.set()
         thread.join()
+
+
+def ordered_map(fn, jobs, threads: int):
+    """``fn(*job)`` for each job, computed in ``threads`` threads, yielded in the jobs' order.
+
+    At most ``threads`` jobs are in flight (memory stays bounded); with ``threads=1`` nothing
+    runs in a thread.  Worth it where ``fn`` spends its time in code that releases the GIL
+    (numpy's FFT and ufuncs, OpenCV).  An error in a job is raised when its turn comes.
+    """
+    threads = int(threads)
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads!r}")
+    if threads == 1:
+        for job in jobs:
+            yield fn(*job)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="wavdiff-tile") as pool:
+        pending: deque = deque()
+        try:
+            for job in jobs:
+                pending.append(pool.submit(fn, *job))
+                if len(pending) >= threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()
