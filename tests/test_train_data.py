@@ -163,12 +163,16 @@ def test_missing_tiles_and_no_training_split(tmp_path):
     _one_line(e, "missing", "a/a_0000.png")
 
 
-def test_missing_diffusers_names_the_extra(monkeypatch):
+def test_missing_diffusers_names_the_extra(tiny, tmp_path, monkeypatch):
+    from wavdiff_utils.train import train
+
     monkeypatch.setitem(sys.modules, "diffusers", None)           # `import diffusers` fails
     with pytest.raises(MissingExtraError) as e:
-        require_training()
+        train(TrainConfig(data=str(tiny.root), output=str(tmp_path)))
     _one_line(e, "diffusers", "pip install -e '.[train]'")
-    assert isinstance(e.value, ImportError)
+    assert isinstance(e.value, ImportError) and not any(tmp_path.iterdir())
+    with pytest.raises(MissingExtraError):
+        require_training()
 
 
 # --------------------------------------------------------------------------- settings

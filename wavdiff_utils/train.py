@@ -284,8 +284,10 @@ def _train_locked(config: TrainConfig, source: TileSource, out: Path, width: int
             state.probes.append([state.step, record["probe_loss"]])
         if val_loader is not None and state.step and (state.step == config.steps or (
                 config.eval_every and state.step % config.eval_every == 0)):
-            record["val_loss"] = measure(val_loader)
-            state.val.append([state.step, record["val_loss"]])
+            value = measure(val_loader)
+            if value == value:               # NaN: a shard folder without validation samples
+                record["val_loss"] = value
+                state.val.append([state.step, value])
 
     def checkpoint() -> None:
         final = out / CHECKPOINTS / f"checkpoint-{state.step:06d}"
@@ -366,7 +368,9 @@ def _train_locked(config: TrainConfig, source: TileSource, out: Path, width: int
     bar.close()
     state.seconds += time.perf_counter() - session_start[0]
     if val_loader is not None and (not state.val or state.val[-1][0] != state.step):
-        state.val.append([state.step, measure(val_loader)])
+        value = measure(val_loader)
+        if value == value:
+            state.val.append([state.step, value])
     base = accelerator.unwrap_model(unet)
     if ema is not None:
         ema.store(base.parameters())

@@ -93,7 +93,10 @@ class TileSource:
             what = f"{sum(len(r) for r in self.rows.values())} tiles ({parts})"
         else:
             what = "WebDataset shards"
-        return (f"{self.root}: {what}, {self.height}x{self.width} px, {self.params.sample_rate} Hz, "
+        from .paths import display_path
+
+        return (f"{display_path(self.root)}: {what}, {self.height}x{self.width} px, "
+                f"{self.params.sample_rate} Hz, "
                 f"{self.params.tile_seconds:.2f} s per tile, layout {self.params.layout!r}")
 
     def table(self):

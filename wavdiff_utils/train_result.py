@@ -133,7 +133,9 @@ class TrainResult:
                          f"{self.state.probes[-1][1]:.4f}; last 10% / first 10% = {self.loss_drop:.2f}")
         lines.append(f"  validation loss {self.val_loss:.4f}" if self.state.val else
                      "  no validation loss (no validation split)")
-        lines.append(f"  model: {self.model_dir}")
+        from .paths import display_path
+
+        lines.append(f"  model: {display_path(self.model_dir)}")
         lines += [f"  note: {n}" for n in self.notes + list(self.source.notes)]
         return "\n".join(lines)
 
@@ -200,7 +202,7 @@ def summary_markdown(result: TrainResult, samples=None, decoded=None) -> str:
     if r.resumed_from:
         lines.append(f"- resumed from `{r.resumed_from}`")
     if samples is not None:
-        lines.append(f"- {samples.summary().replace(str(samples.folder), display_path(samples.folder))}")
+        lines.append(f"- {samples.summary()}")
     if decoded is not None:
         lines.append(f"- decoded: {decoded.summary().splitlines()[0]}")
     lines += [f"- note: {n}" for n in r.notes + list(r.source.notes)]

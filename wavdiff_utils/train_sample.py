@@ -62,9 +62,11 @@ class SampleResult:
     seconds: float = 0.0
 
     def summary(self) -> str:
+        from .paths import display_path
+
         guided = f", guidance {self.guidance_scale:g}" if any(self.prompts) else ""
         return (f"{len(self.paths)} sample tile(s) of {self.params.tile_seconds:.2f} s in "
-                f"{self.folder} ({self.steps} DDIM steps{guided}, {self.seconds:.1f} s)")
+                f"{display_path(self.folder)} ({self.steps} DDIM steps{guided}, {self.seconds:.1f} s)")
 
 
 def sample_tiles(model, output, *, n: int = 2, steps: int = 50, guidance_scale: float = 3.0,
@@ -99,6 +101,9 @@ def sample_tiles(model, output, *, n: int = 2, steps: int = 50, guidance_scale: 
     -------
     SampleResult
     """
+    from .train_config import require_training
+
+    require_training()
     import torch
     from diffusers import DDIMScheduler
     from tqdm.auto import tqdm
