@@ -401,8 +401,8 @@ def main(argv=None) -> int:
     ap.add_argument("-f", "--file", help="YAML settings (params/train_gpu.yaml)")
     ap.add_argument("--set", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="one setting, YAML value (e.g. --set steps 2000 --set channels '[64, 128]')")
-    ap.add_argument("--samples", type=int, default=4, help="tiles to sample after training "
-                    "(into <output>/samples; default 4, 0 = none)")
+    ap.add_argument("--samples", type=int, default=None, help="tiles to sample after training "
+                    "(into <output>/samples; default the file's num_samples, else 4; 0 = none)")
     args = ap.parse_args(argv)
     import yaml
 
@@ -411,11 +411,14 @@ def main(argv=None) -> int:
     try:
         result = train(TrainConfig.from_mapping(values))
         print(result.summary())
-        if args.samples:
+        n = args.samples if args.samples is not None else int(values.get("num_samples", 4))
+        if n:
             from .train_sample import sample_tiles
 
-            samples = sample_tiles(result.model_dir, Path(result.output) / "samples",
-                                   n=args.samples, seed=result.config.seed)
+            samples = sample_tiles(result.model_dir, Path(result.output) / "samples", n=n,
+                                   steps=int(values.get("sample_steps", 50)),
+                                   guidance_scale=float(values.get("guidance_scale", 3.0)),
+                                   prompts=values.get("prompts"), seed=result.config.seed)
             print(samples.summary())
     except WavdiffError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
