@@ -96,6 +96,10 @@ def test_missing_and_empty_folders(tmp_path):
     with pytest.raises(MissingInputError) as e:
         scan_dataset(tmp_path / "nope")
     _one_line(e, tmp_path / "nope")
+    (tmp_path / "file.png").write_bytes(b"x")
+    with pytest.raises(TrainDataError) as e:
+        scan_dataset(tmp_path / "file.png")
+    _one_line(e, "file.png", "is a file")
     (tmp_path / "empty").mkdir()
     with pytest.raises(TrainDataError) as e:
         scan_dataset(tmp_path / "empty")

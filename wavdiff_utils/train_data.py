@@ -137,6 +137,9 @@ def scan_dataset(folder) -> TileSource:
         Anything that stops training: one line naming the file and the problem.
     """
     root = Path(folder)
+    if root.is_file():
+        raise TrainDataError(f"{root}: is a file; give the dataset folder (the one holding "
+                             f"{METADATA_NAME} or {SHARDS_NAME})")
     if not root.is_dir():
         raise MissingInputError(f"dataset folder {str(root)!r} does not exist; make one with "
                                 f"`python -m wavdiff_utils --input AUDIO --output {root}`")
