@@ -41,6 +41,11 @@ One module per concern:
   as a reference in :mod:`~wavdiff_utils.benchmark_reference`, timing and subprocess peak memory
   in :mod:`~wavdiff_utils.benchmark_measure`
 - :mod:`wavdiff_utils.phase_benchmark` - phase methods on generated-looking tiles of real music
+- :mod:`wavdiff_utils.train` - train a diffusion model on a dataset of tiles (``07_train``); its
+  settings in :mod:`~wavdiff_utils.train_config`, data in :mod:`~wavdiff_utils.train_data` and
+  :mod:`~wavdiff_utils.train_loaders`, the UNet in :mod:`~wavdiff_utils.train_model`, the text
+  encoder in :mod:`~wavdiff_utils.train_text`, sampling in :mod:`~wavdiff_utils.train_sample`,
+  results and figures in :mod:`~wavdiff_utils.train_result` and :mod:`~wavdiff_utils.train_plots`
 """
 __version__ = "0.1.0"
 
@@ -67,6 +72,10 @@ _EXPORTS = {
     "dataset": ["export_dataset", "load_tile_dataset", "read_metadata", "write_tensor_tiles",
                 "decode_png16", "pixels_to_tensor", "tensor_to_pixels"],
     "compare": ["compare_tiles"],
+    "train": ["train"],
+    "train_config": ["TrainConfig"],
+    "train_data": ["scan_dataset"],
+    "train_sample": ["sample_tiles"],
     "errors": ["WavdiffError", "BadAudioError", "BadTileError", "WeightsMissingError",
                "MissingInputError", "BadParameterError", "OutputConflictError",
                "UnreadableAudioError", "NonFiniteAudioError", "OutputLockedError",
