@@ -34,10 +34,13 @@ import logging
 import os
 import queue
 import socket
+import sys
 import threading
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .errors import WavdiffError, first_line
 
@@ -76,7 +79,9 @@ def check_engine(engine: str) -> str:
     return e
 
 
-def _import_ray():
+def _import_ray(address: str | None = None):
+    if address and address != "auto" and "ray" not in sys.modules:
+        _token_mode()                   # read by Ray as it loads
     try:
         import ray
     except ImportError as exc:
@@ -143,7 +148,9 @@ def _init(ray, **kw) -> None:
     main = threading.current_thread() is threading.main_thread()
     old = signal.getsignal(signal.SIGTERM) if main else None
     try:
-        ray.init(**kw)
+        with warnings.catch_warnings():           # the Ray client's connection notes
+            warnings.simplefilter("ignore")
+            ray.init(**kw)
     finally:
         if main and old is not None:
             signal.signal(signal.SIGTERM, old)
@@ -214,7 +221,7 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None):
     RayConnectError
         The address cannot be reached (the message names it).
     """
-    ray = _import_ray()
+    ray = _import_ray(address)
     if ray.is_initialized():
         yield _describe(ray, RaySession(address=address or ""), time.perf_counter())
         return
@@ -228,12 +235,25 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None):
             _connect(ray, address, quiet)
         else:
             stack.enter_context(_loopback(ray))
-            _init(ray, num_cpus=num_cpus, object_store_memory=OBJECT_STORE_BYTES,
+            # "local": a new Ray here, even where `ray start` left a cluster to join
+            _init(ray, address="local", num_cpus=num_cpus, object_store_memory=OBJECT_STORE_BYTES,
                   include_dashboard=False, **quiet)
         try:
             yield _describe(ray, RaySession(address=address or "", started=not address), t0)
         finally:
             ray.shutdown()
+
+
+def _token_mode() -> None:
+    """Clusters made by ``ray start`` (Ray 2.60) ask for their token, which only ``"auto"`` finds
+    by itself: with a token at hand (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or
+    ``~/.ray/auth_token``, which ``ray start --head`` writes) and no ``RAY_AUTH_MODE`` set, it
+    is sent to explicit addresses too."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") \
+            or (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def _connect(ray, address: str, quiet: dict) -> None:
@@ -245,11 +265,19 @@ def _connect(ray, address: str, quiet: dict) -> None:
         if importlib.util.find_spec("grpc") is None:      # the Ray client's transport
             raise RayUnavailableError(f"--ray-address {address} uses the Ray client, which "
                                       f"needs ray[client] (grpcio): {RAY_EXTRA}")
+    # the nodes run this process's wavdiff_utils (shipped by Ray), whatever version they have
+    code = {"py_modules": [str(Path(__file__).resolve().parent)], "excludes": ["__pycache__"]}
     try:
-        _init(ray, address=address, **quiet)
+        _init(ray, address=address, runtime_env=code, **quiet)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-        raise RayConnectError(f"cannot join the Ray cluster at {address}: "
-                              f"{first_line(exc)}") from None
+        why = first_line(exc)
+        if address == "auto" and "Could not find any running Ray" in why:
+            why = ("no Ray cluster runs on this machine (start one with `ray start --head`, or "
+                   "give --ray-address host:port)")
+        elif "auth" in f"{exc} {exc.__cause__}".lower() or "timeout" in why.lower():
+            why += (" (a cluster made by `ray start` asks for its token: set RAY_AUTH_TOKEN to "
+                    "what `ray get-auth-token` prints on its head, and RAY_AUTH_MODE=token)")
+        raise RayConnectError(f"cannot join the Ray cluster at {address}: {why}") from None
 
 
 def _describe(ray, session: RaySession, t0: float) -> RaySession:
@@ -332,23 +360,40 @@ def _died(path, exc, retries: int) -> str:
     from ray.exceptions import RayTaskError
 
     if isinstance(exc, RayTaskError):       # an error inside the task (not the song: ours)
-        return f"{path}: encode task failed: {first_line(exc)}"
+        cause = getattr(exc, "cause", None) or exc
+        return f"{path}: encode task failed: {type(cause).__name__}: {first_line(cause)}"
     return (f"{path}: its Ray worker died ({type(exc).__name__}) and {retries} retr"
             f"{'y' if retries == 1 else 'ies'} did not finish it; nothing of the song was "
             f"published: run again to redo it")
+
+
+def _encode_whole(path, output, params, song, overwrite, png_compression):
+    """One song in a Ray worker, as a plain task: ``(result, failure)`` (no tile counts: the
+    Ray client, ``ray://``, has no generator tasks)."""
+    *_, (kind, value) = _encode_task(path, output, params, song, overwrite, png_compression)
+    return value
+
+
+def _client_mode(ray) -> bool:
+    with contextlib.suppress(Exception):
+        return bool(ray.util.client.ray.is_connected())
+    return False
 
 
 def run_encode(jobs, *, limit: int, on_tiles, on_done) -> None:
     """Encode ``jobs`` (the local engine's ``(path, output, params, song, overwrite,
     png_compression)`` tuples) as Ray tasks, at most ``limit`` in flight.
 
-    ``on_tiles(song, n)`` is called as tiles are written; ``on_done(result, failure, song)``
-    once per song.  On an interrupt the tasks in flight are cancelled (their finished tiles
-    stay for the next run) and the interrupt goes on.
+    ``on_tiles(song, n)`` is called as tiles are written (through the Ray client: as each
+    song ends); ``on_done(result, failure, song)`` once per song.  On an interrupt the tasks
+    in flight are cancelled (their finished tiles stay for the next run) and the interrupt
+    goes on.
     """
     ray = _import_ray()
     retries = TASK_RETRIES
-    task = _remote("encode", _encode_task, num_cpus=1, max_retries=retries)
+    stream = not _client_mode(ray)
+    task = (_remote("encode", _encode_task, num_cpus=1, max_retries=retries) if stream
+            else _remote("encode-whole", _encode_whole, num_cpus=1, max_retries=retries))
     waiting, running = deque(jobs), {}
     try:
         while waiting or running:
@@ -359,7 +404,7 @@ def run_encode(jobs, *, limit: int, on_tiles, on_done) -> None:
             for gen in ready:
                 job = running[gen]
                 try:
-                    kind, value = ray.get(next(gen))
+                    kind, value = ray.get(next(gen)) if stream else ("done", ray.get(gen))
                 except StopIteration:
                     kind, value = "done", (None, (str(job[0]), f"{job[0]}: the encode task "
                                                                f"ended without a result"))
@@ -531,7 +576,8 @@ def run_shard_tasks(fn, jobs, *, on_done) -> None:
                 try:
                     on_done(job, ray.get(ref), "")
                 except ray.exceptions.RayError as exc:
-                    on_done(job, None, first_line(getattr(exc, "cause", None) or exc))
+                    cause = getattr(exc, "cause", None) or exc
+                    on_done(job, None, f"{type(cause).__name__}: {first_line(cause)}")
     except BaseException:
         _cancel(ray, running)
         raise

@@ -154,26 +154,46 @@ def songs_per_minute(input, *, workers=(1, 2), params: CodecParams | None = None
 
 def engine_scaling(input, *, workers=(1, 2), repeats: int = 3, params: CodecParams | None = None,
                    scratch=None) -> list[dict]:
-    """:func:`songs_per_minute` of both engines (after one warm-up run of the local engine, for
-    the file caches), with ``ray_vs_local``: the Ray engine's steady songs/min over the local
-    engine's at the same worker count (medians of ``repeats`` runs)."""
-    _timed_encode(input, workers=max(workers), params=params, png_compression=0, scratch=scratch)
-    local = songs_per_minute(input, workers=workers, params=params, repeats=repeats, scratch=scratch)
-    ray = songs_per_minute(input, workers=workers, params=params, repeats=repeats, scratch=scratch,
-                           engine="ray")
-    for lo, ra in zip(local, ray):
-        for r in (lo, ra):
-            r["median_songs_per_minute"] = round(60.0 * r["songs"] / r["median_seconds"], 2)
-        ra["ray_vs_local"] = round(ra["median_songs_per_minute"] / lo["median_songs_per_minute"], 3)
-    return local + ray
+    """Songs per minute of the local and the Ray engine at each worker count, runs alternating
+    (local, Ray, local, Ray, ...) so that a change in the machine's load hits both alike.
+
+    For each worker count an embedded Ray with that many CPUs is started (``ray_start_s``),
+    both engines make one warm-up run (file caches; Ray's worker processes start and
+    import the package: ``first_run_s``), then ``repeats`` timed runs each.  Rows hold the
+    median and best wall time, songs per minute from the median, and for Ray ``ray_vs_local``.
+    """
+    from .ray_engine import ray_session
+
+    kw = dict(params=params, png_compression=0, scratch=scratch)
+    rows = []
+    for w in workers:
+        with ray_session(None, num_cpus=w) as session:
+            _timed_encode(input, workers=w, **kw)
+            first, _ = _timed_encode(input, workers=w, engine="ray", **kw)
+            times = {"local": [], "ray": []}
+            for _ in range(repeats):
+                for engine in ("local", "ray"):
+                    dt, b = _timed_encode(input, workers=w, engine=engine, **kw)
+                    if b.failures:
+                        raise RuntimeError(f"{engine} engine: {b.failures[0][1]}")
+                    times[engine].append(dt)
+        for engine, ts in times.items():
+            med = statistics.median(ts)
+            rows.append({"engine": engine, "workers": w, "songs": len(b.results),
+                         "tiles": sum(r.n_tiles for r in b.results),
+                         "median_seconds": round(med, 3), "best_seconds": round(min(ts), 3),
+                         "songs_per_minute": round(60.0 * len(b.results) / med, 1)})
+        rows[-1].update(ray_start_s=round(session.start_seconds, 2), first_run_s=round(first, 2),
+                        ray_vs_local=round(rows[-1]["songs_per_minute"] / rows[-2]["songs_per_minute"], 3))
+    return rows
 
 
 def loader_throughput(folder, shards, *, workers: int = 2, batch_size: int = 8,
                       epochs: int = 5) -> dict:
     """Samples per second reading ``folder``'s tiles and ``shards`` in a ``DataLoader``.
 
-    Each source gets one warm-up epoch (page cache) and then ``epochs`` timed ones;
-    the medians are reported, with ``bit_exact``: every shard sample's pixels equal
+    Each source gets one warm-up epoch (page cache) and then ``epochs`` timed ones,
+    alternating between the two; the medians are reported, with ``bit_exact``: every shard sample's pixels equal
     :func:`~wavdiff_utils.dataset.decode_png16` of its tile file.
     """
     import torch
@@ -185,19 +205,20 @@ def loader_throughput(folder, shards, *, workers: int = 2, batch_size: int = 8,
     exact = all(np.array_equal(s["pixels"], decode_png16(folder / s["meta"]["file_name"]))
                 for s in iter_shard_samples(shards))
 
-    def rate(ds) -> list[float]:
-        out = []
-        for epoch in range(epochs + 1):
-            loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=workers)
-            t0, n = time.perf_counter(), 0
-            for batch in loader:
-                n += len(batch["pixel_values"])
-            if epoch:
-                out.append(n / (time.perf_counter() - t0))
-        return out
+    def epoch(ds) -> float:
+        loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=workers)
+        t0, n = time.perf_counter(), 0
+        for batch in loader:
+            n += len(batch["pixel_values"])
+        return n / (time.perf_counter() - t0)
 
-    folder_rates = rate(TileDataset(folder))
-    shard_rates = rate(ShardDataset(shards, split=None))
+    tiles, shard_set = TileDataset(folder), ShardDataset(shards, split=None)
+    folder_rates, shard_rates = [], []
+    for k in range(epochs + 1):              # alternating; the first of each is a warm-up
+        f, s = epoch(tiles), epoch(shard_set)
+        if k:
+            folder_rates.append(f)
+            shard_rates.append(s)
     f, s = statistics.median(folder_rates), statistics.median(shard_rates)
     return {"workers": workers, "batch_size": batch_size, "samples": len(TileDataset(folder)),
             "png_folder_samples_per_s": round(f, 1), "shards_samples_per_s": round(s, 1),
@@ -227,12 +248,11 @@ def main(argv=None) -> int:
     print(f"{len(clips)} clips of {args.seconds:g} s in {args.clips}, tiles {args.size}x{args.size}")
     if "engines" in args.what:
         for r in engine_scaling(args.clips, repeats=args.repeats, params=params):
-            extra = (f", ray start-up {r['ray_start_seconds']} s, first run "
-                     f"{r['first_run_seconds']} s, ray/local {r['ray_vs_local']:.2f}"
-                     if r["engine"] == "ray" else "")
-            print(f"{r['engine']:5s} workers {r['workers']}: {r['median_songs_per_minute']:7.1f} "
-                  f"songs/min (median of {args.repeats}; best {r['songs_per_minute']}), "
-                  f"{r['songs']} songs, {r['tiles']} tiles{extra}")
+            extra = (f"; ray start-up {r['ray_start_s']} s, first run {r['first_run_s']} s, "
+                     f"ray/local {r['ray_vs_local']:.2f}" if r["engine"] == "ray" else "")
+            print(f"{r['engine']:5s} workers {r['workers']}: {r['songs_per_minute']:6.1f} songs/min "
+                  f"(median {r['median_seconds']} s, best {r['best_seconds']} s of "
+                  f"{args.repeats}; {r['songs']} songs, {r['tiles']} tiles){extra}", flush=True)
     if "loader" in args.what:
         with tempfile.TemporaryDirectory(prefix="wavdiff-loader-") as tmp:
             res = run_pipeline(args.clips, Path(tmp) / "ds", params=params, captioner="metadata",

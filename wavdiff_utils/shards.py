@@ -417,15 +417,38 @@ def shard_paths(folder, *, split: str | None = None) -> list[Path]:
     return [folder / s["name"] for s in index["shards"] if split is None or s["split"] == split]
 
 
-def iter_shard_raw(paths):
-    """The samples of shard files as WebDataset yields them: ``__key__`` plus bytes per field."""
-    from webdataset import tarfile_samples
+def iter_shard_raw(paths, keep=None):
+    """The samples of shard files as WebDataset groups them: ``__key__``, ``__url__`` and the
+    bytes of each field (``png``, ``json``, ``txt``, ...).
 
+    The files are read with seeks (they are plain tars): with ``keep(i)`` (``i`` counts the
+    samples over all ``paths``) the members of samples not kept are skipped unread.
+    """
+    import tarfile
+
+    from webdataset.tariterators import base_plus_ext
+
+    i = -1
     for p in paths:
         if not Path(p).is_file():
             raise FileNotFoundError(f"{p}: shard listed in {SHARD_INDEX} is missing; write the "
                                     f"shards again")
-        yield from tarfile_samples([{"url": str(p)}])
+        with tarfile.open(p, mode="r:") as tar:
+            sample, wanted = None, False
+            for m in tar:
+                key, ext = base_plus_ext(m.name) if m.isfile() else (None, None)
+                if key is None:
+                    continue
+                if sample is None or key != sample["__key__"]:
+                    if wanted:
+                        yield sample
+                    i += 1
+                    wanted = keep is None or keep(i)
+                    sample = {"__key__": key, "__url__": str(p)}
+                if wanted:
+                    sample[ext.lower()] = tar.extractfile(m).read()
+            if wanted:
+                yield sample
 
 
 def decode_sample(raw: dict) -> dict:
@@ -519,14 +542,13 @@ class _ShardDatasetBase:
             if r == me:
                 mine.append(p)
         if readers == 1 or max(load) <= 1.25 * self.n / readers:
-            return [p for p in paths if p in mine], lambda i: True
+            return [p for p in paths if p in mine], None
         return paths, lambda i: i % readers == me
 
     def __iter__(self):
         paths, keep = self._share()
-        for i, raw in enumerate(iter_shard_raw(paths)):
-            if keep(i):
-                yield self._item(raw)
+        for raw in iter_shard_raw(paths, keep):
+            yield self._item(raw)
 
     def _item(self, raw: dict) -> dict:
         s = decode_sample(raw)
