@@ -128,6 +128,8 @@ def test_rerun_rewrites_only_changed_shards_and_sweeps_leftovers(dataset, tmp_pa
         export_dataset(dataset)
         third = write_shards(dataset, sh, shard_size=3, progress=False)
         assert third.written == 1 and third.kept == first.written - 1
+        assert third.data["codec"] == P.to_dict()          # kept shards' codecs carried over
+        assert {tuple(x["codecs"]) for x in third.shards} == {(0,)}
         changed = [p.name for p in sh.glob("*.tar") if p.stat().st_mtime_ns != times[p.name]]
         assert changed == ["validation-000000.tar"]
         assert not list(sh.glob(".*"))

@@ -68,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", help="captioner device: auto (default), cpu, cuda[:N], mps")
     ap.add_argument("--workers", type=int, help="encode worker processes (0 = one per CPU, "
                                                 "at most 8; default 0); more than the CPU "
-                                                "cores is capped, with a note")
+                                                "cores is capped, with a note. With --engine "
+                                                "ray: the CPUs of the embedded Ray, or the "
+                                                "songs in flight on a cluster (0 = all its CPUs)")
     ap.add_argument("--layout", help="tile layout: exact (default, lossless) or seed")
     ap.add_argument("--size", type=int, help="tile edge in pixels (default 1024)")
     ap.add_argument("--sample-rate", dest="sample_rate", type=int, help="codec sample rate in Hz "

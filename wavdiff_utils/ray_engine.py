@@ -19,13 +19,18 @@ steps as the local engine, on Ray:
 - **shards**: one Ray task per WebDataset shard (:mod:`wavdiff_utils.shards`).
 
 The driver (this process) holds the output folder's lock, keeps the one progress bar and
-the summary, and shuts down the Ray it started.  Ray's own logs stay out of the terminal
-(``log_to_driver=False``, ``logging_level=ERROR``, no usage-stats banner).
+the summary, and shuts down the Ray it started (an embedded one, on 127.0.0.1, with a
+small object store: only results and progress counts go through it).  Ray's own output
+stays out of the terminal: ``log_to_driver=False``, ``logging_level=ERROR``, no
+usage-stats banner, and its driver-side notes (a worker died, a task is retried) go to the
+``wavdiff.ray`` logger; this run reports its songs itself.
 
-Paths are resolved to absolute paths here and handed to the tasks as they are: on a
-cluster the input and output folders must be visible at the same path on every node
-(NFS or another shared file system); a task on a node that cannot see them fails with
-a message naming the node.
+Joining a cluster (``"auto"``, ``"host:port"``, ``"ray://host:10001"``) ships this
+process's ``wavdiff_utils`` to the nodes (``runtime_env`` ``py_modules``), so they run
+the same code.  Paths are resolved to absolute paths here and handed to the tasks as they
+are: on a cluster the input and output folders must be visible at the same path on every
+node (NFS or another shared file system); a task on a node that cannot see them fails
+with a message naming the node.
 """
 from __future__ import annotations
 

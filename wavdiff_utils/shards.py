@@ -36,6 +36,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import re
 import socket
 from dataclasses import dataclass, field
@@ -317,8 +318,10 @@ def write_shards(folder, dest=None, *, shard_size=DEFAULT_SHARD_SIZE, engine: st
 def _write_all(folder, dest, rows, max_bytes, max_samples, size_text, engine, on_samples):
     plan = _plan(folder, rows, max_bytes, max_samples)
     try:
-        old = {s["name"]: s for s in read_shard_index(dest)["shards"]}
-    except (FileNotFoundError, ValueError):
+        index = read_shard_index(dest)
+        old = {s["name"]: {**s, "codecs": [index["codecs"][i] for i in s.get("codecs", [])]}
+               for s in index["shards"]}
+    except (FileNotFoundError, ValueError, IndexError, KeyError, TypeError):
         old = {}
 
     def current(s) -> bool:
@@ -401,7 +404,8 @@ def _index(shards, max_bytes, max_samples, size_text) -> dict:
                        "json": "tile metadata (codec, span, source) and its metadata.jsonl row",
                        "txt": "caption (the dataset's text column)",
                        "<name>.txt": "other captioners' captions (tags.txt, prose.txt, meta.txt)"},
-            "shards": [{k: v for k, v in s.items() if k != "codecs"} for s in shards]}
+            "shards": [{**s, "codecs": [codecs.index(c) for c in s.get("codecs", [])]}
+                       for s in shards]}
 
 
 # =========================================================================== reading
@@ -433,7 +437,7 @@ def iter_shard_raw(paths, keep=None):
         if not Path(p).is_file():
             raise FileNotFoundError(f"{p}: shard listed in {SHARD_INDEX} is missing; write the "
                                     f"shards again")
-        with tarfile.open(p, mode="r:") as tar:
+        with open(p, "rb") as fh, tarfile.open(fileobj=fh, mode="r:") as tar:
             sample, wanted = None, False
             for m in tar:
                 key, ext = base_plus_ext(m.name) if m.isfile() else (None, None)
@@ -445,8 +449,8 @@ def iter_shard_raw(paths, keep=None):
                     i += 1
                     wanted = keep is None or keep(i)
                     sample = {"__key__": key, "__url__": str(p)}
-                if wanted:
-                    sample[ext.lower()] = tar.extractfile(m).read()
+                if wanted:                   # one read, where the member's data lies
+                    sample[ext.lower()] = os.pread(fh.fileno(), m.size, m.offset_data)
             if wanted:
                 yield sample
 
