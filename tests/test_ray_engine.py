@@ -96,6 +96,27 @@ def test_ray_and_local_engines_make_the_same_bytes(ray_cluster, songs, tmp_path)
     assert tree(tmp_path / "ray") == tree(tmp_path / "local")
 
 
+def test_model_captions_on_an_actor_pool_match_the_local_engine(ray_cluster, tmp_path):
+    """MuQ (the tiny test model, which the Ray workers find through $WAVDIFF_MUQ_MODEL) on the
+    actor pool writes the local engine's captions; missing weights give metadata captions."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for k in range(2):
+        write(src / f"m{k}.wav", music_like(1.0, seed=30 + k), 44100)
+    kw = dict(params=P, captioner="muq", report=False, progress=False, log=None)
+    local = run_pipeline(src, tmp_path / "local", **kw)
+    res = run_pipeline(src, tmp_path / "ray", engine="ray", **kw)
+    assert local.caption_source == res.caption_source == "muq" and not res.caption_notice
+    captions = {k: v for k, v in tree(tmp_path / "ray").items() if k.endswith(".txt")}
+    assert captions and captions == {k: v for k, v in tree(tmp_path / "local").items()
+                                     if k.endswith(".txt")}
+    gone = run_pipeline(src, tmp_path / "gone", engine="ray", model=str(tmp_path / "no-weights"),
+                        **kw)
+    assert gone.ok and gone.caption_source == "metadata"
+    assert "muq unavailable, metadata captions instead" in gone.caption_notice
+    assert "no-weights" in gone.caption_notice
+
+
 def _killer(found: list, stop: threading.Event):
     """Kill the first Ray worker seen encoding a song (its process title names the task)."""
     while not stop.is_set() and not found:
