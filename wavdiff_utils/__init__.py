@@ -32,6 +32,9 @@ One module per concern:
   :mod:`~wavdiff_utils.metadata_captioner` - MuQ-MuLan tags, Qwen2-Audio prose, file tags and tempo
 - :mod:`wavdiff_utils.tempo` - tempo of a song, of each tile, of one clip
 - :mod:`wavdiff_utils.pipeline` - the one-step pipeline (``python -m wavdiff_utils``)
+- :mod:`wavdiff_utils.ray_engine` - the pipeline on Ray: a task per song, captioner actors
+- :mod:`wavdiff_utils.shards` - WebDataset shards of 16-bit tiles, and their 16-bit loader
+- :mod:`wavdiff_utils.scaling_benchmark` - local vs Ray engine, PNG folder vs shards
 - :mod:`wavdiff_utils.dataset` - training-ready export and the 16-bit loader; its card in
   :mod:`~wavdiff_utils.dataset_card`
 - :mod:`wavdiff_utils.plots` - figures and widgets for the notebooks, captions beside their tiles
@@ -67,6 +70,8 @@ _EXPORTS = {
     "decoding": ["decode_song", "decode_batch", "plan_decode", "DecodeResult", "DecodeBatch"],
     "phase": ["PhaseSettings", "reconstruct_tiles", "pghi", "spectral_convergence", "signal_sc"],
     "pipeline": ["run_pipeline"],
+    "ray_engine": ["ray_session", "RayUnavailableError", "RayConnectError"],
+    "shards": ["write_shards", "iter_shard_samples", "ShardDataset", "read_shard_index"],
     "pipeline_result": ["PipelineResult"],
     "captioning": ["Captioner", "make_captioner", "caption_songs", "caption_song"],
     "dataset": ["export_dataset", "load_tile_dataset", "read_metadata", "write_tensor_tiles",

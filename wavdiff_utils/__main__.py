@@ -6,6 +6,7 @@ params/pipeline.yaml``) it asks nothing::
 
     python -m wavdiff_utils --input sample_data --output outputs/dataset --captioner muq
     python -m wavdiff_utils -f params/pipeline.yaml --workers 4
+    python -m wavdiff_utils --input music/ --output ds/ --engine ray --shards
 
 The work is done by :func:`wavdiff_utils.pipeline.run_pipeline`.
 """
@@ -25,7 +26,8 @@ from .errors import BadParameterError, WavdiffError, one_line
 #: Options a ``-f`` YAML file may set (the same names as the long options, with underscores).
 OPTIONS = ("input", "output", "artist", "title", "captioner", "model", "device", "workers",
            "layout", "size", "sample_rate", "db_min", "db_max", "overwrite", "report",
-           "report_dir", "png_compression")
+           "report_dir", "png_compression", "engine", "ray_address", "caption_actors", "shards",
+           "shard_size")
 DEFAULT_OUTPUT = "outputs/dataset"
 EXAMPLE = "python -m wavdiff_utils --input song.mp3 --output outputs/dataset"
 
@@ -66,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", help="captioner device: auto (default), cpu, cuda[:N], mps")
     ap.add_argument("--workers", type=int, help="encode worker processes (0 = one per CPU, "
                                                 "at most 8; default 0); more than the CPU "
-                                                "cores is capped, with a note")
+                                                "cores is capped, with a note. With --engine "
+                                                "ray: the CPUs of the embedded Ray, or the "
+                                                "songs in flight on a cluster (0 = all its CPUs)")
     ap.add_argument("--layout", help="tile layout: exact (default, lossless) or seed")
     ap.add_argument("--size", type=int, help="tile edge in pixels (default 1024)")
     ap.add_argument("--sample-rate", dest="sample_rate", type=int, help="codec sample rate in Hz "
@@ -76,6 +80,21 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--png-compression", dest="png_compression", type=_png_level,
                     help="zlib level 0-9 of the tiles (default 0, fastest), or 'small' "
                          "(21%% smaller files, about 4x the PNG time)")
+    ap.add_argument("--engine", help="local (default: worker processes here) or ray (one Ray "
+                                      "task per song, captioner actors; pip install -e '.[ray]')")
+    ap.add_argument("--ray-address", dest="ray_address",
+                    help="with --engine ray: 'auto' or host:port or ray://host:10001 joins that "
+                         "cluster (every node must see --input and --output at the same paths); "
+                         "default: an embedded Ray started here and shut down at the end")
+    ap.add_argument("--caption-actors", dest="caption_actors", type=int,
+                    help="with --engine ray: captioner actors (0 = one per GPU if the cluster "
+                         "has GPUs, else one per CPU for metadata and one for a model)")
+    ap.add_argument("--shards", nargs="?", const=True, default=None, metavar="DIR",
+                    help="also write WebDataset tar shards (16-bit PNG bytes, metadata JSON, "
+                         "captions) and shards.json into DIR (default <output>/shards)")
+    ap.add_argument("--shard-size", dest="shard_size",
+                    help="shard limit: a size with a unit (default 1GB; 500MB) or a number "
+                         "of samples (2000)")
     ap.add_argument("--overwrite", action="store_true", default=None,
                     help="re-encode songs finished with other codec parameters")
     ap.add_argument("--no-report", dest="report", action="store_false", default=None,
@@ -95,7 +114,9 @@ def _settings(args) -> dict:
     values = {"artist": "", "title": "", "captioner": "muq", "model": None, "device": "auto",
               "workers": 0, "layout": "exact", "size": 1024, "sample_rate": 44100,
               "db_min": -110.0, "db_max": 10.0, "overwrite": False, "report": True,
-              "report_dir": None, "png_compression": 0, "input": None, "output": None}
+              "report_dir": None, "png_compression": 0, "input": None, "output": None,
+              "engine": "local", "ray_address": None, "caption_actors": 0, "shards": False,
+              "shard_size": "1GB"}
     for f in args.file:
         try:
             data = load_yaml_params(f)
@@ -246,15 +267,52 @@ def _checked(values: dict):
     out = _here(values["output"])          # outputs: from the launch folder, never the repository
     if out.exists() and not out.is_dir():
         raise UsageError(f"--output {str(values['output'])!r} is a file; give a folder")
+    engine, shards, shard_size = _checked_scale(values)
     model = values["model"]
     run = dict(input=inp, output=out, captioner=cap, artist=str(values["artist"] or ""),
                title=str(values["title"] or ""), workers=values["workers"],
                model=str(model) if model else None, device=str(values["device"] or "auto"),
                overwrite=bool(values["overwrite"]), report=bool(values["report"]),
                report_dir=_here(values["report_dir"]) if values["report_dir"] else None,
-               png_compression=values["png_compression"],
+               png_compression=values["png_compression"], engine=engine,
+               ray_address=str(values["ray_address"]) if values["ray_address"] else None,
+               caption_actors=values["caption_actors"], shards=shards, shard_size=shard_size,
                log=lambda line: print(line, file=sys.stderr, flush=True))
     return params, run
+
+
+def _checked_scale(values: dict):
+    """``--engine``, ``--ray-address``, ``--caption-actors``, ``--shards`` and ``--shard-size``
+    checked (the extras they need included): ``(engine, shards, shard_size)``."""
+    import importlib.util
+
+    from .ray_engine import ENGINES, RAY_EXTRA
+    from .shards import parse_shard_size
+
+    engine = str(values["engine"] or "local").strip().lower()
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {values['engine']!r}")
+    if values["ray_address"] and engine != "ray":
+        raise UsageError(f"--ray-address {values['ray_address']} is for --engine ray; add "
+                         f"--engine ray")
+    if engine == "ray" and importlib.util.find_spec("ray") is None:
+        raise UsageError(f"--engine ray needs Ray, which is not installed: {RAY_EXTRA}")
+    n = values["caption_actors"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise UsageError(f"--caption-actors must be a whole number >= 0, got {n!r}")
+    shards = values["shards"]
+    if shards in (None, False, "", "false", "no"):
+        shards = None
+    elif shards is not True:
+        shards = _here(shards)
+    if shards is not None:
+        if importlib.util.find_spec("webdataset") is None:
+            raise UsageError(f"--shards needs webdataset, which is not installed: {RAY_EXTRA}")
+        try:
+            parse_shard_size(values["shard_size"])
+        except ValueError as exc:
+            raise UsageError(f"--shard-size: {exc}") from None
+    return engine, shards, values["shard_size"]
 
 
 if __name__ == "__main__":

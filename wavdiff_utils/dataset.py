@@ -406,20 +406,26 @@ class _TileDatasetBase:
         return {self.image_key: x, **row}
 
 
-_TILE_DATASET = None
+_TORCH_CLASSES: dict = {}
+
+
+def torch_dataset_class(base: type, torch_base: str, name: str, module: str) -> type:
+    """``base`` joined with ``torch.utils.data.<torch_base>`` as class ``name`` of ``module``,
+    built once on first use, so that importing a module defining ``base`` imports no torch."""
+    key = (module, name)
+    if key not in _TORCH_CLASSES:
+        import torch.utils.data
+        _TORCH_CLASSES[key] = type(name, (base, getattr(torch.utils.data, torch_base)),
+                                   {"__doc__": base.__doc__, "__module__": module,
+                                    "__qualname__": name})
+    return _TORCH_CLASSES[key]
 
 
 def __getattr__(name):
     # TileDataset subclasses torch's Dataset; it is built on first use so that importing this
     # module (the pipeline's export step) does not import torch (2-3 s)
-    global _TILE_DATASET
     if name == "TileDataset":
-        if _TILE_DATASET is None:
-            from torch.utils.data import Dataset
-            _TILE_DATASET = type("TileDataset", (_TileDatasetBase, Dataset),
-                                 {"__doc__": _TileDatasetBase.__doc__, "__module__": __name__,
-                                  "__qualname__": "TileDataset"})
-        return _TILE_DATASET
+        return torch_dataset_class(_TileDatasetBase, "Dataset", name, __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -27,9 +27,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import queue as _queue
-import shutil
 import sys
-import tempfile
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, wait
@@ -75,17 +73,24 @@ def _init_worker(q):
     _PROGRESS = q
 
 
-def _encode_job(path, output, params, song, overwrite, png_compression):
-    """Encode one song (in a worker process or here); failures come back as ``(path, message)``."""
-    def tick(n):
-        if _PROGRESS is not None:
-            _PROGRESS.put((song, n))
+def encode_one(path, output, params, song, overwrite, png_compression, progress=None):
+    """Encode one song (a local worker process, a Ray task or here) with
+    :func:`~wavdiff_utils.encoding.encode_song`; returns ``(result, None)``, or ``(None,
+    (path, message))`` when it failed.  ``progress(n)`` is called as tiles are written."""
     try:
         return encode_song(path, output, params=params, song=song, overwrite=overwrite,
-                           png_compression=png_compression, progress=tick), None
+                           png_compression=png_compression, progress=progress), None
     except Exception as exc:          # one bad file never stops the batch
         msg = str(exc)
         return None, (str(path), msg if str(path) in msg else f"{path}: {type(exc).__name__}: {msg}")
+
+
+def _encode_job(path, output, params, song, overwrite, png_compression):
+    """Encode one song in a local worker process (or here), tiles counted on ``_PROGRESS``."""
+    def tick(n):
+        if _PROGRESS is not None:
+            _PROGRESS.put((song, n))
+    return encode_one(path, output, params, song, overwrite, png_compression, tick)
 
 
 def _estimate_tiles(path: Path, params: CodecParams) -> int:
@@ -101,17 +106,20 @@ def _estimate_tiles(path: Path, params: CodecParams) -> int:
 class _Bar:
     """The single progress bar: tiles over all steps, songs done in the label."""
 
-    def __init__(self, total: int, n_songs: int, progress: bool):
+    def __init__(self, total: int, n_songs: int, progress: bool, desc: str = "encode"):
         from tqdm.auto import tqdm
         self.bar = tqdm(total=max(total, 1), unit="tile", disable=not progress, dynamic_ncols=True,
-                        desc="encode")
+                        desc=desc)
         self.n_songs = n_songs
         self.songs = 0
 
-    def step(self, name: str):
+    def step(self, name: str, *, songs: bool = True):
         self.bar.set_description(name)
         self.songs = 0
-        self._label()
+        if songs:
+            self._label()
+        else:
+            self.bar.set_postfix_str("", refresh=False)
 
     def _label(self):
         self.bar.set_postfix_str(f"songs {self.songs}/{self.n_songs}", refresh=False)
@@ -136,34 +144,69 @@ class _Bar:
 
 def encode_songs(input, output, *, params: CodecParams | None = None, workers: int = 1,
                  overwrite: bool = False, png_compression: int = 0, progress: bool = True,
+                 engine: str = "local", ray_address: str | None = None,
                  _bar: _Bar | None = None) -> BatchResult:
-    """Encode a file or every audio file under a folder, songs in parallel worker processes.
+    """Encode a file or every audio file under a folder, songs in parallel.
 
     The same as :func:`wavdiff_utils.encoding.encode_batch` (same parameters; ``workers=1``
     encodes here, 0 means :func:`default_workers`), with a progress bar that counts tiles
     as the workers write them.  Returns the results in input order, failures collected.
+    ``engine="ray"`` runs one Ray task per song instead of local worker processes
+    (:mod:`wavdiff_utils.ray_engine`; ``ray_address`` as in :func:`run_pipeline`), with
+    the same tiles, resume and failure rules.
     """
+    from .ray_engine import check_engine
+
     params = params or CodecParams()
-    workers = _check_workers(workers)
+    engine = check_engine(engine)
+    raw = _check_workers(workers, auto=engine == "ray")
+    workers = raw or default_workers()
     files = find_audio_files(input)
     output = Path(output)
-    with output_lock(output):
+    with output_lock(output), _engine_session(engine, ray_address, raw) as session:
         return _encode_songs_locked(files, output, params=params, workers=workers,
                                     overwrite=overwrite, png_compression=png_compression,
-                                    progress=progress, _bar=_bar)
+                                    progress=progress, _bar=_bar, session=session, raw=raw)
+
+
+@contextlib.contextmanager
+def _engine_session(engine: str, address, workers: int):
+    """``None`` for the local engine; the :class:`~wavdiff_utils.ray_engine.RaySession` of the
+    Ray engine (an embedded Ray gets ``workers`` CPUs, capped at the cores; 0 = all)."""
+    if engine != "ray":
+        yield None
+        return
+    from .ray_engine import ray_session
+
+    cpus, note = (None, "") if address else capped_workers(workers or default_workers())
+    with ray_session(address, num_cpus=cpus) as session:
+        if note and session.started:
+            session.notes.append(note)
+        yield session
+
+
+def _ray_limit(session, workers: int) -> int:
+    """Songs in flight on Ray: twice the CPUs of an embedded Ray (no idle gap between
+    songs; Ray runs one per CPU), else ``workers`` when given, else twice the cluster's CPUs."""
+    if session.started:
+        return 2 * max(1, session.cpus)
+    return workers or 2 * max(1, session.cpus)
 
 
 def _encode_songs_locked(files, output, *, params, workers, overwrite, png_compression, progress,
-                         _bar) -> BatchResult:
+                         _bar, session=None, raw=0) -> BatchResult:
     ids = song_ids(files)
     est = {ids[f]: _estimate_tiles(f, params) for f in files}
     own = _bar is None
     bar = _bar or _Bar(sum(est.values()), len(files), progress)
     counted = {s: 0 for s in est}
     batch = BatchResult()
-    workers, note = capped_workers(workers, len(files))
-    if note:
-        batch.notes.append(note)
+    if session is None:
+        workers, note = capped_workers(workers, len(files))
+        if note:
+            batch.notes.append(note)
+    else:
+        batch.notes += [session.describe()] + [n for n in session.notes if n]
 
     def finish(res, fail, song):
         if res is not None:
@@ -175,16 +218,22 @@ def _encode_songs_locked(files, output, *, params, workers, overwrite, png_compr
             bar.retotal(counted[song] - est[song])
             bar.song_done(0)
 
+    def tiles(song, n):
+        counted[song] += n
+        bar.tiles(n)
+
     jobs = [(f, output, params, ids[f], overwrite, png_compression) for f in files]
     try:
-        if workers == 1 or len(jobs) == 1:
+        if session is not None:
+            from .ray_engine import run_encode
+            run_encode(jobs, limit=_ray_limit(session, raw), on_tiles=tiles, on_done=finish)
+        elif workers == 1 or len(jobs) == 1:
             global _PROGRESS
 
             class _Here:                        # in this process: move the bar at once
                 @staticmethod
                 def put(item):
-                    counted[item[0]] += item[1]
-                    bar.tiles(item[1])
+                    tiles(*item)
 
             _PROGRESS, old = _Here, _PROGRESS
             try:
@@ -205,8 +254,7 @@ def _encode_songs_locked(files, output, *, params, workers, overwrite, png_compr
                             s, n = q.get_nowait()
                         except _queue.Empty:
                             return
-                        counted[s] += n
-                        bar.tiles(n)
+                        tiles(s, n)
 
                 while pending:
                     done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -232,11 +280,12 @@ def _encode_songs_locked(files, output, *, params, workers, overwrite, png_compr
     return verify(batch)
 
 
-def _check_workers(workers) -> int:
+def _check_workers(workers, *, auto: bool = False) -> int:
+    """``workers`` checked; 0 becomes :func:`default_workers` (kept 0 with ``auto``)."""
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
         raise ValueError(f"workers must be a whole number >= 0 (0 = one per CPU, at most 8), "
                          f"got {workers!r}")
-    return int(workers) or default_workers()
+    return int(workers) or (0 if auto else default_workers())
 
 
 # =========================================================================== caption
@@ -262,13 +311,64 @@ def _caption(input, files, output, *, name, params, model, device, artist, title
     res.caption_failures += batch.failures
 
 
+def _caption_ray(files, ok, output, *, name, params, model, device, artist, title, bar, res,
+                 session, actors):
+    """:func:`_caption` on a Ray actor pool (see :func:`wavdiff_utils.ray_engine.caption_on_ray`)."""
+    from .ray_engine import caption_on_ray
+
+    ids = song_ids(files)
+    jobs = [(str(f), str(output), ids[f], params, artist, title) for f in ok]
+    source, res.caption_notice, results, failures = caption_on_ray(
+        name, jobs, model=model, device=device, session=session, actors=actors,
+        on_song=lambda r: bar.song_done(r.n_tiles if r is not None else 0),
+        restart=lambda label: bar.step(label))
+    res.caption_source = source
+    res.captions += [{"song": r.song, "status": r.status, "tiles": r.n_tiles,
+                      "caption_source": source} for r in results]
+    res.caption_failures += failures
+
+
+def _export(res: PipelineResult) -> None:
+    """``metadata.jsonl`` and the card; a problem becomes ``res.export_error``."""
+    from .dataset import export_dataset
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res.export = export_dataset(res.output)
+        res.warnings += res.export.warnings
+    except (ValueError, OSError) as exc:
+        res.export_error = first_line(exc)
+    res.seconds["export"] = time.perf_counter() - t0
+
+
+def _shards(res: PipelineResult, folder: Path, *, shard_size, engine: str, bar: _Bar) -> None:
+    """WebDataset shards of the exported dataset; a problem becomes ``res.shards_error``."""
+    from .errors import WavdiffError
+    from .shards import write_shards
+
+    t0 = time.perf_counter()
+    if res.export is None:
+        res.shards_error = "no dataset to shard (see the dataset line)"
+        return
+    bar.step("shards", songs=False)
+    bar.retotal(bar.bar.n + res.export.n_tiles - bar.bar.total)
+    try:
+        res.shards = write_shards(res.output, folder, shard_size=shard_size, engine=engine,
+                                  progress=False, on_samples=bar.tiles)
+    except (WavdiffError, ValueError, OSError) as exc:
+        res.shards_error = first_line(exc)
+    res.seconds["shards"] = time.perf_counter() - t0
+
+
 # =========================================================================== pipeline
 
 def run_pipeline(input, output, *, params: CodecParams | None = None, captioner: str = "muq",
                  artist: str = "", title: str = "", workers: int = 0, model: str | None = None,
                  device: str = "auto", overwrite: bool = False, report: bool = True,
                  report_dir=None, png_compression: int = 0, progress: bool = True,
-                 log=print) -> PipelineResult:
+                 engine: str = "local", ray_address: str | None = None, caption_actors: int = 0,
+                 shards=None, shard_size="1GB", log=print) -> PipelineResult:
     """Encode, caption, export and report a batch of songs (see the module notes).
 
     Parameters
@@ -286,7 +386,9 @@ def run_pipeline(input, output, *, params: CodecParams | None = None, captioner:
     artist, title : str
         Caption prefix for every song; empty means "from each file's tags".
     workers : int
-        Encode worker processes; 0 (default) = one per CPU, at most 8.
+        Encode worker processes; 0 (default) = one per CPU, at most 8.  With the Ray
+        engine: the CPUs of an embedded Ray, or the songs in flight on a cluster (0 = all
+        its CPUs).
     model : str, optional
         Captioning model (hub id or local folder); default the captioner's
         own default, which ``$WAVDIFF_MUQ_MODEL`` / ``$WAVDIFF_QWEN_MODEL`` replace.
@@ -302,6 +404,22 @@ def run_pipeline(input, output, *, params: CodecParams | None = None, captioner:
         zlib level 0-9 of the tiles.
     progress : bool
         Show the progress bar.
+    engine : {"local", "ray"}
+        ``"local"``: worker processes on this machine.  ``"ray"``: one Ray task per song
+        and an actor pool of captioners (:mod:`wavdiff_utils.ray_engine`); the same
+        tiles, captions, resume and failure rules.
+    ray_address : str, optional
+        With ``engine="ray"``: ``None`` starts an embedded Ray here (shut down at the end);
+        ``"auto"``, ``"host:port"`` or ``"ray://host:10001"`` joins that cluster, whose
+        nodes must all see ``input`` and ``output`` at the same paths.
+    caption_actors : int
+        With ``engine="ray"``: captioner actors (0 = one per GPU when the cluster has
+        GPUs, else one per CPU for ``"metadata"`` and one for a model).
+    shards : bool or path-like, optional
+        Also write WebDataset shards of the dataset (:mod:`wavdiff_utils.shards`):
+        ``True`` into ``<output>/shards``, a path into that folder.
+    shard_size : str or int
+        Shard limit: a size with a unit (``"1GB"``, ``"500MB"``) or a number of samples.
     log : callable
         Receives one-line notes (captions skipped, report being written); ``None`` silences them.
 
@@ -327,18 +445,30 @@ def run_pipeline(input, output, *, params: CodecParams | None = None, captioner:
     say = log or (lambda *_: None)
     if captioner not in CAPTIONERS:
         raise BadParameterError(f"captioner must be one of {', '.join(CAPTIONERS)}, got {captioner!r}")
-    workers = _check_workers(workers)
+    from .ray_engine import check_engine
+    from .shards import parse_shard_size
+
+    engine = check_engine(engine)
+    raw = _check_workers(workers, auto=engine == "ray")
     params = params or CodecParams()
     input, output = Path(input), Path(output)
     if output.exists() and not output.is_dir():
         raise NotADirectoryError(f"output {str(output)!r} exists and is a file, not a folder")
+    shards_dir = None if shards in (None, False, "") else \
+        output / "shards" if shards is True else Path(shards)
+    if shards_dir is not None:
+        parse_shard_size(shard_size)
+    if isinstance(caption_actors, bool) or not isinstance(caption_actors, int) or caption_actors < 0:
+        raise BadParameterError(f"caption_actors must be a whole number >= 0, got {caption_actors!r}")
     files = find_audio_files(input)
     with output_lock(output):           # one run per output folder
         return _run_locked(input, output, files, params=params, captioner=captioner,
-                           artist=artist, title=title, workers=workers, model=model,
-                           device=device, overwrite=overwrite, report=report,
+                           artist=artist, title=title, workers=raw or default_workers(),
+                           model=model, device=device, overwrite=overwrite, report=report,
                            report_dir=report_dir, png_compression=png_compression,
-                           progress=progress, say=say)
+                           progress=progress, say=say, engine=engine, ray_address=ray_address,
+                           raw=raw, caption_actors=caption_actors, shards_dir=shards_dir,
+                           shard_size=shard_size)
 
 
 def _library_warning(w) -> bool:
@@ -350,20 +480,33 @@ def _library_warning(w) -> bool:
 
 
 def _run_locked(input, output, files, *, params, captioner, artist, title, workers, model, device,
-                overwrite, report, report_dir, png_compression, progress, say) -> PipelineResult:
+                overwrite, report, report_dir, png_compression, progress, say, engine="local",
+                ray_address=None, raw=0, caption_actors=0, shards_dir=None,
+                shard_size="1GB") -> PipelineResult:
     res = PipelineResult(input, output, captioner=captioner)
     # what atomic writes of a killed run left behind (we hold the lock: nobody is writing)
     remove_temporaries(output, ["metadata.jsonl", "README.md", SUMMARY_NAME])
     est = sum(_estimate_tiles(f, params) for f in files)
-    steps = 2 if captioner != "none" else 1
-    bar = _Bar(est * steps, len(files), progress)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
+    steps = 1 + (captioner != "none") + (shards_dir is not None)
+    starting = engine == "ray" and not ray_address     # an embedded Ray: seconds to start
+    with contextlib.ExitStack() as stack:
+        # joining a cluster takes a moment, and its errors come before any progress bar
+        ray = _engine_session(engine, ray_address, raw)
+        session = None if starting else stack.enter_context(ray)
+        bar = _Bar(est * steps, len(files), progress, "ray start-up" if starting else "encode")
+        stack.callback(bar.close)
+        if starting:
+            session = stack.enter_context(ray)
+            bar.step("encode")
+        if session is not None:
+            res.seconds["ray start"] = session.start_seconds
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             t0 = time.perf_counter()
-            res.encode = encode_songs(input, output, params=params, workers=workers,
-                                      overwrite=overwrite, png_compression=png_compression,
-                                      _bar=bar)
+            res.encode = _encode_songs_locked(files, output, params=params, workers=workers,
+                                              overwrite=overwrite, png_compression=png_compression,
+                                              progress=progress, _bar=bar, session=session,
+                                              raw=raw)
             res.seconds["encode"] = time.perf_counter() - t0
             if captioner != "none":
                 t0 = time.perf_counter()
@@ -371,24 +514,18 @@ def _run_locked(input, output, files, *, params, captioner, artist, title, worke
                 ok = [f for f in files if str(f) in done]
                 bar.retotal(sum(r.n_tiles for r in res.encode.results) - est)
                 bar.step(f"caption ({captioner})")
-                if ok:
+                if ok and session is not None:
+                    _caption_ray(files, ok, output, name=captioner, params=params, model=model,
+                                 device=device, artist=artist, title=title, bar=bar, res=res,
+                                 session=session, actors=caption_actors)
+                elif ok:
                     _caption(input, ok, output, name=captioner, params=params, model=model,
                              device=device, artist=artist, title=title, bar=bar, res=res)
                 res.seconds["caption"] = time.perf_counter() - t0
-        finally:
-            bar.close()
-    res.warnings += _unique([str(w.message) for w in caught if not _library_warning(w)])
-
-    from .dataset import export_dataset
-    t0 = time.perf_counter()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res.export = export_dataset(output)
-        res.warnings += res.export.warnings
-    except (ValueError, OSError) as exc:
-        res.export_error = first_line(exc)
-    res.seconds["export"] = time.perf_counter() - t0
+        res.warnings += _unique([str(w.message) for w in caught if not _library_warning(w)])
+        _export(res)
+        if shards_dir is not None:
+            _shards(res, shards_dir, shard_size=shard_size, engine=engine, bar=bar)
     _write_summary(res)
 
     if report and res.export is not None:
@@ -439,60 +576,4 @@ def _unique(items):
     return out
 
 
-# =========================================================================== benchmark
-
-def songs_per_minute(input, *, workers=(1, 2), params: CodecParams | None = None,
-                     repeats: int = 1, scratch=None, png_compression: int = 0) -> list[dict]:
-    """Encode throughput of the pipeline in songs per minute, for each worker count.
-
-    Every run encodes all songs under ``input`` from scratch into a fresh
-    temporary folder (removed afterwards).
-
-    Parameters
-    ----------
-    input : path-like
-        A folder of songs (several, so that workers have something to share).
-    workers : sequence of int
-        Worker counts to measure, e.g. ``(1, os.cpu_count())``.
-    params : CodecParams, optional
-    repeats : int
-        Runs per worker count; the fastest counts (the first run of a session
-        also pays for cold file caches).
-    scratch : path-like, optional
-        Where the temporary folders go (default: the system's temp folder).
-    png_compression : int
-
-    Returns
-    -------
-    list of dict
-        Per worker count: ``workers``, ``songs``, ``failed``, ``tiles``,
-        ``audio_seconds``, ``wall_seconds``, ``songs_per_minute`` and
-        ``speedup`` (over the first entry).
-    """
-    workers = list(workers)
-    if not workers:
-        raise ValueError("workers must name at least one worker count, e.g. (1, 2)")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a whole number >= 1, got {repeats!r}")
-    rows = []
-    for w in workers:
-        w = _check_workers(w)
-        dt = float("inf")
-        for _ in range(repeats):
-            tmp = Path(tempfile.mkdtemp(prefix="wavdiff-spm-", dir=scratch))
-            try:
-                t0 = time.perf_counter()
-                b = encode_songs(input, tmp, params=params, workers=w,
-                                 png_compression=png_compression, progress=False)
-                dt = min(dt, time.perf_counter() - t0)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        rows.append({"workers": w, "songs": len(b.results), "failed": len(b.failures),
-                     "tiles": sum(r.n_tiles for r in b.results),
-                     "audio_seconds": round(sum(r.duration for r in b.results), 2),
-                     "wall_seconds": round(dt, 3),
-                     "songs_per_minute": round(60.0 * len(b.results) / dt, 2) if dt > 0 else 0.0})
-    for r in rows:
-        r["speedup"] = round(r["songs_per_minute"] / rows[0]["songs_per_minute"], 2) \
-            if rows[0]["songs_per_minute"] else None
-    return rows
+from .scaling_benchmark import songs_per_minute  # noqa: E402,F401  (its old home)

@@ -45,6 +45,9 @@ class PipelineResult:
     report : Path or None
         The HTML report.
     report_error : str
+    shards : ShardIndex or None
+        The WebDataset shards written (``--shards``).
+    shards_error : str
     seconds : dict
         Wall time per step.
     warnings : list of str
@@ -62,6 +65,8 @@ class PipelineResult:
     export_error: str = ""
     report: Path | None = None
     report_error: str = ""
+    shards: object = None
+    shards_error: str = ""
     seconds: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
 
@@ -103,6 +108,10 @@ class PipelineResult:
                          f"caption), card {e.card.name}")
         elif self.export_error:
             lines.append(f"  dataset:  not written: {self.export_error}")
+        if self.shards is not None:
+            lines.append(f"  shards:   {self.shards.summary()}")
+        elif self.shards_error:
+            lines.append(f"  shards:   not written: {self.shards_error}")
         if self.report is not None:
             lines.append(f"  report:   {self.report}")
         elif self.report_error:
@@ -130,6 +139,8 @@ class PipelineResult:
                 "songs": self.export.n_songs, "tiles": self.export.n_tiles,
                 "captioned": self.export.n_captioned, "seconds": round(self.export.seconds, 3)},
             "export_error": self.export_error, "warnings": self.warnings,
+            "shards": None if self.shards is None else self.shards.record(),
+            "shards_error": self.shards_error,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
 
