@@ -198,8 +198,9 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
         Called with the number of tiles written after each tile.
     threads : int, optional
         Tiles of this song computed at once (default
-        :func:`~wavdiff_utils.workers.tile_threads`: the usable cores, 1 inside a worker pool).
-        Audio decoding and PNG writing run in two more threads beside them.
+        :func:`~wavdiff_utils.workers.tile_threads` with one core spare: the usable cores less
+        one, at least 1; 1 inside a worker pool).  Audio decoding and PNG writing run in two
+        more threads beside them.
 
     Returns
     -------
@@ -298,7 +299,7 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
     pending: deque = deque()
     try:
         with stream, prefetched(stream) as blocks:
-            for tile in encode_stream(counted(blocks), params, threads=threads or tile_threads()):
+            for tile in encode_stream(counted(blocks), params, threads=threads or tile_threads(spare=1)):
                 name = tile_name(song, tile.span.index)
                 meta = _tile_metadata(params, song, path, tile)
                 target = partial / name
