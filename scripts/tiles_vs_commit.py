@@ -52,8 +52,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="wavdiff-old-") as tmp:
         old_root = Path(tmp) / "old"
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(old_root),
-                        args.commit], check=True, capture_output=True)
+        made = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach",
+                               str(old_root), args.commit], capture_output=True, text=True)
+        if made.returncode:
+            print(f"error: cannot check out {args.commit!r}: {made.stderr.strip()}", file=sys.stderr)
+            return 2
         try:
             old = _tiles_and_snr(old_root, args.files)
         finally:

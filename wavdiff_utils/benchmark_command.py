@@ -44,15 +44,20 @@ COMMANDS = {
 def run_command(argv: list[str]) -> dict:
     """Run one command in a fresh process: wall seconds, CPU seconds (user + system, all its
     threads) and peak memory (MiB)."""
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-                            cwd=str(REPO_ROOT))
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    code = os.waitstatus_to_exitcode(status)
+    path = os.environ.get("PYTHONPATH")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT)] + ([path] if path else [])))
+    # stderr goes to a file, not a pipe: a pipe nobody reads while the process runs fills up
+    # (a progress bar on a long file) and the command would wait for ever
+    with tempfile.TemporaryFile() as errf:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errf, env=env,
+                                cwd=str(REPO_ROOT))
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        errf.seek(0)
+        err = errf.read().decode(errors="replace")
+    code = proc.returncode
     if code != 0:
         raise RuntimeError(f"{' '.join(argv[:4])} ... failed (exit {code}): {err[-1500:]}")
     return {"seconds": wall, "cpu_s": usage.ru_utime + usage.ru_stime,

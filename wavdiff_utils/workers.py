@@ -60,13 +60,16 @@ def die_with_parent(parent: int) -> None:
 
 
 _IN_POOL = False           # set in the worker processes of make_pool
+MAX_TILE_THREADS = 4       # the most tiles of one song computed at once
 
 
 def tile_threads(*, spare: int = 0) -> int:
     """Tiles of one song computed at once when not told: 1 in a worker process of a pool (the
     songs already fill the cores); else the CPUs in ``OMP_NUM_THREADS`` when set (Ray and most
     schedulers set it to the CPUs a task was given), or the cores this process may use, less
-    ``spare`` (cores left to the reading and writing threads), and at least 1.
+    ``spare`` (cores left to the reading and writing threads); at least 1 and at most
+    :data:`MAX_TILE_THREADS` (each thread holds a tile and its STFT, 30-50 MB at 1024, and one
+    PNG writer thread limits the encoder beyond a few).
 
     The encoder leaves one core spare: on 2 cores its three stages (audio decoding, STFT and
     pixels, PNG writing) already fill both, and a second tile thread took 15-20% more CPU time
@@ -80,7 +83,7 @@ def tile_threads(*, spare: int = 0) -> int:
     except ValueError:
         n = 0
     n = n if n >= 1 else usable_cores()
-    return max(1, n - int(spare))
+    return max(1, min(MAX_TILE_THREADS, n - int(spare)))
 
 
 def usable_cores() -> int:
