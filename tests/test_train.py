@@ -21,12 +21,6 @@ SMALL = dict(channels=(8, 16), crop_frames=16, batch_size=8, eval_timesteps=4, p
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """The demo dataset, small: the sample's first 2 s as 32x32 tiles (64 training tiles)."""
-    return build_demo_dataset(tmp_path_factory.mktemp("train") / "ds", size=32, seconds=2.0)
-
-
-@pytest.fixture(scope="module")
 def trained(tiny, tmp_path_factory):
     """A run with the default settings (v-prediction, EMA, the notebook's UNet) on the tiny set."""
     out = tmp_path_factory.mktemp("run")
@@ -179,10 +173,53 @@ def test_sizes_the_unet_cannot_take_are_refused_before_training(tiny, tmp_path, 
 
 def test_command_line(tiny, tmp_path, capsys):
     rc = main(["--set", "data", str(tiny.root), "--set", "output", str(tmp_path / "run"),
-               "--set", "steps", "2", "--set", "channels", "[8, 16]", "--samples", "1"])
+               "--set", "steps", "2", "--set", "channels", "[8, 16]", "--samples", "1",
+               "--set", "learning_rate", "1e-4", "--set", "device", "cpu"])
     out = capsys.readouterr()
     assert rc == 0 and "trained 2 step(s)" in out.out and "1 sample tile(s)" in out.out
     assert (tmp_path / "run" / "samples" / "sample_0000.png").is_file()
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert saved["learning_rate"] == 1e-4          # YAML 1.1 reads "1e-4" as a string
     rc = main(["--set", "data", str(tmp_path / "nothing"), "--set", "output", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1 and "nothing" in err
+
+
+@pytest.mark.parametrize("args, words", [
+    (["-f", "nope.yaml"], ["nope.yaml", "does not exist"]),
+    (["--set", "channels", "[8, 16"], ["--set channels", "[8, 16"]),
+    (["--set", "step", "100"], ["'step'", "steps"]),
+    (["--set", "lerning_rate", "0.1"], ["'lerning_rate'", "learning_rate"]),
+    (["--set", "learning_rate", "fast"], ["learning_rate", "fast"]),
+])
+def test_command_line_errors_are_one_line(tmp_path, capsys, args, words):
+    rc = main(args + ["--set", "output", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert all(w in err for w in words), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_command_line_settings_file_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [1, 2\n")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("steps: 3\nbatchsize: 4\nnum_samples: 1\ndemo_size: 64\n")
+    for path, words in ((bad, ["bad.yaml", "YAML"]), (typo, ["typo.yaml", "'batchsize'", "batch_size"])):
+        assert main(["-f", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and all(w in err for w in words), err
+
+
+def test_the_demo_dataset_is_reused_and_remade_for_other_codec_parameters(tmp_path):
+    from wavdiff_utils.params import CodecParams
+
+    first = build_demo_dataset(tmp_path / "ds", size=32, seconds=1.0)
+    tiles = sorted(first.root.rglob("*.png"))
+    stamps = [p.stat().st_mtime_ns for p in tiles]
+    again = build_demo_dataset(tmp_path / "ds", size=32, seconds=1.0)
+    assert sorted(again.root.rglob("*.png")) == tiles
+    assert [p.stat().st_mtime_ns for p in tiles] == stamps         # nothing encoded again
+    assert again.rows == first.rows
+    other = build_demo_dataset(tmp_path / "ds", size=64, seconds=1.0)
+    assert other.params == CodecParams(size=64, sample_rate=22050) and other.height == 64

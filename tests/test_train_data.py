@@ -14,15 +14,8 @@ from wavdiff_utils.errors import BadParameterError, MissingInputError, OutputCon
 from wavdiff_utils.params import CodecParams
 from wavdiff_utils.train_config import (MissingExtraError, TrainConfig, check_resumable,
                                         require_training)
-from wavdiff_utils.train_data import (EpochSampler, TrainDataError, TrainTiles, build_demo_dataset,
-                                      crop_offset, model_to_tile, scan_dataset, shard_tiles,
-                                      tile_to_model)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """The demo dataset, small: the sample's first 2 s as 32x32 tiles, four songs, one in validation."""
-    return build_demo_dataset(tmp_path_factory.mktemp("train") / "ds", size=32, seconds=2.0)
+from wavdiff_utils.train_data import (EpochSampler, TrainDataError, TrainTiles, crop_offset,
+                                      model_to_tile, scan_dataset, shard_tiles, tile_to_model)
 
 
 def _one_line(exc_info, *names):
@@ -219,48 +212,88 @@ def test_resuming_with_another_model_is_refused(tmp_path):
     assert len(notes) == 1 and "batch_size" in notes[0]
 
 
-# --------------------------------------------------------------------------- shards (the contract)
+# --------------------------------------------------------------------------- shards
 
-def test_shard_folders_are_read_through_iter_shard_samples(tiny, tmp_path, monkeypatch):
-    """A shard folder (shards.json) is read through wavdiff_utils.shards.iter_shard_samples, whose
-    contract is stood in for here: dicts with key, uint16 RGB pixels, meta, caption and split."""
+def _shards(folder, dest, size):
+    pytest.importorskip("webdataset")
+    from wavdiff_utils.shards import write_shards
+
+    write_shards(folder, dest, shard_size=size, progress=False)
+    return dest
+
+
+@pytest.mark.parametrize("shard_size", [8, 48])     # 8 even shards; 48 + 16: shared by samples
+def test_each_loader_worker_decodes_only_its_own_shard_samples(tiny, tmp_path, monkeypatch,
+                                                               shard_size):
     import types
 
-    rows = [r for rows in tiny.rows.values() for r in rows]
-    meta = {"codec": tiny.params.to_dict()}
+    import wavdiff_utils.shards as shards
 
-    def iter_shard_samples(folder, *, split=None):
-        for r in rows:
-            if split is None or r["split"] == split:
-                yield {"key": r["file_name"][:-4], "pixels": decode_png16(tiny.root / r["file_name"]),
-                       "meta": meta, "caption": r["text"], "split": r["split"]}
-
-    monkeypatch.setitem(sys.modules, "wavdiff_utils.shards",
-                        types.SimpleNamespace(iter_shard_samples=iter_shard_samples))
-    (tmp_path / "shards.json").write_text(json.dumps({"shards": []}))
-    src = scan_dataset(tmp_path)
+    src = scan_dataset(_shards(tiny.root, tmp_path / "sh", shard_size))
     assert src.kind == "shards" and src.params == tiny.params and (src.height, src.width) == (32, 32)
-    ds = shard_tiles(src, "train", crop=16, seed=3, fixed=True)
-    items = list(ds)
-    assert len(items) == tiny.count("train")
-    ref = TrainTiles(tiny, "train", crop=16, seed=3, fixed=True)
-    assert torch.equal(items[0]["pixel_values"], ref[0]["pixel_values"])
-    shuffled = shard_tiles(src, "train", seed=3, shuffle_buffer=8)
-    order = [i["index"] for i in shuffled]
-    assert sorted(order) == list(range(len(items))) and order != sorted(order)
+    assert src.captioned("train") == src.looked["train"][0] > 0     # metadata captions
+    n = tiny.count("train")
+    ref = TrainTiles(tiny, "train", seed=3)
+    decoded = []
+    real_decode = shards.decode_sample
+    monkeypatch.setattr(shards, "decode_sample", lambda raw: decoded.append(raw["__key__"])
+                        or real_decode(raw))
+    seen = []
+    for wid in (0, 1):                          # what two DataLoader workers each read
+        monkeypatch.setattr(torch.utils.data, "get_worker_info",
+                            lambda wid=wid: types.SimpleNamespace(id=wid, num_workers=2))
+        decoded.clear()
+        items = list(shard_tiles(src, "train", seed=3, shuffle_buffer=4))
+        assert len(decoded) == len(items) and abs(len(items) - n / 2) <= n / 8
+        seen += [i["index"] for i in items]
+        for item in items:                      # the index names the tile: the same pixels
+            assert torch.equal(item["pixel_values"], ref[item["index"]]["pixel_values"])
+            assert item["text"] == tiny.rows["train"][item["index"]]["text"]
+    assert sorted(seen) == list(range(n))       # every sample once, by one worker
 
-    def eight_bit(folder, *, split=None):
-        px = decode_png16(tiny.root / rows[0]["file_name"])
-        yield {"key": "x", "pixels": ((px >> 8) * 257).astype(np.uint16), "meta": meta,
-               "caption": "", "split": "train"}
 
-    monkeypatch.setitem(sys.modules, "wavdiff_utils.shards",
-                        types.SimpleNamespace(iter_shard_samples=eight_bit))
+def test_training_from_shards_with_two_loader_workers(tiny, tmp_path):
+    from torch.utils.data import DataLoader
+
+    from wavdiff_utils.train import train
+    from wavdiff_utils.train_data import collate
+
+    src = scan_dataset(_shards(tiny.root, tmp_path / "sh", 8))
+    ds = shard_tiles(src, "train", crop=16, seed=3, shuffle_buffer=8)
+    orders = []
+    for epoch in (0, 1):
+        ds.use_epoch(epoch)
+        batches = list(DataLoader(ds, batch_size=8, collate_fn=collate, num_workers=2))
+        orders.append([k for b in batches for k in b["index"]])
+        assert all(b["pixel_values"].shape[1:] == (3, 32, 16) for b in batches)
+    n = tiny.count("train")
+    assert sorted(orders[0]) == sorted(orders[1]) == list(range(n)) and orders[0] != orders[1]
+    probe = list(shard_tiles(src, "train", seed=3, fixed=True, limit=4))
+    assert [i["index"] for i in probe] == [0, 1, 2, 3]
+    r = train(TrainConfig(data=str(src.root), output=str(tmp_path / "run"), steps=2, channels=(8, 16),
+                          crop_frames=16, num_workers=2, eval_timesteps=2, val_max_tiles=8),
+              progress=False)
+    assert r.steps == 2 and (r.model_dir / "unet").is_dir() and np.isfinite(r.val_loss)
+
+
+def test_shards_without_captions_or_with_8_bit_samples_are_refused(tiny, tmp_path):
+    import shutil
+
+    from wavdiff_utils.train import train
+
+    ds = tmp_path / "ds"
+    shutil.copytree(tiny.root, ds)
+    meta = ds / METADATA_NAME
+    rows = [{**json.loads(line), "text": ""} for line in meta.read_text().splitlines()]
+    meta.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sh = _shards(ds, tmp_path / "sh", 16)
     with pytest.raises(TrainDataError) as e:
-        scan_dataset(tmp_path)
-    _one_line(e, "8-bit", "sample x")
-
-
-def test_the_real_shard_reader_when_it_exists():
-    shards = pytest.importorskip("wavdiff_utils.shards")
-    assert callable(shards.iter_shard_samples)
+        train(TrainConfig(data=str(sh), output=str(tmp_path / "run"), conditioning="caption"))
+    _one_line(e, "caption", "first")
+    first = next(r for r in rows if r["split"] == "train")
+    px = decode_png16(ds / first["file_name"])
+    cv2.imwrite(str(ds / first["file_name"]), ((px >> 8) * 257).astype(np.uint16)[..., ::-1])
+    _shards(ds, sh, 16)
+    with pytest.raises(TrainDataError) as e:
+        scan_dataset(sh)
+    _one_line(e, "8-bit", first["song"])

@@ -32,11 +32,11 @@ import shutil
 import time
 from pathlib import Path
 
-from .errors import BadParameterError, MissingInputError
+from .errors import BadParameterError, MissingInputError, one_line
 from .locking import output_lock
 from .paths import atomic_path, output_dir, resolve
-from .train_config import (CONFIG_NAME, TrainConfig, check_resumable, read_saved_config,
-                           require_training)
+from .train_config import (CONFIG_NAME, TrainConfig, check_resumable, check_setting_names,
+                           read_saved_config, require_training)
 from .train_data import TileSource, TrainDataError, scan_dataset
 from .train_result import TrainResult, TrainState, write_losses
 
@@ -160,9 +160,11 @@ def train(config: TrainConfig | None = None, *, progress: bool = True, callback=
     source = scan_dataset(resolve(config.data))
     width = _check_geometry(config, source)
     if config.conditioning == "caption" and source.captioned("train") == 0:
-        raise TrainDataError(f"{source.root}: conditioning='caption' but no training tile has a "
-                             f"caption; caption the dataset (python -m wavdiff_utils --captioner "
-                             f"...) or use conditioning='none'")
+        which = (f"none of the first {source.looked['train'][0]} training samples has a caption"
+                 if source.kind == "shards" else "no training tile has a caption")
+        raise TrainDataError(f"{source.root}: conditioning='caption' but {which}; caption the "
+                             f"dataset (python -m wavdiff_utils --captioner ...) or use "
+                             f"conditioning='none'")
     out = output_dir(config.output)
     with output_lock(out):
         return _train_locked(config, source, out, width, progress=progress, callback=callback,
@@ -394,8 +396,7 @@ def main(argv=None) -> int:
     import argparse
     import sys
 
-    from .errors import WavdiffError, one_line
-    from .params import load_yaml_params
+    from .errors import WavdiffError
 
     ap = argparse.ArgumentParser(prog="python -m wavdiff_utils.train", description=main.__doc__)
     ap.add_argument("-f", "--file", help="YAML settings (params/train_gpu.yaml)")
@@ -404,10 +405,11 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=None, help="tiles to sample after training "
                     "(into <output>/samples; default the file's num_samples, else 4; 0 = none)")
     args = ap.parse_args(argv)
-    import yaml
-
-    values = load_yaml_params(args.file) if args.file else {}
-    values.update({k: yaml.safe_load(v) for k, v in args.set})
+    try:
+        values = _settings(args.file, args.set)
+    except (WavdiffError, OSError, ValueError) as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
     try:
         result = train(TrainConfig.from_mapping(values))
         print(result.summary())
@@ -418,7 +420,8 @@ def main(argv=None) -> int:
             samples = sample_tiles(result.model_dir, Path(result.output) / "samples", n=n,
                                    steps=int(values.get("sample_steps", 50)),
                                    guidance_scale=float(values.get("guidance_scale", 3.0)),
-                                   prompts=values.get("prompts"), seed=result.config.seed)
+                                   prompts=values.get("prompts"), seed=result.config.seed,
+                                   device=result.config.device)
             print(samples.summary())
     except WavdiffError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
@@ -426,6 +429,44 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _number(name: str, value):
+    """A string that YAML left unread but is a number (``1e-4``: YAML 1.1 wants ``1.0e-4``) as a
+    float, unless the setting ``name`` is a text one (a folder may be called ``2024``)."""
+    import dataclasses
+    import re
+
+    text_fields = {f.name for f in dataclasses.fields(TrainConfig) if isinstance(f.default, str)}
+    if (isinstance(value, str) and name not in text_fields
+            and re.fullmatch(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", value)):
+        return float(value)
+    return value
+
+
+def _settings(file, pairs) -> dict:
+    """The settings of ``-f FILE`` and ``--set NAME VALUE`` pairs (values read as YAML); raises
+    ValueError (one line naming the file or value) for unreadable YAML or unknown names."""
+    import yaml
+
+    from .params import load_yaml_params
+
+    values = {}
+    if file:
+        try:
+            values = load_yaml_params(file)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{file}: not valid YAML ({one_line(exc)})") from None
+        check_setting_names(values, where=str(file))
+        values = {k: _number(k, v) for k, v in values.items()}
+    for name, text in pairs:
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--set {name} {text!r}: not a YAML value ({one_line(exc)})") from None
+        check_setting_names([name], where="--set")
+        values[name] = _number(name, value)
+    return values
 
 
 if __name__ == "__main__":

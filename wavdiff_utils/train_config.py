@@ -25,7 +25,7 @@ from .errors import BadParameterError, OutputConflictError, WavdiffError
 
 __all__ = ["TrainConfig", "PLANES", "CONDITIONING", "DEFAULT_TEXT_ENCODER", "TEXT_ENCODER_ENV",
            "CONFIG_NAME", "DEMO_DATA", "check_resumable", "read_saved_config", "MissingExtraError",
-           "require_training"]
+           "require_training", "EXTRA_KEYS", "check_setting_names"]
 
 #: What the model learns: all three planes, or the magnitude alone (phase rebuilt on decode).
 PLANES = ("all", "magnitude")
@@ -50,6 +50,27 @@ _LR_SCHEDULES = ("constant", "constant_with_warmup", "cosine", "linear")
 MODEL_KEYS = ("planes", "conditioning", "text_encoder", "max_text_tokens", "channels", "attention",
               "layers_per_block", "norm_groups", "prediction_type", "noise_schedule",
               "train_timesteps", "use_ema")
+
+
+#: Names a settings file (or ``--set``) may hold besides the :class:`TrainConfig` fields: what
+#: ``07_train`` does after training (sampling, decoding), and its demo dataset (``demo_*``).
+EXTRA_KEYS = ("num_samples", "sample_steps", "guidance_scale", "prompts", "phase", "peak")
+_EXTRA_PREFIXES = ("demo_",)
+
+
+def check_setting_names(names, *, where: str = "settings") -> None:
+    """Raise :class:`BadParameterError` (one line naming the first unknown name and the close
+    matches) unless every name is a :class:`TrainConfig` field or one of :data:`EXTRA_KEYS`
+    (or ``demo_*``): a typo must not train with the defaults."""
+    import difflib
+
+    known = [f.name for f in dataclasses.fields(TrainConfig)] + list(EXTRA_KEYS)
+    for name in names:
+        if name in known or str(name).startswith(_EXTRA_PREFIXES):
+            continue
+        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}?" if close else "see TrainConfig for the names"
+        raise BadParameterError(f"{where}: unknown setting {name!r}; {hint}")
 
 
 class MissingExtraError(WavdiffError, ImportError):

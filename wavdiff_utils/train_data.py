@@ -6,7 +6,9 @@ Sources
   folders, with the ``split`` column): rows of each split, tiles read with the
   16-bit loader (:func:`wavdiff_utils.dataset.decode_png16`).
 - WebDataset shards (a folder with ``shards.json``), read through
-  ``wavdiff_utils.shards.iter_shard_samples(folder, split=...)``.
+  :mod:`wavdiff_utils.shards`: each ``DataLoader`` worker (and distributed rank)
+  decodes only its own share of the samples (``ShardDataset``'s sharing), the
+  others' are skipped unread.
 
 :func:`scan_dataset` checks a folder before any training starts and says in one
 line what is wrong: an empty folder, tiles without ``metadata.jsonl``, 8-bit
@@ -25,7 +27,6 @@ crop along time at full height.  Crops and the order of tiles are functions of
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,14 +37,15 @@ from .dataset import METADATA_NAME, decode_png16, pixels_to_tensor, read_metadat
 from .errors import BadTileError, MissingInputError
 from .manifest import MANIFEST_NAME, manifest_params, read_manifest
 from .params import CodecParams
+from .shards import SHARD_INDEX
 from .tile_io import png_header, read_tile_metadata
 
-__all__ = ["TrainDataError", "TileSource", "scan_dataset", "SHARDS_NAME", "tile_to_model",
-           "model_to_tile", "TrainTiles", "EpochSampler", "shard_tiles", "crop_offset",
-           "collate", "DEMO_SPLITS", "build_demo_dataset"]
+__all__ = ["TrainDataError", "TileSource", "scan_dataset", "tile_to_model", "model_to_tile",
+           "TrainTiles", "EpochSampler", "shard_tiles", "crop_offset", "collate", "DEMO_SPLITS",
+           "build_demo_dataset", "CAPTION_LOOK"]
 
-#: The index file of a WebDataset shard folder.
-SHARDS_NAME = "shards.json"
+#: Training samples of a shard folder whose captions :func:`scan_dataset` looks at.
+CAPTION_LOOK = 32
 
 
 class TrainDataError(BadTileError):
@@ -66,6 +68,9 @@ class TileSource:
         Split name -> metadata rows (imagefolder; empty for shards, which are streamed).
     notes : list of str
         Things worth knowing that do not stop training.
+    looked : dict
+        Shards only: split name -> ``(samples looked at, captioned among them)``, the
+        first :data:`CAPTION_LOOK` training samples.
     """
 
     root: Path
@@ -75,15 +80,17 @@ class TileSource:
     width: int
     rows: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    looked: dict = field(default_factory=dict)
 
     def count(self, split: str) -> int | None:
         """Tiles in ``split`` (``None`` for shards: not known before they are read)."""
         return len(self.rows.get(split, [])) if self.kind == "imagefolder" else None
 
     def captioned(self, split: str) -> int | None:
-        """Tiles of ``split`` with a non-empty caption (``None`` for shards)."""
+        """Tiles of ``split`` with a non-empty caption; for shards, among the samples looked at
+        when scanning (:attr:`looked`; ``None`` for a split not looked at)."""
         if self.kind != "imagefolder":
-            return None
+            return self.looked[split][1] if split in self.looked else None
         return sum(bool(str(r.get("text") or "").strip()) for r in self.rows.get(split, []))
 
     def summary(self) -> str:
@@ -139,21 +146,21 @@ def scan_dataset(folder) -> TileSource:
     root = Path(folder)
     if root.is_file():
         raise TrainDataError(f"{root}: is a file; give the dataset folder (the one holding "
-                             f"{METADATA_NAME} or {SHARDS_NAME})")
+                             f"{METADATA_NAME} or {SHARD_INDEX})")
     if not root.is_dir():
         raise MissingInputError(f"dataset folder {str(root)!r} does not exist; make one with "
                                 f"`python -m wavdiff_utils --input AUDIO --output {root}`")
-    if (root / SHARDS_NAME).is_file():
+    if (root / SHARD_INDEX).is_file():
         return _scan_shards(root)
     if (root / METADATA_NAME).is_file():
         return _scan_imagefolder(root)
     if not any(root.iterdir()):
-        raise TrainDataError(f"dataset folder {root} is empty: no {METADATA_NAME} or {SHARDS_NAME}; "
+        raise TrainDataError(f"dataset folder {root} is empty: no {METADATA_NAME} or {SHARD_INDEX}; "
                              f"make a dataset with `python -m wavdiff_utils --input AUDIO --output {root}`")
     if any(root.rglob("*.png")):
         raise TrainDataError(f"{root}: has tiles but no {METADATA_NAME} (which holds the split "
                              f"column); write it with `wavdiff_utils.export_dataset({str(root)!r})`")
-    raise TrainDataError(f"{root}: holds no tiles, {METADATA_NAME} or {SHARDS_NAME}; make a dataset "
+    raise TrainDataError(f"{root}: holds no tiles, {METADATA_NAME} or {SHARD_INDEX}; make a dataset "
                          f"with `python -m wavdiff_utils --input AUDIO --output {root}`")
 
 
@@ -255,15 +262,6 @@ def _codec_of(root: Path, rows: list, height: int) -> tuple[CodecParams, list]:
     return p, notes
 
 
-def _iter_shards(root: Path, split: str | None):
-    try:
-        from .shards import iter_shard_samples
-    except ImportError:
-        raise TrainDataError(f"{root}: is a WebDataset shard folder, but this install cannot read "
-                             f"shards (wavdiff_utils.shards is missing); update wavdiff") from None
-    return iter_shard_samples(root, split=split)
-
-
 def _check_sample(root: Path, sample: dict, shape=None) -> np.ndarray:
     px = np.asarray(sample.get("pixels"))
     key = sample.get("key", "?")
@@ -279,22 +277,30 @@ def _check_sample(root: Path, sample: dict, shape=None) -> np.ndarray:
 
 
 def _scan_shards(root: Path) -> TileSource:
-    first = next(iter(_iter_shards(root, "train")), None)
-    if first is None:
+    from itertools import islice
+
+    from .shards import decode_sample, iter_shard_raw, read_shard_index, shard_paths
+
+    try:
+        index = read_shard_index(root)
+        raws = list(islice(iter_shard_raw(shard_paths(root, split="train")), CAPTION_LOOK))
+    except (OSError, ValueError) as exc:
+        raise TrainDataError(f"{root}: unreadable shards ({exc})") from None
+    if not raws:
         raise TrainDataError(f"{root}: the shards hold no sample in split 'train'")
+    first = decode_sample(raws[0])
     px = _check_sample(root, first)
     codec = (first.get("meta") or {}).get("codec")
     if not isinstance(codec, dict):
-        try:
-            codec = json.loads((root / SHARDS_NAME).read_text(encoding="utf-8")).get("codec")
-        except (OSError, ValueError, AttributeError):
-            codec = None
+        codec = index.get("codec")
     if not isinstance(codec, dict):
         raise TrainDataError(f"{root}: sample {first.get('key')} carries no codec parameters "
                              f"(meta['codec']); the samples cannot be written back as tiles")
     params = CodecParams.from_dict(codec)
+    captioned = sum(bool(r.get("txt", b"").decode("utf-8", "replace").strip()) for r in raws)
     notes = ["shards are streamed: every sample's size is checked as it is read"]
-    return TileSource(root, "shards", params, px.shape[0], px.shape[1], {}, notes)
+    return TileSource(root, "shards", params, px.shape[0], px.shape[1], {}, notes,
+                      looked={"train": (len(raws), captioned)})
 
 
 # =========================================================================== tensors
@@ -410,10 +416,23 @@ def shard_tiles(source: TileSource, split: str, *, planes: str = "all", crop: in
                 fixed: bool = False, limit: int = 0, shuffle_buffer: int = 256):
     """An iterable dataset streaming one split of a shard folder (same items as :class:`TrainTiles`).
 
-    Order: the shards' own, shuffled through a buffer of ``shuffle_buffer`` samples
-    seeded by ``(seed, epoch)``; with several loader workers each takes every n-th sample.
+    Each ``DataLoader`` worker (and distributed rank) reads the share that
+    :class:`wavdiff_utils.shards.ShardDataset` gives it (whole shards, or every n-th sample
+    when shards cannot be shared out evenly) and decodes only those samples: every
+    sample once per epoch.  A sample's ``index`` is its place in the split (index order),
+    which the crops depend on.  Training order: shards shuffled per epoch, then samples
+    through a buffer of ``shuffle_buffer`` seeded by ``(seed, epoch, reader)``; ``fixed``
+    (probes, validation) reads the first ``limit`` samples in order, all of them in every
+    reader.
     """
-    from torch.utils.data import IterableDataset, get_worker_info
+    from torch.utils.data import IterableDataset
+
+    from .shards import _ShardDatasetBase
+
+    reader = _ShardDatasetBase(source.root, split=split, shuffle=not fixed, seed=seed)
+    starts, at = {}, 0                     # each shard's first index in the split
+    for p in reader.paths:
+        starts[p.name], at = at, at + reader.counts[p.name]
 
     class ShardTiles(IterableDataset):
         def __init__(self):
@@ -421,24 +440,49 @@ def shard_tiles(source: TileSource, split: str, *, planes: str = "all", crop: in
 
         def use_epoch(self, epoch: int) -> None:
             self.epoch = int(epoch)
+            reader.set_epoch(epoch)
+
+        def _share(self):
+            """This reader's paths, ``keep(i)`` (``i`` counts their samples) or None, and
+            ``(i, index)`` of each path's first sample."""
+            if fixed:
+                paths, keep = [p for p in reader.paths if starts[p.name] < (limit or reader.n)], None
+            else:
+                paths, keep = reader._share()
+            firsts, at = [], 0
+            for p in paths:
+                firsts.append((at, starts[p.name]))
+                at += reader.counts[p.name]
+            return paths, keep, firsts
 
         def _samples(self):
+            from bisect import bisect_right
+
+            from .shards import decode_sample, iter_shard_raw
+
+            paths, keep, firsts = self._share()
+            heads = [f[0] for f in firsts]
+            last = [0]
+
+            def wanted(i: int) -> bool:
+                first, base = firsts[bisect_right(heads, i) - 1]
+                last[0] = base + i - first
+                return (not limit or last[0] < limit) and (keep is None or keep(i))
+
             shape = None
-            for k, sample in enumerate(_iter_shards(source.root, split)):
-                if limit and k >= limit:
-                    return
+            for raw in iter_shard_raw(paths, wanted):
+                sample = decode_sample(raw)
                 px = _check_sample(source.root, sample, shape)
                 shape = px.shape
-                yield k, px, str(sample.get("caption") or "")
+                yield last[0], px, str(sample.get("caption") or "")
 
         def __iter__(self):
+            from torch.utils.data import get_worker_info
+
             info = get_worker_info()
-            wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
-            rng = np.random.default_rng([seed, self.epoch, wid, 11])
+            rng = np.random.default_rng([seed, self.epoch, info.id if info is not None else 0, 11])
             buffer = []
             for k, px, text in self._samples():
-                if k % nw != wid:
-                    continue
                 buffer.append((k, px, text))
                 if not fixed and len(buffer) < shuffle_buffer:
                     continue
@@ -471,14 +515,16 @@ def build_demo_dataset(folder, *, size: int = 128, sample_rate: int = 22050, par
     The sample is cut into ``parts`` songs (``<folder>_audio/wavdiff_demo_part_<k>.wav``), which
     the pipeline encodes in layout "exact" at ``size`` (never resized: a smaller size is a
     shorter STFT) with metadata captions, and exports with :data:`DEMO_SPLITS`.  ``seconds``
-    keeps only the sample's start (tests).  A re-run reuses what is there.
+    keeps only the sample's start (tests).  A re-run reuses the songs already encoded with the
+    same codec parameters (nothing is encoded again) and re-encodes those made with others.
 
     Returns
     -------
     TileSource
     """
-    from .audio_io import load_audio, write_audio
+    from .audio_io import audio_info, load_audio, write_audio
     from .dataset import export_dataset
+    from .encoding import _same_codec
     from .paths import SAMPLE_AUDIO
     from .pipeline import run_pipeline
 
@@ -491,10 +537,20 @@ def build_demo_dataset(folder, *, size: int = 128, sample_rate: int = 22050, par
     n = len(y) // int(parts)
     for k in range(int(parts)):
         path = audio / f"{SAMPLE_AUDIO.stem}_part_{k + 1}.wav"
-        if not path.is_file():
-            write_audio(path, y[k * n:(k + 1) * n], sample_rate=sample_rate)
+        part = y[k * n:(k + 1) * n]
+        info = audio_info(path) if path.is_file() else {}
+        if (info.get("sample_rate"), info.get("frames")) != (sample_rate, len(part)):
+            write_audio(path, part, sample_rate=sample_rate)     # missing, or another cut
+
+    other = False                                # a song encoded with other codec parameters
+    for song in (folder.iterdir() if folder.is_dir() else ()):
+        try:
+            man = read_manifest(song) if song.is_dir() else None
+        except (ValueError, BadTileError):
+            man = None
+        other = other or (man is not None and not _same_codec(man, params))
     result = run_pipeline(audio, folder, params=params, captioner="metadata", workers=1,
-                          report=False, progress=progress, log=None, overwrite=True)
+                          report=False, progress=progress, log=None, overwrite=other)
     if not result.ok:
         raise TrainDataError(f"{folder}: the demo dataset could not be made: {result.summary()}")
     export_dataset(folder, splits=DEMO_SPLITS)
