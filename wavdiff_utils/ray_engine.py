@@ -509,5 +509,11 @@ def run_shard_tasks(fn, jobs, *, on_done) -> None:
         raise
 
 
-from .ray_captions import (caption_actor_count, caption_on_ray,  # noqa: E402  (uses this module)
-                           run_captions)
+
+def __getattr__(name):
+    # the caption actors' names, from their own module (imported on first use: it imports this
+    # one, and a Ray worker may import it first)
+    if name in ("caption_actor_count", "run_captions", "caption_on_ray"):
+        from . import ray_captions
+        return getattr(ray_captions, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
