@@ -114,14 +114,72 @@ def test_model_captions_on_an_actor_pool_match_the_local_engine(ray_cluster, tmp
                         **kw)
     assert gone.ok and gone.caption_source == "metadata"
     assert "muq unavailable, metadata captions instead" in gone.caption_notice
-    assert "no-weights" in gone.caption_notice
+    assert "no-weights" in gone.caption_notice and "looked up on Ray node" in gone.caption_notice
+    assert "\n" not in gone.caption_notice
+
+
+def test_a_local_model_path_and_wavdiff_settings_reach_the_nodes(tmp_path, monkeypatch):
+    """A relative model folder goes to the actors as an absolute path (hub ids as they are);
+    the WAVDIFF_* variables go to a joined cluster's nodes with the code."""
+    import wavdiff_utils.ray_engine as engine
+
+    (tmp_path / "models" / "muq").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert engine._absolute_if_local("models/muq") == str(tmp_path / "models" / "muq")
+    assert engine._absolute_if_local("./models/none") == str(tmp_path / "models" / "none")
+    assert engine._absolute_if_local("OpenMuQ/MuQ-MuLan-large") == "OpenMuQ/MuQ-MuLan-large"
+    monkeypatch.setenv("WAVDIFF_MUQ_MODEL", "models/muq")
+    monkeypatch.setenv("WAVDIFF_TEST_FLAG", "1")
+    seen = {}
+    monkeypatch.setattr(engine, "_init", lambda ray, **kw: seen.update(kw))
+    engine._connect(None, "auto", {})
+    env = seen["runtime_env"]
+    assert env["py_modules"] == [str(Path(engine.__file__).resolve().parent)]
+    assert env["env_vars"]["WAVDIFF_MUQ_MODEL"] == str(tmp_path / "models" / "muq")
+    assert env["env_vars"]["WAVDIFF_TEST_FLAG"] == "1"
+    assert not [k for k in env["env_vars"] if not k.startswith("WAVDIFF_")]
+
+
+def test_an_error_the_song_does_not_catch_is_named_by_the_task():
+    from wavdiff_utils.ray_engine import _stream
+
+    def work(tick):
+        tick(2)
+        raise TypeError("bad argument\nsecond line")
+
+    out = list(_stream(work, lambda why: ("failed", why)))
+    assert out[-1] == ("done", ("failed", "TypeError: bad argument"))
+    assert list(_stream(lambda tick: 7, None))[-1] == ("done", 7)
+
+
+def test_a_joined_cluster_is_named_by_its_resolved_address():
+    from wavdiff_utils.ray_engine import RaySession, _resolved_address
+
+    class Ray:
+        @staticmethod
+        def get_runtime_context():
+            return type("Ctx", (), {"gcs_address": "10.0.0.5:6379"})()
+
+    assert _resolved_address(Ray, "auto") == "10.0.0.5:6379 (found by 'auto')"
+    assert _resolved_address(Ray, "head:6379") == "10.0.0.5:6379"
+    assert _resolved_address(Ray, "ray://head:10001") == "ray://head:10001"
+    line = RaySession(address=_resolved_address(Ray, "auto"), nodes=3, cpus=48).describe()
+    assert "the Ray cluster at 10.0.0.5:6379 (found by 'auto') (3 node(s), 48 CPU(s))" in line
 
 
 def _killer(found: list, stop: threading.Event):
-    """Kill the first Ray worker seen encoding a song (its process title names the task)."""
+    """Kill the first Ray worker seen encoding a song (its process title names the task).
+
+    Only this test's Ray is looked at: the embedded Ray of the fixture runs under this
+    process (its raylet a child, the workers the raylet's), so the candidates are this
+    process's descendants, never another session's Ray on the same host."""
+    me = psutil.Process(os.getpid())
     while not stop.is_set() and not found:
-        for p in psutil.process_iter(["cmdline"]):
-            cmd = p.info["cmdline"] or []
+        for p in me.children(recursive=True):
+            try:
+                cmd = p.cmdline()
+            except psutil.Error:                 # ended meanwhile
+                continue
             if cmd and cmd[0].startswith("ray::_encode_task"):
                 time.sleep(0.05)                 # a few tiles into the song
                 p.kill()
@@ -266,10 +324,21 @@ def test_ray_not_installed_is_one_line_naming_the_extra(tmp_path, monkeypatch):
                         str(tmp_path / "out"), "--engine", "ray"], cwd=tmp_path, env=ENV,
                        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "pip install -e '.[ray]'" in r.stderr.splitlines()[-1]
+    [line] = r.stderr.splitlines()                         # one line: no usage text
+    assert line.startswith("error: --engine ray needs Ray") and "pip install -e '.[ray]'" in line
     # the API says the same, as an error a caller can catch
     from wavdiff_utils.ray_engine import RayUnavailableError
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(RayUnavailableError, match=r"pip install -e '\.\[ray\]'"):
         run_pipeline(tmp_path / "a.wav", tmp_path / "out2", engine="ray", captioner="none",
                      report=False, progress=False, log=None)
+
+
+def test_scaling_benchmark_options_and_clip_folders(tmp_path, capsys):
+    from wavdiff_utils.scaling_benchmark import clip_folder, main
+
+    with pytest.raises(SystemExit) as err:                 # not measuring nothing, exit 0
+        main(["--clips", str(tmp_path), "--what", "engines,loader"])
+    assert err.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    folders = {clip_folder(tmp_path, n=n, seconds=s) for n in (8, 48) for s in (10, 20.0)}
+    assert len(folders) == 4 and clip_folder(tmp_path, n=48, seconds=20.0).name == "n48_20s"

@@ -11,7 +11,7 @@ import pytest
 
 from audio_fixtures import music_like, write
 from wavdiff_utils.dataset import decode_png16, pixels_to_tensor, read_metadata
-from wavdiff_utils.errors import BadParameterError
+from wavdiff_utils.errors import BadParameterError, BadShardError, MissingInputError, WavdiffError
 from wavdiff_utils.params import CodecParams
 from wavdiff_utils.pipeline import run_pipeline
 
@@ -90,9 +90,23 @@ def test_split_filter_and_one_split_only(dataset, tmp_path):
         assert tar.getnames()[:3] == ["song0_0000.json", "song0_0000.png", "song0_0000.txt"]
 
 
-@pytest.mark.parametrize("shard_size,split", [(3, None), ("1GB", "train")],
+def _shares(ds, readers: int, monkeypatch) -> list:
+    """What ``ds._share()`` gives each of ``readers`` DataLoader workers."""
+    import torch
+
+    out = []
+    for wid in range(readers):
+        info = type("Info", (), {"id": wid, "num_workers": readers})()
+        monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda info=info: info)
+        out.append(ds._share())
+    monkeypatch.undo()
+    return out
+
+
+@pytest.mark.parametrize("shard_size,split,whole", [(3, None, True), ("1GB", "train", False)],
                          ids=["whole-shards-per-worker", "one-shard-two-workers"])
-def test_dataloader_with_two_workers_gives_every_sample_once(dataset, tmp_path, shard_size, split):
+def test_dataloader_with_two_workers_gives_every_sample_once(dataset, tmp_path, shard_size, split,
+                                                             whole, monkeypatch):
     torch = pytest.importorskip("torch")
     from wavdiff_utils.shards import ShardDataset
 
@@ -100,6 +114,14 @@ def test_dataloader_with_two_workers_gives_every_sample_once(dataset, tmp_path, 
     ds = ShardDataset(tmp_path / "sh", split=split)
     rows = [r for r in read_metadata(dataset) if split is None or r["split"] == split]
     assert len(ds) == len(rows) and (len(ds.paths) == 1) == (split == "train")
+    shares = _shares(ds, 2, monkeypatch)           # the sharing mode this case is about
+    if whole:                                      # each reads its own whole shards
+        assert all(keep is None for _, keep in shares)
+        mine = [p for paths, _ in shares for p in paths]
+        assert sorted(mine) == sorted(ds.paths) and all(paths for paths, _ in shares)
+    else:                                          # both read the one shard, each keeps half
+        assert all(paths == ds.paths and keep is not None for paths, keep in shares)
+        assert [shares[0][1](i) for i in range(4)] == [True, False, True, False]
     loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=2)
     seen = {}
     for batch in loader:
@@ -179,11 +201,44 @@ def test_bad_shard_size_names_the_value(value):
         parse_shard_size(value)
 
 
+def _one_line_error(kind, match, call):
+    with pytest.raises(kind, match=match) as err:
+        call()
+    assert isinstance(err.value, WavdiffError) and "\n" not in str(err.value)
+    return str(err.value)
+
+
 def test_missing_index_and_missing_metadata_are_one_line(dataset, tmp_path):
-    with pytest.raises(FileNotFoundError, match="shards.json does not exist"):
-        list(iter_shard_samples(tmp_path))
-    with pytest.raises(FileNotFoundError, match="metadata.jsonl"):
-        write_shards(tmp_path, progress=False)
+    msg = _one_line_error(MissingInputError, "shards.json does not exist",
+                          lambda: list(iter_shard_samples(tmp_path)))
+    assert str(tmp_path / SHARD_INDEX) in msg
+    assert isinstance(MissingInputError(msg), FileNotFoundError)      # except FileNotFoundError
+    msg = _one_line_error(MissingInputError, "metadata.jsonl",
+                          lambda: write_shards(tmp_path, progress=False))
+    assert str(tmp_path) in msg
+
+
+@pytest.mark.parametrize("content,match", [("{not json", "unreadable shard index"),
+                                           ('{"format": "other"}', "not a wavdiff shard index")])
+def test_a_bad_index_is_one_line_naming_it(tmp_path, content, match):
+    (tmp_path / SHARD_INDEX).write_text(content)
+    msg = _one_line_error(BadShardError, match, lambda: read_shard_index(tmp_path))
+    assert str(tmp_path / SHARD_INDEX) in msg
+
+
+def test_a_missing_shard_and_an_unseen_folder_name_the_file(dataset, tmp_path):
+    from wavdiff_utils.shards import write_shard
+
+    sh = tmp_path / "sh"
+    write_shards(dataset, sh, shard_size=4, progress=False)
+    gone = shard_paths(sh)[1]
+    gone.unlink()
+    msg = _one_line_error(MissingInputError, "shard listed in shards.json is missing",
+                          lambda: list(iter_shard_samples(sh)))
+    assert str(gone) in msg
+    msg = _one_line_error(MissingInputError, "not found on node",
+                          lambda: write_shard(tmp_path / "nowhere", sh / "x.tar", []))
+    assert str(tmp_path / "nowhere") in msg and "every node" in msg
 
 
 def test_cli_shards_into_a_folder_of_its_own(dataset, tmp_path):

@@ -69,8 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--workers", type=int, help="encode worker processes (0 = one per CPU, "
                                                 "at most 8; default 0); more than the CPU "
                                                 "cores is capped, with a note. With --engine "
-                                                "ray: the CPUs of the embedded Ray, or the "
-                                                "songs in flight on a cluster (0 = all its CPUs)")
+                                                "ray and no --ray-address: the CPUs of the "
+                                                "embedded Ray (same rule), which gets twice "
+                                                "that many songs in flight (one running per "
+                                                "CPU, one queued). With --ray-address: the songs "
+                                                "in flight on the cluster (Ray runs at most one "
+                                                "per CPU; 0 = twice the cluster's CPUs)")
     ap.add_argument("--layout", help="tile layout: exact (default, lossless) or seed")
     ap.add_argument("--size", type=int, help="tile edge in pixels (default 1024)")
     ap.add_argument("--sample-rate", dest="sample_rate", type=int, help="codec sample rate in Hz "
@@ -200,6 +204,9 @@ def main(argv=None) -> int:
         ap.print_usage(sys.stderr)
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except WavdiffError as exc:                # not the options' fault (e.g. Ray not installed)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
 
     from .pipeline import run_pipeline
     from .workers import native_stderr_silenced, silence_library_warnings
@@ -286,7 +293,7 @@ def _checked_scale(values: dict):
     checked (the extras they need included): ``(engine, shards, shard_size)``."""
     import importlib.util
 
-    from .ray_engine import ENGINES, RAY_EXTRA
+    from .ray_engine import ENGINES, RAY_EXTRA, RayUnavailableError
     from .shards import parse_shard_size
 
     engine = str(values["engine"] or "local").strip().lower()
@@ -295,8 +302,8 @@ def _checked_scale(values: dict):
     if values["ray_address"] and engine != "ray":
         raise UsageError(f"--ray-address {values['ray_address']} is for --engine ray; add "
                          f"--engine ray")
-    if engine == "ray" and importlib.util.find_spec("ray") is None:
-        raise UsageError(f"--engine ray needs Ray, which is not installed: {RAY_EXTRA}")
+    if engine == "ray" and importlib.util.find_spec("ray") is None:   # one line, no usage
+        raise RayUnavailableError(f"--engine ray needs Ray, which is not installed: {RAY_EXTRA}")
     n = values["caption_actors"]
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise UsageError(f"--caption-actors must be a whole number >= 0, got {n!r}")

@@ -22,7 +22,7 @@ size must be at least 16 pixels, got 8
 from __future__ import annotations
 
 __all__ = ["WavdiffError", "BadAudioError", "UnreadableAudioError", "NonFiniteAudioError",
-           "BadTileError", "WeightsMissingError", "MissingInputError", "BadParameterError",
+           "BadTileError", "BadShardError", "WeightsMissingError", "MissingInputError", "BadParameterError",
            "OutputConflictError", "OutputLockedError", "UnwritableOutputError", "one_line",
            "first_line", "install_notebook_handler"]
 
@@ -45,6 +45,10 @@ class NonFiniteAudioError(BadAudioError):
 
 class BadTileError(WavdiffError, ValueError):
     """An image that cannot be used as a tile (size, bit depth, channels); names the file."""
+
+
+class BadShardError(WavdiffError, ValueError):
+    """A shard index (``shards.json``) or a shard's input that cannot be used; names the file."""
 
 
 class WeightsMissingError(WavdiffError, FileNotFoundError):

@@ -10,7 +10,7 @@ steps as the local engine, on Ray:
   progress bar, then the song's result.  A task whose worker dies (killed, out of memory,
   its node lost) is retried by Ray (:data:`TASK_RETRIES`); the retry resumes from the
   tiles the dead one finished.  When retries run out the song is reported as failed.
-- **caption**: an actor pool (:func:`run_captions`).  Each actor builds the captioner once
+- **caption**: an actor pool (:mod:`wavdiff_utils.ray_captions`, its names re-exported here).  Each actor builds the captioner once
   and loads its model at its first song; an actor asks Ray for a GPU when the cluster has
   them.  Plain actors rather than Ray Data ``map_batches``: a song (not a row or a
   batch of rows) is the unit of work, with side effects on disk (caption files and a
@@ -27,7 +27,8 @@ usage-stats banner, and its driver-side notes (a worker died, a task is retried)
 
 Joining a cluster (``"auto"``, ``"host:port"``, ``"ray://host:10001"``) ships this
 process's ``wavdiff_utils`` to the nodes (``runtime_env`` ``py_modules``), so they run
-the same code.  Paths are resolved to absolute paths here and handed to the tasks as they
+the same code, with this process's ``WAVDIFF_*`` variables (``env_vars``).  Caption
+weights are looked up by the actors on their nodes, never by the driver.  Paths are resolved to absolute paths here and handed to the tasks as they
 are: on a cluster the input and output folders must be visible at the same path on every
 node (NFS or another shared file system); a task on a node that cannot see them fails
 with a message naming the node.
@@ -110,7 +111,8 @@ class RaySession:
     notes: list = field(default_factory=list)
 
     def describe(self) -> str:
-        """One line: what Ray this is and what its start cost."""
+        """One line: what Ray this is (a joined cluster by the address it answered at) and
+        what its start cost."""
         where = ("a local Ray started here" if self.started
                  else f"the Ray cluster at {self.address}" if self.address
                  else "the Ray already running in this process")
@@ -270,10 +272,13 @@ def _connect(ray, address: str, quiet: dict) -> None:
         if importlib.util.find_spec("grpc") is None:      # the Ray client's transport
             raise RayUnavailableError(f"--ray-address {address} uses the Ray client, which "
                                       f"needs ray[client] (grpcio): {RAY_EXTRA}")
-    # the nodes run this process's wavdiff_utils (shipped by Ray), whatever version they have
-    code = {"py_modules": [str(Path(__file__).resolve().parent)], "excludes": ["__pycache__"]}
+    # the nodes run this process's wavdiff_utils (shipped by Ray), whatever version they have,
+    # with this process's WAVDIFF_* settings (e.g. $WAVDIFF_MUQ_MODEL)
+    env = {"py_modules": [str(Path(__file__).resolve().parent)], "excludes": ["__pycache__"]}
+    if wavdiff_env():
+        env["env_vars"] = wavdiff_env()
     try:
-        _init(ray, address=address, runtime_env=code, **quiet)
+        _init(ray, address=address, runtime_env=env, **quiet)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         why = first_line(exc)
         if address == "auto" and "Could not find any running Ray" in why:
@@ -285,32 +290,78 @@ def _connect(ray, address: str, quiet: dict) -> None:
         raise RayConnectError(f"cannot join the Ray cluster at {address}: {why}") from None
 
 
+def wavdiff_env() -> dict:
+    """This process's ``WAVDIFF_*`` environment variables, for the nodes of a joined cluster
+    (``runtime_env`` ``env_vars``); a value naming an existing relative path made absolute."""
+    out = {}
+    for k, v in os.environ.items():
+        if k.startswith("WAVDIFF_"):
+            out[k] = _absolute_if_local(v)
+    return out
+
+
+def _absolute_if_local(value: str) -> str:
+    """``value`` as an absolute path when it names a file or folder here, or looks like a path
+    (``./x``, ``~/x``, ``a/b/c``); else (a hub id such as ``owner/name``) as it is."""
+    from .caption_weights import looks_local
+    from .paths import resolve
+
+    name = str(value).strip()
+    if not name:
+        return value
+    with contextlib.suppress(ValueError, OSError):
+        p = resolve(name)
+        if p.exists() or looks_local(name):
+            return str(p)
+    return value
+
+
 def _describe(ray, session: RaySession, t0: float) -> RaySession:
     session.start_seconds = time.perf_counter() - t0
+    if session.address and not session.started:    # "auto" -> the address it found
+        session.address = _resolved_address(ray, session.address)
     res = ray.cluster_resources()
     session.cpus, session.gpus = int(res.get("CPU", 0)), int(res.get("GPU", 0))
     session.nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
     return session
 
 
+def _resolved_address(ray, address: str) -> str:
+    """The address a joined cluster answered at (the GCS's ``host:port`` for ``"auto"``);
+    ``address`` as given when Ray does not say (the Ray client keeps its ``ray://``)."""
+    if address.startswith("ray://"):
+        return address
+    with contextlib.suppress(Exception):
+        found = ray.get_runtime_context().gcs_address
+        if found:
+            return found if address != "auto" else f"{found} (found by 'auto')"
+    return address
+
+
 def _on_node(*paths) -> str:
-    """``""``, or a failure line when a path the driver gave is not visible on this node."""
+    """``""``, or a failure line naming this node when a path the driver gave is not visible
+    here (the Ray tasks and actors, and the shard writer, check with it)."""
     for p in paths:
         if not os.path.exists(p):
-            return (f"{p}: not found on Ray node {socket.gethostname()}; on a cluster the input "
-                    f"and output must be folders every node sees at the same path")
+            return (f"{p}: not found on node {socket.gethostname()}; on a cluster the input, "
+                    f"output and shard folders must be visible to every node at the same path")
     return ""
 
 
 def _stream(work, fallback):
     """Run ``work(tick)`` in a thread and yield ``("tiles", n)`` counts at most every
-    :data:`TICK_S` seconds while it runs, then ``("done", its result)``."""
+    :data:`TICK_S` seconds while it runs, then ``("done", its result)``.
+
+    ``fallback(why)`` makes the result when ``work`` raises (``why`` is ``TypeName: first
+    line`` of the exception) or ends without one."""
     q: queue.SimpleQueue = queue.SimpleQueue()
     box = {}
 
     def run():
         try:
             box["out"] = work(q.put)
+        except BaseException as exc:          # kept for the result, not lost with the thread
+            box["error"] = f"{type(exc).__name__}: {first_line(exc)}"
         finally:
             q.put(None)
 
@@ -331,7 +382,10 @@ def _stream(work, fallback):
     thread.join()
     if n:
         yield "tiles", n
-    yield "done", box.get("out", fallback)
+    if "out" in box:
+        yield "done", box["out"]
+    else:
+        yield "done", fallback(box.get("error", "it stopped without a result"))
 
 
 # =========================================================================== encode
@@ -348,7 +402,7 @@ def _encode_task(path, output, params, song, overwrite, png_compression):
         return
     yield from _stream(lambda tick: encode_one(path, output, params, song, overwrite,
                                                png_compression, tick),
-                       (None, (str(path), f"{path}: the encode task stopped without a result")))
+                       lambda why: (None, (str(path), f"{path}: encode task failed: {why}")))
 
 
 _REMOTE: dict = {}
@@ -431,139 +485,6 @@ def _cancel(ray, refs) -> None:
             ray.cancel(ref, force=True)
 
 
-# =========================================================================== captions
-
-class _CaptionWorker:
-    """One captioner in a Ray actor: built once, its model loaded at its first song."""
-
-    def __init__(self, name, model, device):
-        from .captioning import make_captioner
-        from .workers import silence_library_warnings
-
-        silence_library_warnings()
-        self.name = name
-        self.error = ""
-        try:
-            self.captioner = make_captioner(name, model=model, device=device)
-        except Exception as exc:              # missing weights on this node, a bad device
-            self.captioner, self.error = None, first_line(exc)
-
-    def caption(self, path, output, song, params, artist, title):
-        """``("ok", CaptionResult)``, ``("fail", (path, message))`` or ``("weights", message)``."""
-        from .captioning import caption_song
-        from .errors import WeightsMissingError
-
-        if self.captioner is None:
-            return "weights", self.error
-        problem = _on_node(path, output)
-        if problem:
-            return "fail", (str(path), problem)
-        try:
-            return "ok", caption_song(self.captioner, path, output, song=song, params=params,
-                                      artist=artist, title=title)
-        except WeightsMissingError as exc:
-            return "weights", first_line(exc)
-        except Exception as exc:              # one bad song never stops the batch
-            msg = str(exc)
-            return "fail", (str(path), msg if str(path) in msg
-                            else f"{path}: {type(exc).__name__}: {msg}")
-
-
-def caption_actor_count(name: str, n_songs: int, *, gpus: int, cpus: int, device: str,
-                        actors: int = 0) -> tuple[int, bool]:
-    """How many caption actors, and whether each takes a GPU.
-
-    With GPUs in the cluster (and a model captioner, device not ``cpu``): one actor per
-    GPU.  Without: one per CPU for the metadata captioner (no model), one for MuQ and
-    Qwen (each actor holds a copy of the model; torch already uses every core of its
-    node).  ``actors`` > 0 overrides the count.
-    """
-    gpu = name in ("muq", "qwen") and gpus > 0 and not str(device).startswith(("cpu", "mps"))
-    auto = gpus if gpu else (max(1, cpus) if name == "metadata" else 1)
-    return max(1, min(n_songs, actors or auto)), gpu
-
-
-def run_captions(name: str, jobs, *, model, device: str, n_actors: int, gpu: bool,
-                 on_song) -> tuple[list, list, str]:
-    """Caption ``jobs`` (``(path, output, song, params, artist, title)``) on an actor pool.
-
-    Returns ``(results, failures, weights_problem)``: the :class:`CaptionResult` of every
-    song captioned or up to date, ``(path, message)`` failures, and the first line of a
-    missing-weights error (the pool stops at once; the caller falls back) or ``""``.
-    ``on_song(result or None)`` is called after each song.  An actor whose process dies is
-    restarted once and its song retried; songs left when every actor is gone fail.
-    """
-    ray = _import_ray()
-    cls = _remote("caption", _CaptionWorker, num_cpus=1, num_gpus=1 if gpu else 0,
-                  max_restarts=1, max_task_retries=1)
-    actors = [cls.remote(name, model, device) for _ in range(max(1, n_actors))]
-    idle, waiting, running = list(actors), deque(jobs), {}
-    results, failures, problem = [], [], ""
-    try:
-        while (waiting or running) and not problem:
-            while waiting and idle:
-                actor, job = idle.pop(), waiting.popleft()
-                running[actor.caption.remote(*job)] = (actor, job)
-            if not running:                       # every actor is gone
-                for job in waiting:
-                    failures.append((str(job[0]), f"{job[0]}: no caption actor left (their "
-                                                  f"processes died); run again"))
-                    on_song(None)
-                break
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.2)
-            for ref in ready:
-                actor, job = running.pop(ref)
-                try:
-                    kind, value = ray.get(ref)
-                    idle.append(actor)
-                except ray.exceptions.RayError as exc:
-                    kind, value = "fail", (str(job[0]), f"{job[0]}: its caption actor died "
-                                                        f"({type(exc).__name__}); run again")
-                if kind == "weights":
-                    problem = value
-                    break
-                (results if kind == "ok" else failures).append(value)
-                on_song(value if kind == "ok" else None)
-    finally:
-        _cancel(ray, running)
-        for a in actors:                          # frees their CPUs / GPUs for the next step
-            with contextlib.suppress(Exception):
-                ray.kill(a)
-    return results, failures, problem
-
-
-def caption_on_ray(name: str, jobs, *, model, device: str, session: RaySession, actors: int,
-                   on_song, restart) -> tuple[str, str, list, list]:
-    """Caption ``jobs`` with the captioner ``name`` on an actor pool, as the local engine does:
-    when its weights are missing (checked here first, then by each actor) the metadata
-    captioner stands in, with a one-line notice.
-
-    Returns ``(caption_source, notice, results, failures)``; ``restart(label)`` is called
-    when the metadata captioner takes over.
-    """
-    from .captioning import captioner_or_fallback, fallback_notice
-    from .errors import WeightsMissingError
-
-    # the weights are looked up here (this machine may have no GPU: the check runs on cpu)
-    check = "cpu" if str(device).startswith("cuda") else device
-    cap, notice = captioner_or_fallback(name, model=model, device=check)
-    chosen = cap.name
-
-    def run(who):
-        n, gpu = caption_actor_count(who, len(jobs), gpus=session.gpus, cpus=session.cpus,
-                                     device=device, actors=actors)
-        return run_captions(who, jobs, model=model if who == name else None, device=device,
-                            n_actors=n, gpu=gpu, on_song=on_song)
-
-    results, failures, problem = run(chosen)
-    if problem and chosen != "metadata":       # found here, but an actor could not load them
-        notice = fallback_notice(name, WeightsMissingError(problem))
-        chosen = "metadata"
-        restart("caption (metadata)")
-        results, failures, _ = run(chosen)
-    return chosen, notice, results, failures
-
-
 # =========================================================================== shards
 
 def run_shard_tasks(fn, jobs, *, on_done) -> None:
@@ -586,3 +507,13 @@ def run_shard_tasks(fn, jobs, *, on_done) -> None:
     except BaseException:
         _cancel(ray, running)
         raise
+
+
+
+def __getattr__(name):
+    # the caption actors' names, from their own module (imported on first use: it imports this
+    # one, and a Ray worker may import it first)
+    if name in ("caption_actor_count", "run_captions", "caption_on_ray"):
+        from . import ray_captions
+        return getattr(ray_captions, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,14 +4,17 @@
 
     python -m wavdiff_utils.scaling_benchmark --clips /tmp/wt11_clips --sources outputs/music
 
-cuts ``--n`` clips of ``--seconds`` from the Ogg tracks under ``--sources`` into ``--clips``
-(outside the repository; nothing is committed), then prints:
+cuts ``--n`` clips of ``--seconds`` from the Ogg tracks under ``--sources`` into
+``--clips``/``n<N>_<S>s`` (a sub-folder per count and length, outside the repository;
+nothing is committed), then prints (``--what engines``, ``loader`` or ``both``):
 
 1. **engines**: encode throughput in songs per minute of the local engine (worker
    processes) and the Ray engine (an embedded Ray with as many CPUs), for each worker
    count.  Ray's start-up and its first run (worker processes starting and importing the
    package) are reported apart; the steady figure is the median of ``--repeats`` runs on the
-   warm Ray, each into a fresh folder.
+   warm Ray, each into a fresh folder.  The local runs alternate with the Ray runs while
+   that Ray is up (its idle daemons share the cores with them too), so the ratio compares
+   the engines under the same load.
 2. **loader**: samples per second through a torch ``DataLoader`` (the same workers and
    batch size) reading the tile folder (:class:`~wavdiff_utils.dataset.TileDataset`) and its
    WebDataset shards (:class:`~wavdiff_utils.shards.ShardDataset`), median of 5 epochs after
@@ -32,12 +35,18 @@ import numpy as np
 
 from .params import CodecParams
 
-__all__ = ["songs_per_minute", "cut_clips", "engine_scaling", "loader_throughput", "main"]
+__all__ = ["songs_per_minute", "clip_folder", "cut_clips", "engine_scaling", "loader_throughput", "main"]
+
+
+def clip_folder(dest, *, n: int, seconds: float) -> Path:
+    """The sub-folder of ``dest`` for ``n`` clips of ``seconds``: ``n48_20s``."""
+    return Path(dest) / f"n{int(n)}_{float(seconds):g}s"
 
 
 def cut_clips(sources, dest, *, n: int = 48, seconds: float = 20.0) -> list[Path]:
     """``n`` clips of ``seconds`` cut from the audio files under ``sources`` (consecutive pieces
-    of each file in turn) into ``dest`` as Ogg Vorbis; existing clips of that name are kept."""
+    of each file in turn) into ``dest`` as Ogg Vorbis; existing clips of that name are kept
+    (give each ``(n, seconds)`` its own ``dest``: :func:`clip_folder`)."""
     import soundfile as sf
 
     from .audio_io import find_audio_files
@@ -156,6 +165,9 @@ def engine_scaling(input, *, workers=(1, 2), repeats: int = 3, params: CodecPara
                    scratch=None) -> list[dict]:
     """Songs per minute of the local and the Ray engine at each worker count, runs alternating
     (local, Ray, local, Ray, ...) so that a change in the machine's load hits both alike.
+    The local runs too happen while the embedded Ray is up (its daemons, idle then, share the
+    cores): ``ray_vs_local`` compares the engines on the same loaded machine, not Ray against
+    a machine without it.
 
     For each worker count an embedded Ray with that many CPUs is started (``ray_start_s``),
     both engines make one warm-up run (file caches; Ray's worker processes start and
@@ -233,29 +245,32 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m wavdiff_utils.scaling_benchmark",
                                  description="Local vs Ray engine, PNG folder vs WebDataset shards.")
-    ap.add_argument("--clips", required=True, help="folder for the clips (outside the repository)")
+    ap.add_argument("--clips", required=True, help="folder for the clips (outside the repository); "
+                                                   "each --n and --seconds get a sub-folder")
     ap.add_argument("--sources", default="outputs/music", help="folder of .ogg tracks to cut from")
     ap.add_argument("--n", type=int, default=48, help="number of clips (default 48)")
     ap.add_argument("--seconds", type=float, default=20.0, help="clip length (default 20 s)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per engine and workers")
     ap.add_argument("--size", type=int, default=1024, help="tile size (default 1024)")
-    ap.add_argument("--what", default="engines,loader", help="engines, loader or both")
+    ap.add_argument("--what", choices=("engines", "loader", "both"), default="both",
+                    help="what to measure: engines, loader or both (default)")
     args = ap.parse_args(argv)
     from .paths import resolve
 
-    clips = cut_clips(resolve(args.sources), args.clips, n=args.n, seconds=args.seconds)
+    folder = clip_folder(args.clips, n=args.n, seconds=args.seconds)
+    clips = cut_clips(resolve(args.sources), folder, n=args.n, seconds=args.seconds)
     params = CodecParams(size=args.size)
-    print(f"{len(clips)} clips of {args.seconds:g} s in {args.clips}, tiles {args.size}x{args.size}")
-    if "engines" in args.what:
-        for r in engine_scaling(args.clips, repeats=args.repeats, params=params):
+    print(f"{len(clips)} clips of {args.seconds:g} s in {folder}, tiles {args.size}x{args.size}")
+    if args.what in ("engines", "both"):
+        for r in engine_scaling(folder, repeats=args.repeats, params=params):
             extra = (f"; ray start-up {r['ray_start_s']} s, first run {r['first_run_s']} s, "
                      f"ray/local {r['ray_vs_local']:.2f}" if r["engine"] == "ray" else "")
             print(f"{r['engine']:5s} workers {r['workers']}: {r['songs_per_minute']:6.1f} songs/min "
                   f"(median {r['median_seconds']} s, best {r['best_seconds']} s of "
                   f"{args.repeats}; {r['songs']} songs, {r['tiles']} tiles){extra}", flush=True)
-    if "loader" in args.what:
+    if args.what in ("loader", "both"):
         with tempfile.TemporaryDirectory(prefix="wavdiff-loader-") as tmp:
-            res = run_pipeline(args.clips, Path(tmp) / "ds", params=params, captioner="metadata",
+            res = run_pipeline(folder, Path(tmp) / "ds", params=params, captioner="metadata",
                                report=False, progress=False, log=None, shards=True)
             r = loader_throughput(Path(tmp) / "ds", res.shards.folder)
             print(f"loader, {r['workers']} workers, batch {r['batch_size']}, {r['samples']} "

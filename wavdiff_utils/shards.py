@@ -38,13 +38,12 @@ import hashlib
 import json
 import os
 import re
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .dataset import (METADATA_NAME, SPLITS, decode_png16, pixels_to_tensor, read_metadata,
                       torch_dataset_class)
-from .errors import BadParameterError, WavdiffError
+from .errors import BadParameterError, BadShardError, MissingInputError, WavdiffError, one_line
 from .paths import atomic_path, stable_hash
 
 __all__ = ["SHARD_INDEX", "DEFAULT_SHARD_SIZE", "ShardIndex", "ShardWriteError", "parse_shard_size",
@@ -146,17 +145,25 @@ class ShardIndex:
 
 
 def read_shard_index(folder) -> dict:
-    """``folder/shards.json`` (one line naming the file when it is missing or not an index)."""
+    """``folder/shards.json``.
+
+    Raises
+    ------
+    MissingInputError
+        There is no index (one line naming the file and how to write it).
+    BadShardError
+        The file cannot be read or is not a wavdiff shard index (naming it).
+    """
     path = Path(folder) / SHARD_INDEX
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: write the shards first "
+        raise MissingInputError(f"{path} does not exist: write the shards first "
                                 f"(python -m wavdiff_utils ... --shards, or write_shards())")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: unreadable shard index ({exc})") from None
+        raise BadShardError(f"{path}: unreadable shard index ({one_line(exc)})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a wavdiff shard index")
+        raise BadShardError(f"{path}: not a wavdiff shard index")
     return data
 
 
@@ -224,11 +231,12 @@ def write_shard(folder, target, entries, on_sample=None) -> dict:
 
     from .tile_io import _metadata_from_bytes
 
+    from .ray_engine import _on_node
+
     folder, target = Path(folder), Path(target)
-    for p in (folder, target.parent):
-        if not p.is_dir():
-            raise FileNotFoundError(f"{p}: not found on {socket.gethostname()}; on a cluster the "
-                                    f"dataset and shard folders must be visible to every node")
+    problem = _on_node(folder, target.parent)
+    if problem:
+        raise MissingInputError(problem)
     codecs: list = []
     with atomic_path(target) as tmp:
         with open(tmp, "wb") as fh, wds.TarWriter(fh, encoder=False, mtime=_MTIME, mode=0o444,
@@ -277,8 +285,10 @@ def write_shards(folder, dest=None, *, shard_size=DEFAULT_SHARD_SIZE, engine: st
 
     Raises
     ------
-    FileNotFoundError
+    MissingInputError
         No ``metadata.jsonl`` in ``folder``.
+    BadShardError
+        ``metadata.jsonl`` has no rows.
     ShardWriteError
         A shard could not be written (the message names it); the index is then left
         out, and a re-run writes what is missing.
@@ -294,9 +304,12 @@ def write_shards(folder, dest=None, *, shard_size=DEFAULT_SHARD_SIZE, engine: st
     dest = Path(dest) if dest is not None else folder / "shards"
     max_bytes, max_samples = parse_shard_size(shard_size)
     engine = check_engine(engine)
-    rows = read_metadata(folder)
+    try:
+        rows = read_metadata(folder)
+    except FileNotFoundError as exc:
+        raise (exc if isinstance(exc, WavdiffError) else MissingInputError(one_line(exc))) from None
     if not rows:
-        raise ValueError(f"{folder / METADATA_NAME} has no rows: nothing to shard")
+        raise BadShardError(f"{folder / METADATA_NAME} has no rows: nothing to shard")
     inside = dest.resolve().is_relative_to(folder.resolve())
     with output_lock(folder), (contextlib.nullcontext() if inside else output_lock(dest)):
         dest.mkdir(parents=True, exist_ok=True)
@@ -435,7 +448,7 @@ def iter_shard_raw(paths, keep=None):
     i = -1
     for p in paths:
         if not Path(p).is_file():
-            raise FileNotFoundError(f"{p}: shard listed in {SHARD_INDEX} is missing; write the "
+            raise MissingInputError(f"{p}: shard listed in {SHARD_INDEX} is missing; write the "
                                     f"shards again")
         with open(p, "rb") as fh, tarfile.open(fileobj=fh, mode="r:") as tar:
             sample, wanted = None, False
