@@ -342,3 +342,16 @@ def test_scaling_benchmark_options_and_clip_folders(tmp_path, capsys):
     assert err.value.code == 2 and "invalid choice" in capsys.readouterr().err
     folders = {clip_folder(tmp_path, n=n, seconds=s) for n in (8, 48) for s in (10, 20.0)}
     assert len(folders) == 4 and clip_folder(tmp_path, n=48, seconds=20.0).name == "n48_20s"
+
+
+def test_shards_without_webdataset_is_one_line_naming_the_extra(tmp_path):
+    write(tmp_path / "a.wav", music_like(0.3, seed=1), 44100)
+    code = ("import sys; sys.modules['webdataset'] = None; from wavdiff_utils.__main__ import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    r = subprocess.run([sys.executable, "-c", code, "-i", str(tmp_path / "a.wav"), "-o",
+                        str(tmp_path / "out"), "--shards"], cwd=tmp_path, env=ENV,
+                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    [line] = r.stderr.splitlines()                         # one line: no usage text
+    assert line.startswith("error: --shards needs webdataset") and "pip install -e '.[ray]'" in line
+    assert not (tmp_path / "out").exists()                 # refused before anything was written

@@ -314,7 +314,8 @@ def _checked_scale(values: dict):
         shards = _here(shards)
     if shards is not None:
         if importlib.util.find_spec("webdataset") is None:
-            raise UsageError(f"--shards needs webdataset, which is not installed: {RAY_EXTRA}")
+            raise RayUnavailableError(f"--shards needs webdataset, which is not installed: "
+                                      f"{RAY_EXTRA}")     # one line, no usage
         try:
             parse_shard_size(values["shard_size"])
         except ValueError as exc:

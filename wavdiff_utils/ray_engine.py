@@ -68,7 +68,8 @@ RAY_EXTRA = "pip install -e '.[ray]'"
 
 
 class RayUnavailableError(WavdiffError, ImportError):
-    """Ray (or the Ray client) is not installed; says which extra to install."""
+    """Ray, the Ray client or webdataset (all in the ``ray`` extra) is not installed; says which
+    extra to install."""
 
 
 class RayConnectError(WavdiffError, ConnectionError):
