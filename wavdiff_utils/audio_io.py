@@ -8,7 +8,6 @@ same samples.  Files libsndfile cannot open (m4a, some mp3s) fall back to
 from __future__ import annotations
 
 import hashlib
-import os
 import stat as _stat
 import warnings
 from pathlib import Path

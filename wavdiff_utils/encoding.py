@@ -301,7 +301,8 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
     pending: deque = deque()
     try:
         with stream, prefetched(stream) as blocks:
-            for tile in encode_stream(counted(blocks), params, threads=threads or tile_threads(spare=1)):
+            tiles = encode_stream(counted(blocks), params, threads=threads or tile_threads(spare=1))
+            for tile in tiles:
                 name = tile_name(song, tile.span.index)
                 meta = _tile_metadata(params, song, path, tile)
                 target = partial / name
