@@ -28,6 +28,7 @@ demo: $(STAMP)
 	$(PY) -m wavdiff_utils --input sample_data --output outputs/dataset
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 clean-outputs:

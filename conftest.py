@@ -2,14 +2,14 @@
 
 Tiny, randomly initialised models are built once per checkout into
 ``outputs/test-models/<name>/`` (git-ignored) by the builders in
-``tests/tiny_models.py``, and the environment variables the package reads are
+``tests/captioning/tiny_models.py``, and the environment variables the package reads are
 pointed at them.  ``pytest_configure`` runs before any notebook kernel starts,
 so kernels launched by nbval inherit the variables; the notebooks' own default
 parameters stay the real model ids (the package only uses a variable when its
 ``model`` parameter is the default id).
 
 To add a model, add one line to :data:`TINY_MODELS`.  A model is rebuilt when
-``tests/tiny_models.py`` or the installed torch / transformers / muq change.
+the builder's module or the installed torch / transformers / muq change.
 """
 from __future__ import annotations
 
@@ -24,14 +24,12 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-TESTS = ROOT / "tests"
 #: Where the tiny models are cached between sessions.
 TEST_MODELS = ROOT / "outputs" / "test-models"
-#: Environment variable -> (folder name under TEST_MODELS, builder function in tests/tiny_models.py,
-#: or "module:function" for a builder in another tests/ module).
+#: Environment variable -> (folder name under TEST_MODELS, builder as "module:function").
 TINY_MODELS = {
-    "WAVDIFF_MUQ_MODEL": ("muq-mulan-tiny", "build_tiny_muq_mulan"),
-    "WAVDIFF_QWEN_MODEL": ("qwen2-audio-tiny", "tiny_qwen:build_tiny_qwen2_audio"),
+    "WAVDIFF_MUQ_MODEL": ("muq-mulan-tiny", "tests.captioning.tiny_models:build_tiny_muq_mulan"),
+    "WAVDIFF_QWEN_MODEL": ("qwen2-audio-tiny", "tests.captioning.tiny_qwen:build_tiny_qwen2_audio"),
 }
 STAMP = ".wavdiff-tiny-model.json"
 
@@ -45,8 +43,8 @@ def _stamp(builder: str) -> dict:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = None
-    module = builder.partition(":")[0] if ":" in builder else "tiny_models"   # "module:function"
-    source = (TESTS / f"{module}.py").read_bytes()
+    module = builder.partition(":")[0]
+    source = (ROOT / f"{module.replace('.', '/')}.py").read_bytes()
     return {"builder": builder, "source": hashlib.sha256(source).hexdigest(), **versions}
 
 
@@ -59,10 +57,10 @@ def _ensure_model(name: str, builder: str) -> Path:
             return folder
     except (OSError, ValueError):
         pass
-    if str(TESTS) not in sys.path:
-        sys.path.insert(0, str(TESTS))
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     module, _, func = builder.rpartition(":")
-    build = getattr(importlib.import_module(module or "tiny_models"), func)
+    build = getattr(importlib.import_module(module), func)
     TEST_MODELS.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=TEST_MODELS))
     try:

@@ -25,9 +25,12 @@ def _codec_of(root: Path):
         del sys.modules[name]
     sys.path.insert(0, str(root))
     try:
-        codec = importlib.import_module("wavdiff_utils.codec")
-        audio_io = importlib.import_module("wavdiff_utils.audio_io")
-        params = importlib.import_module("wavdiff_utils.params").CodecParams()
+        if (root / "wavdiff_utils" / "codec" / "transform.py").is_file():     # the subpackages
+            names = ("codec.transform", "io.audio", "codec.params")
+        else:                                                              # the flat layout
+            names = ("codec", "audio_io", "params")
+        codec, audio_io, params = (importlib.import_module(f"wavdiff_utils.{n}") for n in names)
+        params = params.CodecParams()
     finally:
         sys.path.pop(0)
     return codec, audio_io, params

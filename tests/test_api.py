@@ -78,7 +78,7 @@ def test_a_codec_only_install_is_told_which_extra_to_add(tmp_path, monkeypatch):
     import builtins
 
     from wavdiff_utils import run_pipeline
-    from wavdiff_utils.captioning import fallback_notice
+    from wavdiff_utils.captioning.registry import fallback_notice
 
     note = fallback_notice("muq", ModuleNotFoundError("No module named 'transformers'",
                                                       name="transformers"))

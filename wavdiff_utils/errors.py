@@ -8,9 +8,9 @@ called damaged (:class:`BadAudioError`); NaN or infinite samples are
 :class:`NonFiniteAudioError`; an output that cannot be written (permission,
 read-only disk, disk full) is :class:`UnwritableOutputError`; a folder another run
 is writing to is :class:`OutputLockedError`.  The classes raised elsewhere derive from these without moving:
-:class:`wavdiff_utils.audio_io.AudioError` is a :class:`BadAudioError`,
-:class:`wavdiff_utils.tile_io.TileImageError` a :class:`BadTileError`,
-:class:`wavdiff_utils.encoding.OutputExistsError` an :class:`OutputConflictError`.
+:class:`wavdiff_utils.io.audio.AudioError` is a :class:`BadAudioError`,
+:class:`wavdiff_utils.io.tiles.TileImageError` a :class:`BadTileError`,
+:class:`wavdiff_utils.jobs.encode.OutputExistsError` an :class:`OutputConflictError`.
 
 >>> from wavdiff_utils.errors import WavdiffError, one_line
 >>> try:

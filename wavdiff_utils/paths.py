@@ -16,7 +16,7 @@ from pathlib import Path
 
 __all__ = ["REPO_ROOT", "SAMPLE_AUDIO", "resolve", "output_dir", "song_id",
            "atomic_path", "AUDIO_EXTENSIONS", "display_path", "display_message",
-           "shorten_name", "stable_hash", "MAX_SONG_BYTES", "remove_temporaries"]
+           "shorten_name", "stable_hash", "MAX_SONG_BYTES", "remove_temporaries", "song_ids"]
 
 #: Root of the repository (the folder holding ``wavdiff_utils``).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -170,3 +170,32 @@ def display_message(message: str, base=None) -> str:
     :func:`display_path` shows it."""
     head, sep, rest = str(message).partition(": ")
     return f"{display_path(head, base)}{sep}{rest}" if sep and head.startswith("/") else str(message)
+
+
+def song_ids(files) -> dict[Path, str]:
+    """Song id for each file, every one distinct.
+
+    A stem used by one file is the id itself.  Files whose stems collide get
+    their parent folder's name prefixed (``live__song``); where that still
+    collides (``song.wav`` and ``song.mp3`` in one folder) the stem gets
+    its extension appended (``song_mp3``), and as a last resort a stable hash
+    of the path.
+    """
+    files = [Path(f) for f in files]
+
+    def dups(ids):
+        seen: dict[str, int] = {}
+        for s in ids.values():
+            seen[s] = seen.get(s, 0) + 1
+        return {s for s, n in seen.items() if n > 1}
+
+    out = {f: song_id(f) for f in files}
+    steps = (lambda f: song_id(f.parent.name + "__" + f.stem),
+             lambda f: shorten_name(f"{song_id(f)}_{f.suffix[1:].lower()}", key=str(f)),
+             lambda f: shorten_name(f"{song_id(f)}-{stable_hash(str(f))}", key=str(f)))
+    for step in steps:
+        clash = dups(out)
+        if not clash:
+            break
+        out = {f: step(f) if s in clash else s for f, s in out.items()}
+    return out

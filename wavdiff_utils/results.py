@@ -8,7 +8,10 @@ from pathlib import Path
 
 from .paths import display_message, display_path
 
-__all__ = ["SongResult", "BatchResult", "failure_lines", "warning_lines"]
+__all__ = ["SongResult", "BatchResult", "failure_lines", "warning_lines", "SUMMARY_NAME"]
+
+#: Where a pipeline run records what it did, in its output folder.
+SUMMARY_NAME = "wavdiff_batch.json"
 
 
 def failure_lines(failures) -> list[str]:

@@ -1,0 +1,165 @@
+"""Codec parameters: one frozen object that every step agrees on.
+
+The same :class:`CodecParams` is written into every PNG, every manifest and
+every dataset card, so a tile can always be decoded alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import yaml
+
+from ..paths import resolve
+
+__all__ = ["CodecParams", "LAYOUTS", "load_yaml_params"]
+
+#: Supported tile layouts.
+LAYOUTS = ("exact", "seed")
+
+#: dB reference: a full-scale sine wave's peak STFT bin reads 0 dB.
+DB_REFERENCE = "full-scale sine peak bin"
+
+
+@dataclass(frozen=True)
+class CodecParams:
+    """Everything needed to turn audio into tiles and back.
+
+    Parameters
+    ----------
+    sample_rate : int
+        Codec sample rate in Hz; audio is resampled to it (default 44100).
+    layout : {"exact", "seed"}
+        ``"exact"`` (default): ``size`` frequency bins x ``size`` frames, no
+        interpolation (STFT ``n_fft = 2*size``; the Nyquist bin is dropped).
+        ``"seed"``: the original recipe, ``n_fft//2+1`` bins x ``n_fft//2+1``
+        frames resized to ``size x size`` with Lanczos4 (lossy, kept for
+        comparison and compatibility).
+    size : int
+        Tile edge in pixels (default 1024).
+    n_fft : int or None
+        FFT size.  ``None`` derives it: ``2*size`` for "exact", 2048 for "seed".
+        For "exact" it must equal ``2*size``.
+    hop_length : int or None
+        Hop in samples. ``None`` means ``n_fft // 4`` (512 by default).
+    db_min, db_max : float
+        Fixed magnitude range of the red channel, in dB relative to a full-scale
+        sine's peak bin.  Pixel 0 means "at or below db_min" and decodes as
+        silence; 65535 means db_max.  The same for every tile of every song.
+    mono : bool
+        Mix to mono (default).  Stereo is not encoded (one spectrogram per tile).
+    """
+
+    sample_rate: int = 44100
+    layout: str = "exact"
+    size: int = 1024
+    n_fft: int | None = None
+    hop_length: int | None = None
+    db_min: float = -110.0
+    db_max: float = 10.0
+    mono: bool = True
+
+    def __post_init__(self):
+        def setf(name, value):
+            object.__setattr__(self, name, value)
+
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        for name in ("sample_rate", "size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or v <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            setf(name, int(v))
+        if self.sample_rate < 8000 or self.sample_rate > 384000:
+            raise ValueError(f"sample_rate {self.sample_rate} Hz is outside 8000..384000 Hz")
+        if self.size < 16:
+            raise ValueError(f"size must be at least 16 pixels, got {self.size}")
+        n_fft = self.n_fft
+        if n_fft is None:
+            n_fft = 2 * self.size if self.layout == "exact" else 2048
+        n_fft = int(n_fft)
+        if n_fft < 16 or n_fft % 2:
+            raise ValueError(f"n_fft must be an even number >= 16, got {n_fft}")
+        if self.layout == "exact" and n_fft != 2 * self.size:
+            raise ValueError(
+                f"layout 'exact' stores n_fft/2 bins in a size x size tile, so it needs "
+                f"n_fft == 2*size; got n_fft={n_fft}, size={self.size}. Leave n_fft unset "
+                f"to derive it, or use layout='seed' to resize.")
+        setf("n_fft", n_fft)
+        hop = self.hop_length if self.hop_length is not None else n_fft // 4
+        hop = int(hop)
+        if hop <= 0 or hop > n_fft // 2:
+            raise ValueError(f"hop_length must be in 1..n_fft/2 ({n_fft // 2}) for a lossless "
+                             f"inverse, got {hop}")
+        setf("hop_length", hop)
+        if not float(self.db_max) > float(self.db_min):
+            raise ValueError(f"db_max ({self.db_max}) must be greater than db_min ({self.db_min})")
+        setf("db_min", float(self.db_min))
+        setf("db_max", float(self.db_max))
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def bins(self) -> int:
+        """STFT bins stored per tile before any resize."""
+        return self.n_fft // 2 if self.layout == "exact" else self.n_fft // 2 + 1
+
+    @property
+    def frames_per_tile(self) -> int:
+        """STFT frames per tile before any resize."""
+        return self.size if self.layout == "exact" else self.n_fft // 2 + 1
+
+    @property
+    def tile_samples(self) -> int:
+        """Samples owned by one tile."""
+        return self.frames_per_tile * self.hop_length
+
+    @property
+    def tile_seconds(self) -> float:
+        """Seconds of audio per tile."""
+        return self.tile_samples / self.sample_rate
+
+    @property
+    def db_scale(self) -> float:
+        """Amplitude of a full-scale sine's peak bin for this STFT (Hann window sum / 2)."""
+        return self.n_fft / 4.0
+
+    def describe(self) -> str:
+        """One sentence saying how audio maps onto a tile."""
+        top = self.sample_rate / 2 * (self.bins - 1) / (self.n_fft / 2)
+        if self.layout == "exact":
+            how = (f"{self.bins} bins (0-{top / 1000:.1f} kHz, Nyquist dropped) x "
+                   f"{self.frames_per_tile} frames, no interpolation")
+        else:
+            how = (f"{self.bins} bins x {self.frames_per_tile} frames resized to "
+                   f"{self.size}x{self.size} with Lanczos4 (lossy)")
+        return (f"layout {self.layout!r}: STFT n_fft={self.n_fft}, hop={self.hop_length} at "
+                f"{self.sample_rate} Hz; each {self.size}x{self.size} tile = {how} = "
+                f"{self.tile_seconds:.2f} s of audio; red = dB in [{self.db_min:g}, {self.db_max:g}] "
+                f"re {DB_REFERENCE}, green/blue = cos/sin of phase, 16-bit")
+
+    # ------------------------------------------------------------------ I/O
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CodecParams":
+        """Build from a dict, ignoring keys that are not codec parameters."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def load_yaml_params(path) -> dict:
+    """Read a ``params/*.yaml`` file into a dict (the same file papermill takes with ``-f``)."""
+
+    p = resolve(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"parameter file {str(p)!r} does not exist")
+    with open(p, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"parameter file {str(p)!r} must hold a mapping of names to values")
+    return data

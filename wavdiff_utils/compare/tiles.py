@@ -1,0 +1,478 @@
+"""Tile-by-tile comparison of two sets of spectrogram tiles, with optional audio scores.
+
+:func:`compare_tiles` pairs the tiles of an "original" and a "reconstructed"
+folder, scores every pair (16-bit PSNR overall, for the magnitude channel and
+for the two phase channels), writes an 8-bit side-by-side preview per pair
+(Original | Reconstructed | ``|Diff| x50``) and a ``scores.csv``.  Given the
+songs' audio as well, it adds waveform SNR and log-spectral distance per song.
+
+Problems never stop the run: unmatched tiles, unreadable files and size
+mismatches are collected in the :class:`ComparisonResult` and shown by its
+:meth:`~ComparisonResult.summary`.
+
+This module pairs the tiles and writes the report; the scores of one pair are
+in :mod:`wavdiff_utils.compare.scores` and the previews are drawn by
+:mod:`wavdiff_utils.compare.preview` (their public names are importable from here).
+
+Example
+-------
+>>> res = compare_tiles("tiles/", "regenerated/", "report/")      # doctest: +SKIP
+>>> print(res.summary())                                            # doctest: +SKIP
+>>> res.table()                                                     # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..codec.params import CodecParams
+from ..codec.transform import FULL_SCALE
+from ..io.audio import AudioError
+from ..io.tiles import TileImageError, find_tiles
+from ..jobs.decode import decode_batch
+from ..jobs.encode import encode_batch
+from ..paths import atomic_path, display_path
+from .preview import DIFF_GAIN, DIFF_MODES, colormap_lut, write_png8, render_preview
+from .scores import pair_audio, codec, finite_mean, fmt_db, score_audio, score_pair
+
+__all__ = ["compare_tiles", "ComparisonResult", "MATCH_MODES", "SCORES_CSV", "AUDIO_CSV",
+           "SUMMARY_TXT", "PREVIEW_DIR", "AVERAGE_KEY"]
+
+#: How tiles are paired: by file name anywhere below each root, or by path relative to the root.
+MATCH_MODES = ("name", "path")
+#: File names written into the output folder.
+SCORES_CSV = "scores.csv"
+AUDIO_CSV = "audio_scores.csv"
+SUMMARY_TXT = "summary.txt"
+PREVIEW_DIR = "previews"
+#: ``key`` of the average row of ``scores.csv``.
+AVERAGE_KEY = "AVERAGE"
+
+_TILE_COLUMNS = ["key", "original", "reconstructed", "width", "height", "psnr_db",
+                 "psnr_magnitude_db", "psnr_phase_db", "psnr_phase_nonsilent_db", "stft_snr_db",
+                 "max_abs_diff", "magnitude_mae_db", "preview", "note"]
+_AUDIO_COLUMNS = ["song", "original", "reconstructed", "sample_rate", "seconds",
+                  "samples_original", "samples_reconstructed", "snr_db", "lsd_db"]
+
+
+@dataclass
+class ComparisonResult:
+    """Everything :func:`compare_tiles` found.
+
+    Attributes
+    ----------
+    original, reconstructed, output : Path
+        The two roots compared and the report folder.
+    tiles : list of TileScore
+        One per scored pair, in key order.
+    audio : list of AudioScore
+        One per song, when audio was given.
+    only_original, only_reconstructed : list of Path
+        Tiles without a partner on the other side.
+    errors : list of (str, str)
+        ``(what, message)`` for every pair or song that could not be scored.
+    scores_csv, audio_csv, summary_txt : Path or None
+        Files written into ``output``.
+    seconds : float
+        Wall time of the comparison.
+    """
+
+    original: Path
+    reconstructed: Path
+    output: Path
+    tiles: list = field(default_factory=list)
+    audio: list = field(default_factory=list)
+    only_original: list = field(default_factory=list)
+    only_reconstructed: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+    scores_csv: Path | None = None
+    audio_csv: Path | None = None
+    summary_txt: Path | None = None
+    seconds: float = 0.0
+
+    # ------------------------------------------------------------------ figures
+    @property
+    def mean_psnr(self) -> float:
+        """Average per-tile PSNR in dB over the tiles that differ.
+
+        Identical tiles (PSNR ``inf``) are left out of the mean so that one of
+        them does not hide the others; ``inf`` when every tile is identical,
+        ``nan`` when no pair was scored.  See :attr:`identical` and :attr:`pooled_psnr`.
+        """
+        return finite_mean(t.psnr for t in self.tiles)
+
+    @property
+    def mean_psnr_magnitude(self) -> float:
+        """Average magnitude-channel PSNR (same rules as :attr:`mean_psnr`)."""
+        return finite_mean(t.psnr_magnitude for t in self.tiles)
+
+    @property
+    def mean_psnr_phase(self) -> float:
+        """Average phase-channel PSNR (same rules as :attr:`mean_psnr`; grey tiles left out)."""
+        return finite_mean(t.psnr_phase for t in self.tiles)
+
+    @property
+    def mean_stft_snr(self) -> float:
+        """Average per-tile STFT-domain SNR (same rules as :attr:`mean_psnr`)."""
+        return finite_mean(t.stft_snr for t in self.tiles)
+
+    @property
+    def identical(self) -> int:
+        """Number of tile pairs that are pixel-identical."""
+        return sum(1 for t in self.tiles if math.isinf(t.psnr))
+
+    @property
+    def pooled_psnr(self) -> float:
+        """PSNR of the mean squared error over every pixel of every pair (``inf`` only if all identical)."""
+        if not self.tiles:
+            return float("nan")
+        mse = []
+        weights = []
+        for t in self.tiles:
+            mse.append(0.0 if math.isinf(t.psnr) else FULL_SCALE ** 2 / 10 ** (t.psnr / 10))
+            weights.append(t.width * t.height)
+        m = float(np.average(mse, weights=weights))
+        return float("inf") if m == 0 else float(10 * np.log10(FULL_SCALE ** 2 / m))
+
+    @property
+    def ok(self) -> bool:
+        """True when every tile found a partner and every pair and song was scored."""
+        return not (self.errors or self.only_original or self.only_reconstructed)
+
+    # ------------------------------------------------------------------ tables
+    def average_row(self) -> dict:
+        """The ``AVERAGE`` row of ``scores.csv`` (means over the scored pairs)."""
+        t = self.tiles
+        return {"key": AVERAGE_KEY, "original": f"{len(t)} pairs",
+                "reconstructed": f"{self.identical} identical", "width": "", "height": "",
+                "psnr_db": self.mean_psnr, "psnr_magnitude_db": self.mean_psnr_magnitude,
+                "psnr_phase_db": self.mean_psnr_phase,
+                "psnr_phase_nonsilent_db": finite_mean(x.psnr_phase_nonsilent for x in t),
+                "stft_snr_db": self.mean_stft_snr,
+                "max_abs_diff": max((x.max_abs_diff for x in t), default=""),
+                "magnitude_mae_db": finite_mean(x.magnitude_mae_db for x in t),
+                "preview": "", "note": "means leave out identical (inf) and missing (nan) values"}
+
+    def table(self, *, average: bool = False):
+        """Per-tile scores as a pandas DataFrame (one row per pair).
+
+        Parameters
+        ----------
+        average : bool
+            Append the ``AVERAGE`` row, as in ``scores.csv``.
+        """
+        import pandas as pd
+        rows = [t.row() for t in self.tiles]
+        if average and rows:
+            rows.append(self.average_row())
+        df = pd.DataFrame(rows, columns=_TILE_COLUMNS)
+        if average and rows:
+            for c in ("width", "height", "max_abs_diff"):
+                df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
+        return df
+
+    def audio_table(self):
+        """Per-song audio scores as a pandas DataFrame (empty when no audio was given)."""
+        import pandas as pd
+        return pd.DataFrame([a.row() for a in self.audio], columns=_AUDIO_COLUMNS)
+
+    def summary(self, *, max_listed: int = 10) -> str:
+        """Human-readable report: averages, audio scores, then every problem.
+
+        Parameters
+        ----------
+        max_listed : int
+            Unmatched tiles listed per side before "... and N more".
+        """
+        lines = [f"compared {display_path(self.original)} (original) with "
+                 f"{display_path(self.reconstructed)} (reconstructed)",
+                 f"{len(self.tiles)} tile pair(s) scored, {self.identical} identical, "
+                 f"{len(self.only_original)} only in original, "
+                 f"{len(self.only_reconstructed)} only in reconstructed, "
+                 f"{len(self.errors)} error(s), {self.seconds:.1f} s"]
+        if self.tiles:
+            lines.append(f"mean PSNR {fmt_db(self.mean_psnr)} (magnitude "
+                         f"{fmt_db(self.mean_psnr_magnitude)}, phase "
+                         f"{fmt_db(self.mean_psnr_phase)}), pooled {fmt_db(self.pooled_psnr)}")
+            nonsilent = finite_mean(t.psnr_phase_nonsilent for t in self.tiles)
+            if not math.isnan(nonsilent):
+                lines.append(f"phase PSNR over non-silent bins {fmt_db(nonsilent)} (the phase of "
+                             f"bins stored as silence is arbitrary)")
+            if not math.isnan(self.mean_stft_snr):
+                lines.append(f"mean STFT-domain SNR {fmt_db(self.mean_stft_snr)}")
+            if 0 < self.identical < len(self.tiles):
+                lines.append(f"  ({self.identical} identical tile(s), PSNR inf, are left out "
+                             f"of the means)")
+            worst = min(self.tiles, key=lambda t: t.psnr)
+            lines.append(f"worst tile {worst.key}: {fmt_db(worst.psnr)}")
+        for a in self.audio:
+            lines.append(f"audio {a.song}: SNR {fmt_db(a.snr_db)}, LSD {a.lsd_db:.3f} dB over "
+                         f"{a.seconds:.2f} s at {a.sample_rate} Hz"
+                         + ("" if a.samples_original == a.samples_reconstructed else
+                            f" (lengths {a.samples_original} vs {a.samples_reconstructed} "
+                            f"samples, compared over the shorter)"))
+        for title, items in (("only in original (no reconstructed tile with the same key)",
+                              self.only_original),
+                             ("only in reconstructed (no original tile with the same key)",
+                              self.only_reconstructed)):
+            if items:
+                lines.append(f"{len(items)} tile(s) {title}:")
+                lines += [f"  {p}" for p in items[:max_listed]]
+                if len(items) > max_listed:
+                    lines.append(f"  ... and {len(items) - max_listed} more")
+        for what, msg in self.errors:
+            lines.append(f"ERROR {what}: {msg}")
+        if self.scores_csv:
+            lines.append(f"scores: {display_path(self.scores_csv)}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"ComparisonResult({len(self.tiles)} pairs, mean_psnr={self.mean_psnr:.2f} dB, "
+                f"{len(self.audio)} songs, {len(self.errors)} errors, "
+                f"unmatched {len(self.only_original)}/{len(self.only_reconstructed)})")
+
+# --------------------------------------------------------------------------- pairing
+
+
+def _index_tiles(root: Path, match: str, exclude: Path | None, side: str):
+    """``{key: path}`` of the tiles under ``root``, plus errors for keys that repeat."""
+    if not root.exists():
+        raise FileNotFoundError(f"{side} tiles {str(root)!r} do not exist")
+    if root.is_file():
+        return {root.name: root}, []          # a single file is compared whatever its name
+    groups = find_tiles(root)
+    paths = [p for tiles in groups.values() for p in tiles]
+    if exclude is not None:
+        paths = [p for p in paths if not p.resolve().is_relative_to(exclude)]
+    if not paths:
+        raise TileImageError(root, f"{side}: holds no tiles named <song>_<index:04d>.png")
+    index: dict[str, list[Path]] = {}
+    for p in paths:
+        key = p.name if match == "name" else p.relative_to(root).as_posix()
+        index.setdefault(key, []).append(p)
+    errors = []
+    unique = {}
+    for key, ps in sorted(index.items()):
+        if len(ps) > 1:
+            errors.append((f"{side} {key}",
+                           f"{len(ps)} {side} tiles share the name {key!r} "
+                           f"({', '.join(str(p) for p in ps[:3])}); pair by relative path "
+                           f"with match='path', or rename them"))
+        else:
+            unique[key] = ps[0]
+    return unique, errors
+
+# --------------------------------------------------------------------------- files
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return "inf" if math.isinf(v) else f"{v:.4f}"
+    return "" if v is None else str(v)
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> Path:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(columns)
+            for r in rows:
+                w.writerow([_cell(r.get(c)) for c in columns])
+    return path
+
+
+def _check_choice(name: str, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+# --------------------------------------------------------------------------- main
+
+
+def compare_tiles(original, reconstructed, output, *, audio_original=None,
+                  audio_reconstructed=None, sample_rate: int | None = None, match: str = "name",
+                  previews: bool | int = True, preview_size: int = 512,
+                  colormap: str = "magma", diff: str = "magnitude",
+                  progress: bool = True) -> ComparisonResult:
+    """Compare original tiles with reconstructed ones, tile by tile, and write a report.
+
+    Parameters
+    ----------
+    original, reconstructed : path-like
+        Folders searched recursively for tiles named ``<song>_<index:04d>.png``
+        (or two single tile files, compared with each other).
+    output : path-like
+        Report folder (created): ``scores.csv`` (one row per pair plus an
+        ``AVERAGE`` row), ``previews/<key>_compare.png``, ``summary.txt`` and,
+        with audio, ``audio_scores.csv``.  Tiles below it are never compared,
+        so it may lie inside either input folder.
+    audio_original, audio_reconstructed : path-like, optional
+        The songs as audio, both or neither: two files, or two folders whose
+        files are paired by song name (file stem, as the encoder names songs).
+        Adds waveform SNR and log-spectral distance per song.
+    sample_rate : int, optional
+        Rate both audio files are loaded at.  Default: the codec rate stored in
+        the first original tile, else 44100 Hz.
+    match : {"name", "path"}
+        Pair tiles by file name wherever they lie below each root, or by their
+        path relative to the root (when several folders hold equal names).
+    previews : bool or int
+        Write a preview for every pair (True), none (False), or the first N pairs.
+    preview_size : int
+        Largest edge of each preview panel in pixels (bigger tiles are shrunk).
+    colormap : str
+        matplotlib colormap for the magnitude channel in the previews.
+    diff : {"magnitude", "all"}
+        Diff panel of the magnitude channel, or the largest difference of any channel.
+    progress : bool
+        Show a progress bar over the pairs.
+
+    Returns
+    -------
+    ComparisonResult
+        Unmatched tiles, unreadable files, size mismatches and audio problems
+        are collected in it, not raised.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``original``, ``reconstructed`` or a given audio path does not exist.
+    TileImageError
+        If either side holds no tiles at all.
+    ValueError
+        For an invalid option, or audio given for one side only.
+    """
+    from tqdm.auto import tqdm
+
+    _check_choice("match", match, MATCH_MODES)
+    _check_choice("diff", diff, DIFF_MODES)
+    if isinstance(previews, bool):
+        n_previews = None if previews else 0
+    elif isinstance(previews, int) and previews >= 0:
+        n_previews = previews
+    else:
+        raise ValueError(f"previews must be True, False or a count >= 0, got {previews!r}")
+    if isinstance(preview_size, bool) or not isinstance(preview_size, int) or preview_size < 8:
+        raise ValueError(f"preview_size must be an integer >= 8 pixels, got {preview_size!r}")
+    if n_previews != 0:
+        colormap_lut(colormap)                        # fail now on an unknown colormap
+    if (audio_original is None) != (audio_reconstructed is None):
+        given, missing = (("audio_original", "audio_reconstructed") if audio_reconstructed is None
+                          else ("audio_reconstructed", "audio_original"))
+        raise ValueError(f"{given} was given but {missing} was not; pass both to score the "
+                         f"audio, or neither")
+    if sample_rate is not None and (isinstance(sample_rate, bool) or int(sample_rate) != sample_rate
+                                    or sample_rate <= 0):
+        raise ValueError(f"sample_rate must be a positive integer in Hz, got {sample_rate!r}")
+
+    t0 = time.perf_counter()
+    original, reconstructed, output = Path(original), Path(reconstructed), Path(output)
+    out_abs = output.resolve()
+    a, err_a = _index_tiles(original, match, out_abs, "original")
+    b, err_b = _index_tiles(reconstructed, match, out_abs, "reconstructed")
+    result = ComparisonResult(original, reconstructed, output, errors=err_a + err_b)
+    if original.is_file() and reconstructed.is_file():
+        keys = [next(iter(a))] if a and b else []
+        pairs = [(keys[0], a[keys[0]], next(iter(b.values())))] if keys else []
+    else:
+        pairs = [(k, a[k], b[k]) for k in sorted(a) if k in b]
+        result.only_original = [a[k] for k in sorted(a) if k not in b]
+        result.only_reconstructed = [b[k] for k in sorted(b) if k not in a]
+    output.mkdir(parents=True, exist_ok=True)
+
+    first_meta = None
+    for i, (key, pa, pb) in enumerate(tqdm(pairs, desc="compare", unit="tile",
+                                           disable=not progress)):
+        try:
+            score, px_a, px_b, meta = score_pair(key, pa, pb)
+        except (TileImageError, ValueError, OSError) as exc:
+            result.errors.append((key, str(exc)))
+            continue
+        if n_previews is None or i < n_previews:
+            label = ("Reconstructed (identical)" if math.isinf(score.psnr) else
+                     f"Reconstructed, magnitude PSNR {fmt_db(score.psnr_magnitude)}")
+            what = "magnitude" if diff == "magnitude" else "largest of R, G, B"
+            stem = key[:-4] if key.lower().endswith(".png") else key
+            try:
+                img = render_preview(px_a, px_b, colormap=colormap, diff=diff,
+                                     max_edge=preview_size,
+                                     labels=(f"Original: {key}", label,
+                                             f"|Diff| x{DIFF_GAIN} ({what})"))
+                score.preview = write_png8(output / PREVIEW_DIR / f"{stem}_compare.png", img)
+            except OSError as exc:               # the scores still count without a preview
+                result.errors.append((key, f"preview not written: {exc}"))
+        if first_meta is None:
+            first_meta = meta or {}
+        result.tiles.append(score)
+
+    if audio_original is not None:
+        sr = sample_rate
+        if sr is None:
+            sr = (codec(first_meta) or CodecParams()).sample_rate
+        audio_pairs, audio_errors = pair_audio(audio_original, audio_reconstructed)
+        result.errors += audio_errors
+        for song, pa, pb in audio_pairs:
+            try:
+                result.audio.append(score_audio(song, pa, pb, int(sr)))
+            except (AudioError, ValueError, OSError) as exc:
+                result.errors.append((f"audio {song}", str(exc)))
+        result.audio_csv = _write_csv(output / AUDIO_CSV, _AUDIO_COLUMNS,
+                                      [x.row() for x in result.audio])
+
+    rows = [t.row() for t in result.tiles]
+    if rows:
+        rows.append(result.average_row())
+    result.scores_csv = _write_csv(output / SCORES_CSV, _TILE_COLUMNS, rows)
+    result.seconds = time.perf_counter() - t0
+    with atomic_path(output / SUMMARY_TXT) as tmp:
+        result.summary_txt = output / SUMMARY_TXT
+        tmp.write_text(result.summary() + "\n", encoding="utf-8")
+    return result
+
+
+def round_trip_tiles(audio, workdir, *, params: CodecParams | None = None,
+                     original=None) -> tuple[Path, Path, Path]:
+    """Make two tile sets to compare: ``audio`` encoded, then decoded to WAV and encoded again.
+
+    Parameters
+    ----------
+    audio : path-like
+        Audio file or folder to encode (ignored when ``original`` is given).
+    workdir : path-like
+        Scratch root: ``original/``, ``decoded/`` and ``reconstructed/`` are made
+        below it; ``decoded/`` and ``reconstructed/`` are emptied first so no
+        song of an earlier run lingers.
+    params : CodecParams, optional
+    original : path-like, optional
+        Existing tiles to start from instead of encoding ``audio``.
+
+    Returns
+    -------
+    (original tiles, decoded audio folder, reconstructed tiles)
+
+    Raises
+    ------
+    RuntimeError
+        If a step fails for any song (the message lists them).
+    """
+    import shutil
+
+    work = Path(workdir)
+    if original is None:
+        original = work / "original"
+        encode_batch(audio, original, params=params, overwrite=True, progress=False).raise_if_failed()
+    decoded, reconstructed = work / "decoded", work / "reconstructed"
+    for d in (decoded, reconstructed):
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+    dec = decode_batch(original, decoded, progress=False)
+    dec.raise_if_failed()
+    for r in dec.results:
+        encode_batch(r.output, reconstructed, params=params, progress=False).raise_if_failed()
+    return Path(original), decoded, reconstructed

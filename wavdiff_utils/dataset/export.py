@@ -1,0 +1,278 @@
+"""Training-ready export of a tile folder, and a loader that keeps all 16 bits.
+
+Export
+------
+:func:`export_dataset` turns the pipeline's output folder (one sub-folder per
+song, ``<song>/<song>_<index:04d>.png`` beside ``<song>_<index:04d>.txt``
+captions and ``manifest.json``) into a dataset in place:
+
+- ``metadata.jsonl``: one row per tile with ``file_name`` (relative path),
+  ``text`` (the ``.txt`` caption with the tile's stem, ``""`` when there is
+  none), ``song``, ``tile_index``, ``start_seconds``, ``end_seconds``,
+  ``start_sample``, ``end_sample``, ``sample_rate`` and ``caption_source``
+  (the captioner whose record holds that caption, ``"unknown"`` for one no
+  record claims, ``""`` without a caption).  Hugging Face
+  ``datasets.load_dataset("imagefolder", data_dir=folder)`` reads it as
+  image + text + those columns; kohya-style trainers read the ``.txt`` sidecars.
+- ``README.md``: a dataset card with the codec parameters, counts and
+  durations, so the set can be rebuilt and its tiles decoded later.
+
+16-bit loading
+--------------
+Pillow, and so ``datasets``' ``Image`` feature and most diffusion training
+scripts, opens a 16-bit RGB PNG as 8-bit RGB without a warning (it keeps the
+high byte: pixel 46527 reads as 181), which throws away the fidelity of the
+tiles.  :class:`TileDataset` (a torch ``Dataset``), :class:`TileTransform` (for
+``datasets``) and :func:`load_tile_dataset` decode with OpenCV
+(``IMREAD_UNCHANGED``) instead and return float tensors in ``[-1, 1]``:
+
+=========  ========  ===============================================================
+channel    plane     value ``x`` in ``[-1, 1]``
+=========  ========  ===============================================================
+0          red       magnitude, linear in dB: ``dB = db_min + (x + 1) / 2 * (db_max - db_min)``;
+                     ``x = -1`` is silence (at or below ``db_min``), ``+1`` is ``db_max``
+1          green     ``cos(phase)`` (exactly: ``x = 2 * pixel / 65535 - 1``)
+2          blue      ``sin(phase)``
+=========  ========  ===============================================================
+
+Tensors are ``(3, H, W)``: row 0 is the highest frequency bin, columns are STFT
+frames in time order.  ``x = pixel / 32767.5 - 1``; :func:`tensor_to_pixels`
+inverts it bit-exactly, and :func:`write_tensor_tiles` writes generated tensors
+back as 16-bit tiles (with codec metadata) that ``03_decode`` turns into audio.
+"""
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..captioning.batch import recorded_captions
+from ..errors import BadParameterError
+from ..io.manifest import MANIFEST_NAME, manifest_params, read_manifest
+from ..paths import atomic_path
+from .card import hms as _hms, write_card
+
+__all__ = ["METADATA_NAME", "CARD_NAME", "CHANNELS", "DatasetExport", "export_dataset",
+           "song_split", "read_metadata"]
+
+#: The rows file ``datasets``' imagefolder loader reads.
+METADATA_NAME = "metadata.jsonl"
+#: The dataset card.
+CARD_NAME = "README.md"
+#: What each tensor channel holds (see the module notes).
+CHANNELS = ("magnitude: x=-1 is db_min (silence), +1 is db_max, linear in dB",
+            "cos(phase)", "sin(phase)")
+
+# =========================================================================== export
+
+
+@dataclass
+class DatasetExport:
+    """What :func:`export_dataset` wrote.
+
+    Attributes
+    ----------
+    folder : Path
+        The dataset folder (the pipeline's output).
+    metadata : Path
+        ``metadata.jsonl``.
+    card : Path
+        ``README.md``.
+    n_songs, n_tiles, n_captioned : int
+        Songs, tiles, and tiles with a non-empty caption.
+    seconds : float
+        Seconds of audio covered by the tiles (real samples, padding excluded).
+    codecs : list of dict
+        Distinct codec parameters among the songs (one in a consistent set).
+    songs : list of dict
+        One summary row per song.
+    warnings : list of str
+    """
+
+    folder: Path
+    metadata: Path
+    card: Path
+    n_songs: int = 0
+    n_tiles: int = 0
+    n_captioned: int = 0
+    seconds: float = 0.0
+    codecs: list = field(default_factory=list)
+    songs: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: songs, tiles, captions, duration, where."""
+        return (f"dataset {self.folder}: {self.n_songs} song(s), {self.n_tiles} tiles "
+                f"({self.n_captioned} captioned), {_hms(self.seconds)} of audio")
+
+
+def _song_folders(folder: Path) -> list[Path]:
+    """Finished song folders (holding ``manifest.json``) under ``folder``, hidden ones excluded."""
+    out = []
+    for m in sorted(folder.rglob(MANIFEST_NAME)):
+        rel = m.parent.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts):
+            continue                     # .<song>.partial of an interrupted encode
+        out.append(m.parent)
+    return out
+
+
+def caption_of(png: Path) -> str:
+    txt = png.with_suffix(".txt")
+    try:
+        return txt.read_text(encoding="utf-8").strip() if txt.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+#: Default shares of the train / validation / test splits.
+SPLITS = (("train", 0.9), ("validation", 0.05), ("test", 0.05))
+
+
+def song_split(song: str, splits=SPLITS) -> str:
+    """The split a song belongs to, from a hash of its name: stable across runs and machines,
+    and the same for every tile of the song (no song's audio leaks across splits)."""
+    import hashlib
+
+    total = sum(share for _, share in splits)
+    if total <= 0 or any(share < 0 for _, share in splits):
+        raise BadParameterError(f"split shares must be >= 0 with a positive sum, got {splits!r}")
+    x = int.from_bytes(hashlib.sha256(song.encode("utf-8")).digest()[:8], "big") / 2 ** 64 * total
+    for name, share in splits:
+        if x < share:
+            return name
+        x -= share
+    return splits[-1][0]
+
+
+def _readable(folder: Path) -> str:
+    """A dataset name from the folder's own name: ``my_songs-v2`` -> ``My songs v2``."""
+    words = re.sub(r"[_\-.]+", " ", folder.resolve().name).strip()
+    return (words[:1].upper() + words[1:]) if words else "wavdiff spectrogram tiles"
+
+
+def export_dataset(folder, *, name: str | None = None, card: bool = True,
+                   max_padding: float = 1.0, splits=SPLITS) -> DatasetExport:
+    """Write ``metadata.jsonl`` and a dataset card for every finished song under ``folder``.
+
+    Parameters
+    ----------
+    folder : path-like
+        The pipeline's (or ``01_encode``'s) output folder: one sub-folder per song
+        with ``manifest.json``, tiles and optional ``<song>_<index:04d>.txt`` captions.
+    name : str, optional
+        Dataset name in the card (default: made readable from the folder's own
+        name, e.g. ``my_songs`` -> "My songs"; never a path).
+    card : bool
+        Write ``README.md`` (default).  An existing ``README.md`` that this
+        function did not write is never replaced; a warning says so.
+    max_padding : float
+        Leave out tiles whose share of padding (silence after the song's end,
+        in the last tile) is above this, 0-1.  Default 1.0 keeps every tile;
+        every row says its ``padding`` share either way.
+    splits : sequence of (name, share)
+        Shares of the ``split`` column, assigned per song by a hash of its name
+        (default 0.9 train, 0.05 validation, 0.05 test).
+
+    Returns
+    -------
+    DatasetExport
+
+    Raises
+    ------
+    FileNotFoundError
+        ``folder`` does not exist.
+    ValueError
+        ``folder`` holds no finished song (no ``manifest.json`` below it).
+
+    Notes
+    -----
+    Songs are listed in folder order; a re-run rewrites both files from what is
+    on disk (atomically), so it is cheap and always matches the folder.  Songs
+    made with different codec parameters are exported together, with a warning:
+    a trainer needs one tile size, and the card lists each parameter set.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"dataset folder {str(folder)!r} does not exist")
+    if not 0.0 <= float(max_padding) <= 1.0:
+        raise BadParameterError(f"max_padding must be a share between 0 and 1, got {max_padding!r}")
+    splits = tuple((str(n), float(v)) for n, v in splits)
+    song_split("", splits)                       # checks the shares
+    songs = _song_folders(folder)
+    if not songs:
+        raise ValueError(f"{folder}: holds no finished song (no <song>/{MANIFEST_NAME}); "
+                         f"encode some audio into it first")
+
+    rows, song_rows, codecs, notes = [], [], [], []
+    for sf in songs:
+        man = read_manifest(sf)
+        params = manifest_params(man)
+        if params.to_dict() not in codecs:
+            codecs.append(params.to_dict())
+        sr = params.sample_rate
+        captioned = 0
+        missing = []
+        recorded = recorded_captions(sf)
+        split = song_split(man["song"], splits)
+        dropped = 0
+        for t in man["tiles"]:
+            png = sf / t["file"]
+            if not png.is_file():
+                missing.append(t["file"])
+                continue
+            padding = t["pad"] / max(t["stop"] - t["start"], 1)
+            if padding > max_padding:
+                dropped += 1
+                continue
+            text = caption_of(png)
+            captioned += bool(text)
+            rec = recorded.get(png.with_suffix(".txt").name, {})
+            source = (rec["caption_source"] if rec.get("caption") == text else "unknown") if text else ""
+            rows.append({"file_name": png.relative_to(folder).as_posix(), "text": text,
+                         "caption_source": source,
+                         "song": man["song"], "tile_index": int(t["index"]),
+                         "start_seconds": round(t["start"] / sr, 6),
+                         "end_seconds": round(t["end"] / sr, 6),
+                         "start_sample": int(t["start"]), "end_sample": int(t["end"]),
+                         "sample_rate": sr, "padding": round(padding, 4), "split": split})
+        if missing:
+            notes.append(f"{sf}: {len(missing)} tile(s) listed in {MANIFEST_NAME} are missing "
+                         f"(e.g. {missing[0]}); left out, re-run the pipeline to remake them")
+        song_rows.append({"song": man["song"], "source": man.get("source_name", ""),
+                          "tiles": len(man["tiles"]) - len(missing) - dropped,
+                          "captioned": captioned, "split": split,
+                          "seconds": float(man["n_samples"]) / sr,
+                          "codec": codecs.index(params.to_dict())})
+    if len(codecs) > 1:
+        notes.append(f"{folder}: songs were made with {len(codecs)} different codec parameter "
+                     f"sets; a trainer needs one tile size, see the card")
+    meta_path = folder / METADATA_NAME
+    with atomic_path(meta_path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for r in rows:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    result = DatasetExport(folder, meta_path, folder / CARD_NAME, len(song_rows), len(rows),
+                           sum(bool(r["text"]) for r in rows),
+                           sum(s["seconds"] for s in song_rows), codecs, song_rows, notes)
+    if card:
+        write_card(result, name or _readable(folder))
+    for n in notes:
+        warnings.warn(n, stacklevel=2)
+    return result
+
+
+def read_metadata(folder) -> list[dict]:
+    """Rows of ``folder/metadata.jsonl`` (written by :func:`export_dataset`)."""
+    path = Path(folder) / METADATA_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; run export_dataset({str(folder)!r}) "
+                                f"or the pipeline first")
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+# =========================================================================== 16-bit pixels
+
+# =========================================================================== back to tiles
+

@@ -1,0 +1,152 @@
+"""The 16-bit loaders: torch datasets over a tile folder (:class:`TileDataset`) and over
+WebDataset shards (:class:`ShardDataset`), and the ``datasets`` way (:class:`TileTransform`,
+:func:`load_tile_dataset`).  Importing this module imports torch."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch.utils.data
+
+from .export import METADATA_NAME, caption_of, read_metadata
+from ..io.png16 import decode_png16
+from .shards import ShardReader
+from .tensors import pixels_to_tensor
+from ..io.tiles import TileImageError, find_tiles
+
+__all__ = ["TileDataset", "ShardDataset", "TileTransform", "load_tile_dataset"]
+
+
+class TileDataset(torch.utils.data.Dataset):
+    """A torch ``Dataset`` of 16-bit tiles as float tensors in ``[-1, 1]`` (see the module notes).
+
+    Parameters
+    ----------
+    root : path-like
+        A dataset folder with ``metadata.jsonl`` (rows in its order), or any
+        folder of tiles (found recursively, captions from same-stem ``.txt``).
+    image_key : str
+        Key of the tensor in each item (default ``"pixel_values"``, as diffusers scripts use).
+    transform : callable, optional
+        Applied to the tensor (e.g. a random crop or flip); must keep it a tensor.
+
+    Items are dicts: ``pixel_values`` (float32 ``(3, H, W)``), ``text``,
+    ``file_name``, and the metadata columns (``song``, ``tile_index``,
+    ``start_seconds``, ``end_seconds``, ...) when present.
+    """
+
+    def __init__(self, root, *, image_key: str = "pixel_values", transform=None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"tile folder {str(self.root)!r} does not exist")
+        self.image_key = image_key
+        self.transform = transform
+        if (self.root / METADATA_NAME).is_file():
+            self.rows = read_metadata(self.root)
+        else:
+            self.rows = [{"file_name": p.relative_to(self.root).as_posix(), "text": caption_of(p)}
+                         for tiles in find_tiles(self.root).values() for p in tiles]
+        if not self.rows:
+            raise ValueError(f"{self.root}: holds no tiles (<song>_<index:04d>.png)")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.rows[index]
+        x = pixels_to_tensor(decode_png16(self.root / row["file_name"]))
+        if self.transform is not None:
+            x = self.transform(x)
+        return {self.image_key: x, **row}
+
+
+class TileTransform:
+    """``datasets`` transform decoding the image column with all 16 bits.
+
+    Use on a dataset whose image column is *not* decoded by Pillow
+    (``cast_column(image_column, datasets.Image(decode=False))``, as
+    :func:`load_tile_dataset` does) with ``ds.set_transform(TileTransform())`` or
+    ``ds.with_transform(...)``.  Each row gets ``output_column``: a float32
+    tensor ``(3, H, W)`` in ``[-1, 1]``; the raw image column is dropped unless
+    ``keep_image``.
+
+    Parameters
+    ----------
+    image_column : str
+    output_column : str
+    keep_image : bool
+    """
+
+    def __init__(self, image_column: str = "image", output_column: str = "pixel_values", *,
+                 keep_image: bool = False):
+        self.image_column = image_column
+        self.output_column = output_column
+        self.keep_image = keep_image
+
+    def _one(self, value):
+        if isinstance(value, dict):
+            if value.get("bytes"):
+                return decode_png16(value["bytes"], name=value.get("path") or None)
+            if value.get("path"):
+                return decode_png16(value["path"])
+            raise TileImageError("<row>", "image entry has neither bytes nor a path")
+        if isinstance(value, (bytes, bytearray, str, os.PathLike)):
+            return decode_png16(value)
+        if type(value).__module__.startswith("PIL."):
+            raise TypeError(
+                f"the {self.image_column!r} column was already decoded by Pillow, which keeps "
+                f"only 8 of the 16 bits; cast it first: ds = ds.cast_column("
+                f"{self.image_column!r}, datasets.Image(decode=False)), or use load_tile_dataset()")
+        raise TypeError(f"cannot read a tile from a {type(value).__name__} in column "
+                        f"{self.image_column!r}")
+
+    def __call__(self, batch: dict) -> dict:
+        if self.image_column not in batch:
+            raise KeyError(f"no column {self.image_column!r}; columns are {sorted(batch)}")
+        values = batch[self.image_column]
+        single = not isinstance(values, list)
+        tensors = [pixels_to_tensor(self._one(v)) for v in ([values] if single else values)]
+        out = dict(batch)
+        if not self.keep_image:
+            out.pop(self.image_column)
+        out[self.output_column] = tensors[0] if single else tensors
+        return out
+
+
+def load_tile_dataset(data_dir, *, split: str = "train", image_column: str = "image",
+                      output_column: str = "pixel_values", **kwargs):
+    """``datasets.load_dataset("imagefolder", data_dir=...)`` with 16-bit tensors instead of 8-bit images.
+
+    Parameters
+    ----------
+    data_dir : path-like
+        A folder written by :func:`export_dataset`.
+    split : str or None
+        ``"train"`` (the only split); ``None`` returns the ``DatasetDict``.
+    image_column, output_column : str
+        See :class:`TileTransform`.
+    **kwargs
+        Passed to ``datasets.load_dataset`` (e.g. ``cache_dir``).
+
+    Returns
+    -------
+    datasets.Dataset or datasets.DatasetDict
+        Rows hold ``output_column`` (float32 ``(3, H, W)`` in ``[-1, 1]``),
+        ``text`` and the metadata columns.
+    """
+    import datasets
+
+    data_dir = Path(data_dir)
+    if not (data_dir / METADATA_NAME).is_file():
+        raise FileNotFoundError(f"{data_dir / METADATA_NAME} does not exist; run the pipeline "
+                                f"or export_dataset({str(data_dir)!r}) first")
+    ds = datasets.load_dataset("imagefolder", data_dir=str(data_dir), **kwargs)
+    ds = ds.cast_column(image_column, datasets.Image(decode=False))
+    ds = ds.with_transform(TileTransform(image_column, output_column))
+    return ds[split] if split is not None else ds
+
+
+
+
+class ShardDataset(ShardReader, torch.utils.data.IterableDataset):
+    __doc__ = ShardReader.__doc__

@@ -1,0 +1,573 @@
+"""Tiles back to audio: any folder of images, one file per song or per clip, with a report.
+
+What is decoded as what
+-----------------------
+- Tiles made by the encoder (``<song>_<index>.png`` with wavdiff metadata, or a
+  song folder with ``manifest.json``) are joined into one file per song, the
+  padding of the last tile trimmed.  So are tiles that
+  :func:`wavdiff_utils.dataset.write_tensor_tiles` wrote (they carry metadata
+  with ``generated: true`` and consecutive indices).
+- Images without wavdiff metadata (what most generators write, e.g.
+  ``sample_0.png``, ``sample_1.png``, ...) are each a clip of their own by
+  default (``join="auto"``), decoded with the codec parameters given (the run
+  says what it assumed).  ``join="song"`` joins them instead, in natural name
+  order (``x_2`` before ``x_10``), one song per folder or ``<song>_<index>``
+  prefix; ``join="none"`` makes every image a clip.
+
+Phase
+-----
+``phase="auto"`` (the default) decodes the encoder's own tiles exactly (their
+phase planes are the true phase) and sends everything else (generated,
+8-bit or grey images) through :mod:`wavdiff_utils.phase.reconstruct`.  Every tile's
+method, phase coherence and spectral convergence are in the result.
+
+Level
+-----
+Rebuilt audio can exceed full scale.  ``peak="keep"`` writes the true values
+(32-bit float WAV keeps them; FLAC and Ogg cannot, so they are limited there
+with a warning), ``"limit"`` clips to [-1, 1] and ``"normalize"`` scales the
+file to a -1 dBFS peak.  Out-of-range audio is always reported.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..codec.params import CodecParams
+from ..codec.threads import prefetched, tile_threads
+from ..codec.transform import istft_stream, pixels_to_stft
+from ..errors import BadParameterError, MissingInputError
+from ..io.manifest import MANIFEST_NAME, manifest_params, read_manifest
+from ..io.tiles import (TileImageError, check_tile_metadata, image_warnings, natural_key,
+                        parse_tile_name, read_tile, read_tile_metadata, tile_name)
+from ..paths import atomic_path, display_message, display_path
+from ..phase.reconstruct import METHODS, PhaseSettings, TileReport, reconstruct_tiles
+from ..results import BatchResult, SongResult, failure_lines
+
+__all__ = ["DecodeResult", "DecodeBatch", "DecodeJob", "plan_decode", "decode_song", "decode_batch",
+           "summary_markdown",
+           "IMAGE_EXTENSIONS", "JOIN_MODES", "PEAK_MODES", "find_images"]
+
+#: Files looked at when a folder is decoded (non-PNG ones are reported, not decoded).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+JOIN_MODES = ("auto", "song", "none")
+PEAK_MODES = ("keep", "limit", "normalize")
+AUDIO_FORMATS = ("wav", "flac", "ogg")
+#: Level ``peak="normalize"`` scales to: -1 dBFS.
+NORMALIZED_PEAK = 10 ** (-1 / 20)
+
+
+@dataclass
+class DecodeResult(SongResult):
+    """One decoded song or clip.
+
+    Attributes (beyond :class:`~wavdiff_utils.jobs.encode.SongResult`)
+    ----------------------------------------------------------------
+    phase : str
+        The method asked for (``auto``, ``image``, ...).
+    tiles : list of TileReport
+        What the phase step did to each tile.
+    peak : float
+        Largest absolute sample before any limiting.
+    clipped : int
+        Samples beyond full scale (before any limiting).
+    assumed : str
+        The codec parameters used for images without metadata, or "".
+    """
+
+    phase: str = "auto"
+    tiles: list = field(default_factory=list)
+    peak: float = 0.0
+    clipped: int = 0
+    assumed: str = ""
+
+    @property
+    def peak_dbfs(self) -> float:
+        return float(20 * np.log10(self.peak)) if self.peak > 0 else float("-inf")
+
+    def methods(self) -> str:
+        """The phase methods used, with tile counts: ``"image x3, fgla (image start) x1"``."""
+        counts: dict[str, int] = {}
+        for t in self.tiles:
+            counts[t.method] = counts.get(t.method, 0) + 1
+        return ", ".join(f"{m} x{n}" for m, n in counts.items())
+
+
+class DecodeBatch(BatchResult):
+    """Results of :func:`decode_batch`: songs and clips, failures, and a per-tile report.
+
+    Tables show paths relative to ``root`` (the output folder), so a shared report holds no
+    folders of the machine that made it.
+    """
+
+    root = None
+
+    def summary(self) -> str:
+        n = len([r for r in self.results if r.status != "skipped"])
+        lines = [f"{n} file(s) decoded, {len(self.results) - n} already there (skipped), "
+                 f"{len(self.failures)} failed"]
+        by_text: dict[str, list[str]] = {}
+        for r in self.results:
+            for w in r.warnings:
+                by_text.setdefault(w, []).append(r.song)
+        for w, names in by_text.items():         # one line per warning, however many files share it
+            who = names[0] if len(names) == 1 else (f"{len(names)} files ({', '.join(names[:3])}"
+                                                    f"{', ...' if len(names) > 3 else ''})")
+            lines.append(f"  WARNING {who}: {display_message(w, self.root)}")
+        return "\n".join(lines + failure_lines([(display_path(p, self.root), display_message(m, self.root))
+                                                 for p, m in self.failures]))
+
+    def table(self):
+        """One row per decoded file: method(s), coherence, spectral convergence, peak."""
+        import pandas as pd
+
+        rows = []
+        for r in self.results:
+            coh = [t.coherence_db for t in r.tiles if t.coherence_db is not None]
+            sc = [t.sc_db for t in r.tiles if t.sc_db == t.sc_db]
+            rows.append({"file": r.song, "status": r.status, "tiles": r.n_tiles,
+                         "seconds": round(r.duration, 2), "phase": r.methods() or r.phase,
+                         "coherence dB (worst)": round(max(coh), 1) if coh else None,
+                         "SC dB (worst)": round(max(sc), 1) if sc else None,
+                         "peak dBFS": round(r.peak_dbfs, 1) if r.peak else None,
+                         "clipped samples": r.clipped, "warnings": len(r.warnings),
+                         "output": display_path(r.output, self.root)})
+        rows += [{"file": Path(p).name, "status": "FAILED", "output": display_message(m, self.root)}
+                 for p, m in self.failures]
+        return pd.DataFrame(rows)
+
+    def _repr_html_(self) -> str:
+        """Returned last in a notebook cell: the summary's first line and :meth:`table`."""
+        import html
+
+        return (f"<p>{html.escape(self.summary().splitlines()[0])}</p>"
+                + self.table().to_html(index=False, na_rep=""))
+
+    def tile_table(self):
+        """One row per tile: method chosen, image-phase coherence, SC after reconstruction."""
+        import pandas as pd
+
+        return pd.DataFrame([{"file": r.song, **t.to_dict()} for r in self.results for t in r.tiles])
+
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass
+class DecodeJob:
+    """One output file: its name and the images that make it, in order (None = a missing tile)."""
+
+    name: str
+    tiles: list
+    folder: Path | None = None          # a song folder with a manifest
+    joined: bool = True
+
+
+def find_images(folder) -> list[Path]:
+    """Image files under ``folder`` (recursive, hidden files skipped), in natural order."""
+    folder = Path(folder)
+    found = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+             and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    return sorted(found, key=lambda p: natural_key(p.relative_to(folder)))
+
+
+def _has_metadata(path: Path) -> bool:
+
+    try:
+        meta = read_tile_metadata(path)
+    except OSError:
+        return False
+    # a wavdiff chunk that is not an object is ours too, so that reading it reports the damage
+    return meta is not None and (not isinstance(meta, dict) or meta.get("format") == "wavdiff-tile")
+
+
+def plan_decode(input, *, join: str = "auto") -> list[DecodeJob]:
+    """Which output files ``input`` makes, and from which images.
+
+    Parameters
+    ----------
+    input : path-like
+        One image, a song folder, the encoder's output root, or any folder of images.
+    join : {"auto", "song", "none"}
+        See the module notes.
+
+    Returns
+    -------
+    list of DecodeJob
+        Output names are unique (a folder prefix is added where two would clash).
+    """
+    if join not in JOIN_MODES:
+        raise BadParameterError(f"join must be one of {JOIN_MODES}, got {join!r}")
+    inp = Path(input)
+    if not inp.exists():
+        raise MissingInputError(f"input {str(inp)!r} does not exist")
+    if inp.is_file():
+        parsed = parse_tile_name(inp.name)
+        return [DecodeJob(parsed[0] if parsed else inp.stem, [inp], joined=False)]
+    images = find_images(inp)
+    if not images:
+        raise TileImageError(inp, "holds no images (.png) to decode")
+    groups: dict[tuple, list[tuple[int, Path]]] = {}
+    clips: list[Path] = []
+    for k, p in enumerate(images):
+        parsed = parse_tile_name(p.name)
+        ours = p.suffix.lower() == ".png" and join != "none" and _has_metadata(p)
+        if ours and parsed:
+            groups.setdefault((p.parent, parsed[0]), []).append((parsed[1], p))
+        elif join == "song" and p.suffix.lower() == ".png":
+            key = (p.parent, parsed[0]) if parsed else (p.parent, None)
+            groups.setdefault(key, []).append((parsed[1] if parsed else k, p))
+        else:
+            clips.append(p)
+    jobs = []
+    for (parent, song), members in groups.items():
+        members.sort(key=lambda m: m[0])
+        name = song if song is not None else (parent.name if parent != inp else inp.name)
+        folder = parent if (parent / MANIFEST_NAME).is_file() else None
+        if song is not None and len(members) > 1:
+            have = {i: p for i, p in members}
+            tiles = [have.get(i) for i in range(members[0][0], members[-1][0] + 1)]
+        else:
+            tiles = [p for _, p in members]
+        jobs.append(DecodeJob(name, tiles, folder))
+    jobs += [DecodeJob(p.stem, [p], joined=False) for p in clips]
+    # unique names: prefix the folder where two outputs would collide
+    counts: dict[str, int] = {}
+    for j in jobs:
+        counts[j.name] = counts.get(j.name, 0) + 1
+    for j in jobs:
+        first = next(t for t in j.tiles if t is not None)
+        if counts[j.name] > 1 and first.parent != inp:
+            rel = first.parent.relative_to(inp)
+            j.name = "__".join(rel.parts + (j.name,))
+    seen: dict[str, int] = {}
+    for j in jobs:                           # still clashing (x.png next to x.jpg): number them
+        if j.name in seen:
+            seen[j.name] += 1
+            j.name = f"{j.name}__{seen[j.name]}"
+        else:
+            seen[j.name] = 0
+    return jobs
+
+# --------------------------------------------------------------------------- one file
+
+
+def _codec_for(tiles: list[Path], metas: list, params: CodecParams | None, folder: Path | None):
+    """Codec parameters, song length and what was assumed, for one job."""
+    manifest = read_manifest(folder) if folder is not None else None
+    if manifest is not None:
+        return manifest_params(manifest), manifest["n_samples"], ""
+    known = [(t, m) for t, m in zip(tiles, metas) if m is not None]
+    if known:
+        first_path, first = known[0]
+        found = CodecParams.from_dict(first["codec"])
+        for path, meta in known[1:]:
+            if CodecParams.from_dict(meta["codec"]) != found:
+                raise TileImageError(path, f"was made with other codec parameters than "
+                                           f"{first_path.name} ({found.describe()}); decode them apart")
+        n = None
+        if len(known) == len(tiles) and metas[-1].get("is_last"):
+            n = metas[-1]["end"] - metas[0]["start"]
+        return found, n, ""
+    params = params or CodecParams()
+    return params, None, f"no wavdiff metadata: assumed {params.describe()}"
+
+
+def _sequence_warnings(tiles: list, metas: list) -> list[str]:
+    """Signs that the tiles of one sequence do not belong together."""
+    out = []
+    songs = {(m.get("song"), m.get("source")) for m in metas if m is not None}
+    if len(songs) > 1:
+        names = ", ".join(sorted(f"{s!r}" for s, _ in songs))
+        out.append(f"tiles of {len(songs)} different songs ({names}) were joined in one sequence; "
+                   f"expect jumps at their borders")
+    idx = [m["tile_index"] for m in metas if m is not None]
+    if len(idx) == len(metas) and len(idx) > 1 and any(b != a + 1 for a, b in zip(idx, idx[1:])):
+        out.append(f"the tiles' own indices ({idx[0]}..{idx[-1]}) are not consecutive in file-name "
+                   f"order; tiles were renamed or reordered")
+    return out
+
+
+def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str = "auto",
+                n_iter: int = 64, missing: str = "error", song: str | None = None,
+                peak: str = "keep", settings: PhaseSettings | None = None,
+                progress=None) -> DecodeResult:
+    """Decode the tiles of one song (or one image) into one audio file, written atomically.
+
+    Parameters
+    ----------
+    tiles : path-like, list of path-like, or DecodeJob
+        A song folder, one image, or images in order (``None`` for a missing tile).
+    output : path-like
+        Audio file to write (.wav, .flac or .ogg).
+    params : CodecParams, optional
+        For images without wavdiff metadata; tiles with metadata, or a folder
+        with a manifest, use their own.
+    phase : {"auto", "image", "fgla", "griffinlim", "pghi"}
+        See :mod:`wavdiff_utils.phase.reconstruct`.  Grey images have no phase planes:
+        they use ``auto`` whatever is asked.
+    n_iter : int
+        Most fast Griffin-Lim iterations per tile.
+    missing : {"error", "silence"}
+        What to do about a gap in the tile numbering.
+    song : str, optional
+        Name in the result (default from the file names).
+    peak : {"keep", "limit", "normalize"}
+        What to do with audio beyond full scale (see the module notes).
+    settings : PhaseSettings, optional
+        Every phase setting; ``phase`` and ``n_iter`` are applied on top.
+    progress : callable, optional
+        Called with 1 after each tile.
+
+    Returns
+    -------
+    DecodeResult
+
+    Raises
+    ------
+    TileImageError
+        An image that cannot be used (the message names it), or a gap with
+        ``missing="error"``.
+    """
+    if phase not in METHODS:
+        raise BadParameterError(f"phase must be one of {METHODS}, got {phase!r}")
+    if missing not in ("error", "silence"):
+        raise BadParameterError(f"missing must be 'error' or 'silence', got {missing!r}")
+    if peak not in PEAK_MODES:
+        raise BadParameterError(f"peak must be one of {PEAK_MODES}, got {peak!r}")
+    output = Path(output)
+    if output.suffix.lower()[1:] not in AUDIO_FORMATS:
+        raise BadParameterError(f"output {str(output)!r} must end in .wav, .flac or .ogg")
+    t0 = time.perf_counter()
+    if isinstance(tiles, DecodeJob):
+        job = tiles
+    elif isinstance(tiles, (str, os.PathLike)):
+        jobs = plan_decode(tiles, join="auto")
+        if len(jobs) > 1:
+            raise TileImageError(tiles, f"holds {len(jobs)} songs or clips "
+                                        f"({', '.join(j.name for j in jobs[:4])}); use decode_batch")
+        job = jobs[0]
+    else:
+        paths = [Path(t) if t is not None else None for t in tiles]
+        if not any(paths):
+            raise ValueError("no tiles given")
+        job = DecodeJob(song or next(p for p in paths if p).stem, paths)
+    song = song or job.name
+    real = [t for t in job.tiles if t is not None]
+    gaps = [i for i, t in enumerate(job.tiles) if t is None]
+    if gaps and missing == "error":
+        first = parse_tile_name(real[0].name)
+        names = ", ".join(tile_name(first[0], first[1] + i) if first else f"#{i}" for i in gaps[:5])
+        raise TileImageError(real[0].parent, f"tile(s) missing from song {song!r}: {names}"
+                                             f"{' ...' if len(gaps) > 5 else ''} (pass "
+                                             f"missing='silence' to fill them with silence)")
+    # read every tile's header facts up front (cheap), so a bad image fails before any output
+    loaded_first = read_tile(real[0], warn=False)
+    metas = [loaded_first.metadata if t == real[0] else None for t in job.tiles]
+    for i, t in enumerate(job.tiles):
+        if t is not None and t != real[0]:
+            m = read_tile_metadata(t)
+            if m is not None:
+                check_tile_metadata(m, t)
+            metas[i] = m if isinstance(m, dict) and m.get("format") == "wavdiff-tile" else None
+    params, n_samples, assumed = _codec_for(job.tiles, metas, params, job.folder)
+    warn = ([assumed] if assumed else []) + _sequence_warnings(job.tiles, metas)
+    own = all(m is not None and not m.get("generated", False) for m in metas) and not gaps
+    shown: set[str] = set()
+    kinds = {"grey": False, "8bit": False}
+
+    def loaded():        # runs in the read-ahead thread: file and PNG decode, pixels to STFT
+        for t in job.tiles:
+            if t is None:
+                yield None, None
+            else:
+                tile = read_tile(t, expected_size=params.size, warn=False)
+                yield tile, pixels_to_stft(tile.pixels, params)
+
+    def stfts():
+        with prefetched(loaded()) as tiles:
+            for tile, S in tiles:
+                if tile is None:
+                    yield (np.zeros((params.n_fft // 2 + 1, params.frames_per_tile), np.complex64),
+                           True)
+                    continue
+                for w in image_warnings(tile.path, depth=tile.bit_depth, grey=not tile.has_phase):
+                    key = w.split(": ", 1)[-1]
+                    if key not in shown:             # once per kind and file, not per tile
+                        shown.add(key)
+                        warn.append(w)
+                kinds["grey"] |= not tile.has_phase
+                kinds["8bit"] |= tile.bit_depth == 8
+                if progress:
+                    progress(1)
+                yield S, tile.has_phase
+
+    method = "image" if phase == "auto" and own and loaded_first.bit_depth == 16 \
+        and loaded_first.has_phase else phase
+    if method == "image" and not loaded_first.has_phase:
+        warn.append(f"{real[0].name}: grey image has no phase planes; used phase 'auto'")
+        method = "auto"
+    base = settings or PhaseSettings()
+    from dataclasses import replace
+    st = replace(base, method=method, n_iter=int(n_iter))
+    reports: list[TileReport] = []
+
+    def audio_blocks():
+        for S, rep in reconstruct_tiles(stfts(), params, st):
+            reports.append(rep)
+            yield S
+
+    def measured(blocks):                   # one block per tile: its level goes in its report
+        for k, b in enumerate(blocks):
+            if k < len(reports) and len(b):
+                a = np.abs(b)
+                reports[k].peak = float(a.max())
+                reports[k].clipped = int(np.count_nonzero(a > 1.0))
+            yield b
+
+    peak_abs, clipped, n_written = _write_audio(
+        measured(istft_stream(audio_blocks(), params, n_samples=n_samples,
+                              threads=tile_threads())), output,
+        params.sample_rate, peak=peak)
+    loud = [r.index for r in reports if r.clipped]
+    if loud:
+        warn.append(f"tile(s) {', '.join(map(str, loud[:8]))}{' ...' if len(loud) > 8 else ''} "
+                    f"decode beyond full scale")
+    if peak_abs > 1.0:
+        how = {"keep": "kept as float values (pass peak='limit' or 'normalize' to bring them in)"
+               if output.suffix.lower() == ".wav" else f"limited to full scale: {output.suffix} "
+               "cannot hold them (write .wav to keep them, or pass peak='normalize')",
+               "limit": "limited to full scale", "normalize": "the file was scaled to -1 dBFS"}[peak]
+        warn.append(f"decoded audio peaks at {peak_abs:.2f} ({20 * np.log10(peak_abs):+.1f} dBFS): "
+                    f"{clipped} sample(s) beyond full scale, {how}")
+    return DecodeResult(song, str(real[0].parent), str(output), "decoded", len(job.tiles), n_written,
+                        params.sample_rate, time.perf_counter() - t0, warnings=warn, phase=phase,
+                        tiles=reports, peak=peak_abs, clipped=clipped, assumed=assumed)
+
+
+def _write_audio(blocks, output: Path, sample_rate: int, *, peak: str) -> tuple[float, int, int]:
+    """Stream float blocks to ``output`` atomically; returns (peak, samples beyond 1, length)."""
+    import soundfile as sf
+
+    fmt = output.suffix[1:].upper()
+    direct = fmt == "WAV" and peak == "keep"
+    top, over, n = 0.0, 0, 0
+    with atomic_path(output) as tmp:
+        raw = tmp if direct else tmp.with_name(tmp.name + ".raw.wav")
+        try:
+            with sf.SoundFile(str(raw), "w", samplerate=sample_rate, channels=1, format="WAV",
+                              subtype="FLOAT") as fh:
+                for b in blocks:
+                    if len(b):
+                        a = np.abs(b)
+                        top = max(top, float(a.max()))
+                        over += int(np.count_nonzero(a > 1.0))
+                        n += len(b)
+                    fh.write(b)
+            if not direct:
+                gain = NORMALIZED_PEAK / top if peak == "normalize" and top > 0 else 1.0
+                sub = "FLOAT" if fmt == "WAV" else None
+                with sf.SoundFile(str(raw)) as src, sf.SoundFile(
+                        str(tmp), "w", samplerate=sample_rate, channels=1, format=fmt,
+                        subtype=sub) as dst:
+                    for b in src.blocks(blocksize=1 << 18, dtype="float32"):
+                        b = b * np.float32(gain)
+                        dst.write(np.clip(b, -1.0, 1.0))
+        finally:
+            if not direct:
+                raw.unlink(missing_ok=True)
+    return top, over, n
+
+# --------------------------------------------------------------------------- many files
+
+
+def decode_batch(input, output, *, params: CodecParams | None = None, phase: str = "auto",
+                 n_iter: int = 64, join: str = "auto", missing: str = "error", fmt: str = "wav",
+                 peak: str = "keep", overwrite: bool = True, settings: PhaseSettings | None = None,
+                 progress: bool = True) -> DecodeBatch:
+    """Decode every song and clip found under ``input`` into ``output/<name>.<fmt>``.
+
+    Parameters
+    ----------
+    input : path-like
+        The encoder's output root, one song folder, any folder of images, or one image.
+    output : path-like
+        Folder (created); a name ending in .wav/.flac/.ogg names the file when
+        ``input`` makes exactly one.
+    params, phase, n_iter, missing, peak, settings
+        As in :func:`decode_song`.
+    join : {"auto", "song", "none"}
+        How images become files (module notes).
+    fmt : {"wav", "flac", "ogg"}
+        Audio format of the files written into a folder.
+    overwrite : bool
+        Replace existing outputs (default) or skip them.
+    progress : bool
+        Show a progress bar over tiles.
+
+    Returns
+    -------
+    DecodeBatch
+        One bad image fails only its own file; failures are listed, not raised.
+    """
+    from tqdm.auto import tqdm
+
+    if fmt not in AUDIO_FORMATS:
+        raise BadParameterError(f"fmt must be one of {AUDIO_FORMATS}, got {fmt!r}")
+    for name, value, allowed in (("phase", phase, METHODS), ("peak", peak, PEAK_MODES),
+                                 ("missing", missing, ("error", "silence"))):
+        if value not in allowed:                  # before any file is looked at
+            raise BadParameterError(f"{name} must be one of {allowed}, got {value!r}")
+    jobs = plan_decode(input, join=join)
+    out = Path(output)
+    single_file = out.suffix.lower()[1:] in AUDIO_FORMATS
+    if single_file and len(jobs) > 1:
+        raise BadParameterError(f"output {str(out)!r} names one file but {len(jobs)} songs or clips were "
+                         f"found under {str(input)!r}; give a folder")
+    batch = DecodeBatch()
+    inp = Path(input)
+    batch.root = (out.parent if single_file else out, inp if inp.is_dir() else inp.parent)
+    bar = tqdm(total=sum(len(j.tiles) for j in jobs), desc="decode", unit="tile",
+               disable=not progress)
+    try:
+        for job in jobs:
+            target = out if single_file else out / f"{job.name}.{fmt}"
+            first = next(t for t in job.tiles if t is not None)
+            if target.exists() and not overwrite:
+                batch.results.append(DecodeResult(job.name, str(first.parent), str(target),
+                                                  "skipped"))
+                bar.update(len(job.tiles))
+                continue
+            try:
+                res = decode_song(job, target, params=params, phase=phase, n_iter=n_iter,
+                                  missing=missing, peak=peak, settings=settings,
+                                  progress=bar.update)
+                batch.results.append(res)
+            except (TileImageError, ValueError, OSError) as exc:
+                where = first.parent if job.joined else first
+                batch.failures.append((str(where), str(exc)))
+    finally:
+        bar.close()
+    return batch
+
+# --------------------------------------------------------------------------- reading the results
+
+
+def summary_markdown(batch: DecodeBatch, output, scores=None) -> str:
+    """Short Markdown summary of a decode: files, methods, fit, level warnings, failures."""
+    lines = [f"- **{len(batch.results)}** file(s) decoded to `{display_path(output)}`"]
+    for r in batch.results:
+        sc = [t.sc_db for t in r.tiles if t.sc_db == t.sc_db]
+        fit = f", worst tile SC {max(sc):.1f} dB" if sc else ""
+        lines.append(f"- `{r.song}`: {r.methods() or r.phase}{fit}, peak {r.peak_dbfs:+.1f} dBFS")
+    if scores is not None and "SNR dB" in scores:
+        for _, s in scores.dropna(subset=["SNR dB"]).iterrows():
+            lines.append(f"- `{s['file']}`: round trip **{s['SNR dB']:.1f} dB SNR**, "
+                         f"LSD {s['LSD dB']:.3f} dB")
+    lines += [f"- WARNING `{r.song}`: {display_message(w, batch.root)}" for r in batch.results
+              for w in r.warnings]
+    lines += [f"- FAILED: {display_message(msg, batch.root)}" for _, msg in batch.failures]
+    return "\n".join(lines)

@@ -1,0 +1,451 @@
+"""Batch jobs: encode songs to tiles, with resume and failure reports (decoding: :mod:`.decoding`).
+
+Every output is written atomically; a song counts as finished only once its
+``manifest.json`` is in place, so an interrupted batch resumes where it
+stopped and a re-run skips finished songs.  One bad file never stops a batch:
+its error is collected and reported at the end.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import shutil
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..codec.params import CodecParams
+from ..codec.threads import prefetched, tile_threads, usable_cores
+from ..codec.transform import encode_stream
+from ..errors import OutputConflictError, UnwritableOutputError, WavdiffError
+from ..io.audio import AudioError, AudioStream, AudioUnreadableError, find_audio_files
+from ..io.locking import output_lock
+from ..io.manifest import MANIFEST_NAME, manifest_params, read_manifest, same_codec, write_manifest
+from ..io.tiles import read_tile_metadata, tile_metadata, tile_name, write_tile
+from ..paths import atomic_path, remove_temporaries, song_id, song_ids
+from ..results import BatchResult, SongResult
+from .workers import make_pool, native_stderr_silenced, stop_pool
+
+__all__ = ["encode_song", "encode_one", "encode_batch", "OutputExistsError", "capped_workers", "check_complete",
+           "source_state", "verify"]
+
+
+class OutputExistsError(OutputConflictError):
+    """A song's output already exists and was made differently; the message says what to do."""
+
+
+def capped_workers(workers: int, n_jobs: int | None = None) -> tuple[int, str]:
+    """``workers`` capped at the usable cores (and at ``n_jobs``), with a note when capped."""
+    cores = usable_cores()
+    if workers > cores:
+        return min(cores, n_jobs or cores), (f"--workers {workers} capped at {cores}, the number "
+                                             f"of CPU cores this run may use")
+    return min(workers, n_jobs) if n_jobs else workers, ""
+
+
+def check_complete(result: SongResult) -> str:
+    """``""`` when the song's folder holds its manifest and every tile it lists, else what is missing."""
+    folder = Path(result.output)
+    try:
+        man = read_manifest(folder)
+    except ValueError as exc:
+        return str(exc)
+    if man is None:
+        return f"{folder}: incomplete output: manifest.json is missing; run again to redo the song"
+    missing = [t["file"] for t in man["tiles"] if not (folder / t["file"]).is_file()]
+    if missing:
+        return (f"{folder}: incomplete output: {len(missing)} of {len(man['tiles'])} tile(s) "
+                f"missing (first {missing[0]}); run again to redo the song")
+    return ""
+
+
+def source_state(path) -> dict:
+    """Size and modification time of a source file (what a re-run compares first)."""
+    try:
+        st = Path(path).stat()
+    except OSError as exc:
+        raise AudioUnreadableError(path, f"cannot be read ({exc.strerror or exc})") from None
+    return {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
+
+
+@contextlib.contextmanager
+def _writing(path):
+    """Turn an OSError of a write into :class:`UnwritableOutputError` naming ``path``."""
+    try:
+        yield
+    except WavdiffError:
+        raise
+    except OSError as exc:
+        raise UnwritableOutputError(path, exc) from None
+
+
+def _hash_source(path: Path, params: CodecParams) -> str:
+    """SHA-256 of the decoded samples (the hash an encode records), by a decode-only pass."""
+    with AudioStream(path, sample_rate=params.sample_rate, mono=True) as stream:
+        for _ in stream._checked_blocks():
+            pass
+        return stream.content_hash
+
+
+def _source_changed(manifest: dict, path: Path, params: CodecParams) -> bool:
+    """Has the source changed since ``manifest`` was written?  Size first, then mtime and hash."""
+    if "source_size" not in manifest:       # a manifest from before source tracking: trusted
+        return False
+    now = source_state(path)
+    if now["source_size"] != manifest["source_size"]:
+        return True
+    if now["source_mtime_ns"] == manifest.get("source_mtime_ns"):
+        return False
+    old = manifest.get("source_hash")
+    return not old or _hash_source(path, params) != old
+
+
+def _invalidate_derived(folder: Path, output: Path, song: str) -> None:
+    """Remove a song's captions, caption records and dataset rows (its source changed)."""
+    for f in folder.glob("*.txt"):
+        f.unlink(missing_ok=True)
+    for f in folder.glob("captions_*.json"):
+        f.unlink(missing_ok=True)
+    meta = output / "metadata.jsonl"
+
+    def of_song(line: str) -> bool:
+        try:
+            return str(json.loads(line).get("file_name", "")).startswith(f"{song}/")
+        except (ValueError, AttributeError):
+            return False                  # not a row of ours: the export rewrites it anyway
+
+    if meta.is_file():
+        lines = meta.read_text(encoding="utf-8").splitlines()
+        keep = [ln for ln in lines if not of_song(ln)]
+        if len(keep) != len(lines):
+            with atomic_path(meta) as tmp:
+                tmp.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
+
+
+def encode_song(path, output, *, params: CodecParams | None = None, song: str | None = None,
+                overwrite: bool = False, png_compression: int = 0, progress=None,
+                threads: int | None = None) -> SongResult:
+    """Encode one audio file into ``output/<song>/<song>_<index:04d>.png`` plus ``manifest.json``.
+
+    Parameters
+    ----------
+    path : path-like
+        Audio file.
+    output : path-like
+        Root folder; the song gets its own sub-folder.
+    params : CodecParams, optional
+        Codec settings (default ``CodecParams()``).
+    song : str, optional
+        Song id; default :func:`wavdiff_utils.paths.song_id` of the file name.
+    overwrite : bool
+        Re-encode a finished song even if it was made with other parameters.
+    png_compression : int or "small"
+        zlib level 0-9 of the PNGs, or "small"; 0 (default) is fastest (630 kB per second of
+        audio), "small" writes 21% less at about 4.6x the PNG time (measured: see
+        :func:`~wavdiff_utils.io.tiles.write_tile`).
+    progress : callable, optional
+        Called with the number of tiles written after each tile.
+    threads : int, optional
+        Tiles of this song computed at once (default
+        :func:`~wavdiff_utils.jobs.workers.tile_threads` with one core spare: the usable cores less
+        one, at least 1; 1 inside a worker pool).  Audio decoding and PNG writing run in two
+        more threads beside them.
+
+    Returns
+    -------
+    SongResult
+        ``status="skipped"`` when the song was already finished with the same parameters.
+
+    A finished song is skipped while its source keeps its size and modification
+    time, or, when only the time changed, the same samples (their SHA-256, recorded
+    while encoding).  A changed source is encoded again and its captions, caption
+    records and ``metadata.jsonl`` rows are removed.  Manifests from before source
+    tracking are upgraded in place, without encoding again.
+
+    Raises
+    ------
+    AudioError
+        Empty, silent, too-short or undecodable audio (the message names the file);
+        :class:`~wavdiff_utils.io.audio.AudioUnreadableError` for a file that cannot be
+        opened (permission, FIFO, symlink loop), :class:`~wavdiff_utils.io.audio.AudioNotFiniteError`
+        for NaN or infinite samples.
+    OutputExistsError
+        The song's folder holds tiles made with other parameters and ``overwrite`` is False.
+    UnwritableOutputError
+        A tile or the manifest cannot be written (no permission, read-only disk, disk full).
+    """
+    params = params or CodecParams()
+    path = Path(path)
+    song = song or song_id(path)
+    folder = Path(output) / song
+    t0 = time.perf_counter()
+    manifest = read_manifest(folder) if folder.is_dir() else None
+    changed = False
+    if manifest is not None and not overwrite:
+        files_ok = all((folder / t["file"]).is_file() for t in manifest["tiles"])
+        if same_codec(manifest, params) and files_ok and manifest.get("source_name") == path.name:
+            changed = _source_changed(manifest, path, params)
+        if same_codec(manifest, params) and files_ok and manifest.get("source_name") == path.name \
+                and not changed:
+            state = source_state(path)
+            if any(manifest.get(k) != v for k, v in state.items()):
+                # an older manifest (or a touched file with the same samples): record the
+                # source's state without re-encoding
+                with _writing(folder / MANIFEST_NAME):
+                    write_manifest(folder, {**{k: v for k, v in manifest.items()
+                                               if k not in ("format", "version")}, **state})
+            # left by a run killed just after it published the song
+            shutil.rmtree(Path(output) / f".{song}.partial", ignore_errors=True)
+            remove_temporaries(folder, [MANIFEST_NAME])
+            return SongResult(song, str(path), str(folder), "skipped", manifest["n_tiles"],
+                              manifest["n_samples"], params.sample_rate, 0.0,
+                              manifest.get("clipped_high", 0), manifest.get("below_floor", 0),
+                              list(manifest.get("warnings", [])))
+        if not same_codec(manifest, params):
+            raise OutputExistsError(
+                f"{folder}: already holds tiles of {manifest.get('source_name')!r} made with other "
+                f"codec parameters ({manifest_params(manifest).describe()}); pass overwrite=True to "
+                f"replace them, or choose another output folder")
+        if manifest.get("source_name") != path.name:
+            raise OutputExistsError(
+                f"{folder}: already holds tiles of another file ({manifest.get('source_name')!r}); "
+                f"rename {path.name!r} or choose another output folder")
+
+    stream = AudioStream(path, sample_rate=params.sample_rate, mono=True)
+    state = source_state(path)
+    partial = Path(output) / f".{song}.partial"
+    stamp = partial / "source.json"
+    with _writing(partial):
+        try:
+            same = json.loads(stamp.read_text(encoding="utf-8")) == state
+        except (OSError, ValueError):
+            same = False
+        if partial.is_dir() and not same:      # tiles of another version of the source
+            shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True, exist_ok=True)
+        with atomic_path(stamp) as tmp:
+            tmp.write_text(json.dumps(state), encoding="utf-8")
+    tiles_meta = []
+    peak = 0.0
+    clipped = below = 0
+    n_samples = 0
+
+    def counted(blocks):
+        nonlocal peak, n_samples
+        for b in blocks:
+            if len(b):
+                peak = max(peak, float(np.max(np.abs(b))))
+                n_samples += len(b)
+            yield b
+
+    def write(target, pixels, meta):
+        with _writing(target):
+            write_tile(target, pixels, meta, compression=png_compression)
+
+    # three stages overlap: audio decoding (libsndfile, soxr) in one thread, the STFT and pixel
+    # maths here, PNG encoding and writing (OpenCV) in another; all three release the GIL
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wavdiff-png")
+    pending: deque = deque()
+    try:
+        with stream, prefetched(stream) as blocks:
+            tiles = encode_stream(counted(blocks), params, threads=threads or tile_threads(spare=1))
+            for tile in tiles:
+                name = tile_name(song, tile.span.index)
+                meta = tile_metadata(params, song, tile.span, source=path.name, is_last=tile.is_last)
+                target = partial / name
+                # resume: a tile already written by an interrupted run is kept if identical
+                if not (target.is_file() and read_tile_metadata(target) == meta):
+                    if len(pending) >= 2:              # at most two tiles waiting to be written
+                        pending.popleft().result()
+                    pending.append(writer.submit(write, target, tile.pixels, meta))
+                clipped += tile.stats.clipped_high
+                below += tile.stats.below_floor
+                tiles_meta.append({"file": name, **tile.span.to_dict()})
+                if progress:
+                    progress(1)
+            while pending:
+                pending.popleft().result()
+        if n_samples == 0:
+            raise AudioError(path, "contains no audio samples (empty file)")
+        if n_samples < params.n_fft:
+            raise AudioError(path, f"is too short: {n_samples} samples "
+                                   f"({1000 * n_samples / params.sample_rate:.1f} ms) at "
+                                   f"{params.sample_rate} Hz; at least n_fft={params.n_fft} needed")
+        if peak == 0.0:
+            raise AudioError(path, "is silent (every sample is zero)")
+    except Exception:
+        # an unusable file leaves nothing behind; an interruption (KeyboardInterrupt) keeps
+        # the finished tiles of the partial folder for the next run to reuse
+        writer.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    finally:                 # an interruption still finishes the tiles already handed over
+        writer.shutdown(wait=True)
+    warn = []
+    if stream.truncated:
+        warn.append(stream.truncated)
+    if peak >= 1.0:
+        warn.append(f"input reaches full scale (peak {peak:.3f}): it may be clipped")
+    if clipped:
+        warn.append(f"{clipped} magnitude values above db_max={params.db_max:g} dB were clipped")
+    if stream.source_rate != params.sample_rate:
+        warn.append(f"resampled from {stream.source_rate} Hz to {params.sample_rate} Hz")
+    manifest = {
+        "song": song, "source": str(path.resolve()), "source_name": path.name,
+        "source_sample_rate": stream.source_rate, "source_channels": stream.channels,
+        "codec": params.to_dict(), "codec_description": params.describe(),
+        "n_samples": n_samples, "duration": n_samples / params.sample_rate,
+        "n_tiles": len(tiles_meta), "peak": peak, "clipped_high": clipped, "below_floor": below,
+        "tiles": tiles_meta, "wavdiff_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **state, "source_hash": stream.content_hash, "warnings": warn,
+    }
+    with _writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        old = read_manifest(folder)
+        if old is not None:                   # overwrite or changed source: old tiles go first
+            (folder / MANIFEST_NAME).unlink()
+            for t in old["tiles"]:
+                (folder / t["file"]).unlink(missing_ok=True)
+        if old is not None or changed:        # captions and dataset rows of the old audio
+            _invalidate_derived(folder, Path(output), song)
+        for t in tiles_meta:
+            os.replace(partial / t["file"], folder / t["file"])
+        write_manifest(folder, manifest)      # last: marks the song finished
+    shutil.rmtree(partial, ignore_errors=True)
+    remove_temporaries(folder, [MANIFEST_NAME])
+    return SongResult(song, str(path), str(folder), "encoded", len(tiles_meta), n_samples,
+                      params.sample_rate, time.perf_counter() - t0, clipped, below, warn)
+
+
+def _encode_worker(args):
+    path, output, params, song, overwrite, png_compression = args
+    try:
+        return encode_song(path, output, params=params, song=song, overwrite=overwrite,
+                           png_compression=png_compression), None
+    except (WavdiffError, ValueError, OSError) as exc:
+        msg = str(exc)
+        return None, (str(path), msg if str(path) in msg or str(output) in msg
+                      else f"{path}: {type(exc).__name__}: {msg}")
+
+
+def encode_batch(input, output, *, params: CodecParams | None = None, overwrite: bool = False,
+                 workers: int = 1, png_compression: int = 0, progress: bool = True) -> BatchResult:
+    """Encode a file or every audio file under a folder (recursive).
+
+    Parameters
+    ----------
+    input : path-like
+        Audio file or folder.
+    output : path-like
+        Root folder of the tiles (created).
+    params : CodecParams, optional
+    overwrite : bool
+        Replace songs already encoded with other parameters.
+    workers : int
+        Worker processes (songs are encoded in parallel; 1 = in this process).
+    png_compression : int
+        zlib level 0-9 of the PNGs (0 = fastest, the default).
+    progress : bool
+        Show a progress bar over songs.
+
+    Returns
+    -------
+    BatchResult
+        Failures are collected, not raised; call ``raise_if_failed()`` to stop on them.
+
+    Raises
+    ------
+    OutputLockedError
+        Another run is writing to ``output`` (the message names its pid and host).
+    """
+    params = params or CodecParams()
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, got {workers!r}")
+    files = find_audio_files(input)
+    ids = song_ids(files)
+    output = Path(output)
+
+    with output_lock(output), native_stderr_silenced():     # no mpg123/libpng lines
+        remove_temporaries(output, ["metadata.jsonl"])
+        return _encode_batch_locked(files, ids, output, params=params, overwrite=overwrite,
+                                    workers=int(workers), png_compression=png_compression,
+                                    progress=progress)
+
+
+def _no_progress(queue) -> None:
+    """Workers of :func:`encode_batch` report no per-tile progress."""
+
+
+def _encode_batch_locked(files, ids, output, *, params, overwrite, workers, png_compression,
+                         progress) -> BatchResult:
+    from tqdm.auto import tqdm
+
+    batch = BatchResult()
+    batch.root = output
+    workers, note = capped_workers(workers)
+    if note:
+        batch.notes.append(note)
+    jobs = [(f, output, params, ids[f], overwrite, png_compression) for f in files]
+    bar = tqdm(total=len(jobs), desc="encode", unit="song", disable=not progress)
+    try:
+        if int(workers) == 1 or len(jobs) == 1:
+            for job in jobs:
+                bar.set_postfix_str(job[0].name[:40])
+                res, fail = _encode_worker(job)
+                batch.results.append(res) if res else batch.failures.append(fail)
+                bar.update(1)
+        else:
+            pool = make_pool(min(workers, len(jobs)), None, _no_progress)
+            try:
+                futures = {pool.submit(_encode_worker, job): job for job in jobs}
+                for fut in as_completed(futures):
+                    try:
+                        res, fail = fut.result()
+                    except Exception as exc:          # a worker died (killed, out of memory)
+                        path = futures[fut][0]
+                        res, fail = None, (str(path), f"{path}: worker failed: "
+                                                      f"{type(exc).__name__}: {exc}")
+                    batch.results.append(res) if res else batch.failures.append(fail)
+                    bar.update(1)
+            except BaseException:
+                stop_pool(pool)
+                raise
+            pool.shutdown(wait=True)
+            order = {str(f): i for i, f in enumerate(files)}
+            batch.results.sort(key=lambda r: order[r.source])
+    finally:
+        bar.close()
+    verify(batch)
+    return batch
+
+
+def verify(batch: BatchResult) -> BatchResult:
+    """Move every result whose folder is not complete on disk to the failures (in place)."""
+    kept = []
+    for r in batch.results:
+        problem = check_complete(r)
+        if problem:
+            batch.failures.append((r.source, problem))
+        else:
+            kept.append(r)
+    batch.results[:] = kept
+    return batch
+
+
+def encode_one(path, output, params, song, overwrite, png_compression, progress=None):
+    """Encode one song (a local worker process, a Ray task or here) with
+    :func:`~wavdiff_utils.jobs.encode.encode_song`; returns ``(result, None)``, or ``(None,
+    (path, message))`` when it failed.  ``progress(n)`` is called as tiles are written."""
+    try:
+        return encode_song(path, output, params=params, song=song, overwrite=overwrite,
+                           png_compression=png_compression, progress=progress), None
+    except Exception as exc:          # one bad file never stops the batch
+        msg = str(exc)
+        return None, (str(path), msg if str(path) in msg else f"{path}: {type(exc).__name__}: {msg}")

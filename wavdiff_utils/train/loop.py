@@ -1,0 +1,468 @@
+"""Train a diffusion model on a dataset of tiles (``07_train``), after diffusers' unconditional example.
+
+The loop follows diffusers' ``examples/unconditional_image_generation/train_unconditional.py``:
+``accelerate`` for the device, mixed precision and gradient accumulation; a
+DDPM noise schedule; AdamW with a warm-up; ``EMAModel`` for the weights kept;
+``save_state`` checkpoints; progress bar.  What differs:
+
+- **Data** is our 16-bit tiles (:mod:`wavdiff_utils.train.data`): never resized,
+  cropped along time at full height, split by the dataset's ``split`` column.
+- **Exact resume.**  Data order and crops are functions of ``(seed, epoch,
+  index)``, the noise comes from a generator saved in every checkpoint with
+  the step, epoch and batch reached, and a resumed run skips the batches of
+  the epoch already seen (``accelerate.skip_first_batches``).  A run stopped
+  after a checkpoint and started again ends with the same weights as an
+  uninterrupted one (tested on the CPU).
+- **Losses that show learning.**  Besides the training loss (random
+  timesteps, noisy), a probe loss on a fixed batch of training tiles at fixed
+  timesteps with fixed noise is measured every ``probe_every`` steps, and a
+  validation loss the same way on the ``validation`` split every ``eval_every``.
+- **Caption conditioning** (``conditioning="caption"``): a frozen text encoder
+  (:mod:`wavdiff_utils.train.text`), captions dropped to the empty one at
+  ``caption_dropout`` so that sampling can use classifier-free guidance.
+
+A run folder holds ``checkpoints/checkpoint-<step>/``, ``model/`` (see
+:mod:`wavdiff_utils.train.model`), ``losses.csv``, ``train_config.json`` and
+``train_summary.json``.  One run at a time per folder (a lock, as the pipeline's).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from ..codec.params import load_yaml_params
+from ..errors import BadParameterError, MissingInputError, WavdiffError, one_line
+from ..io.locking import output_lock
+from ..paths import atomic_path, output_dir, resolve
+from .config import (CONFIG_NAME, TrainConfig, check_resumable, check_setting_names,
+                     read_saved_config, require_training)
+from .data import TileSource, TrainDataError, scan_dataset
+from .loaders import fixed_loss, make_loader, probe_batch, validation_loader
+from .model import build_unet, noise_scheduler, save_model
+from .result import TrainResult, TrainState, write_losses
+from .sample import sample_tiles
+from .text import TextEncoder
+
+__all__ = ["train", "latest_checkpoint", "CHECKPOINTS"]
+
+#: Checkpoint folder of a run.
+CHECKPOINTS = "checkpoints"
+
+
+def latest_checkpoint(folder) -> Path | None:
+    """The newest ``checkpoint-<step>`` under ``folder/checkpoints`` (``None`` if there is none)."""
+    found = sorted(_checkpoints(Path(folder)), key=lambda p: int(p.name.split("-")[1]))
+    return found[-1] if found else None
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    root = folder / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    return [p for p in root.iterdir() if p.is_dir() and p.name.startswith("checkpoint-")
+            and p.name.split("-")[1].isdigit()]
+
+
+class _NoiseSource:
+    """The generator of training noise, timesteps and caption dropout; saved in checkpoints."""
+
+    def __init__(self, device, seed: int):
+        import torch
+
+        self.generator = torch.Generator(device=device).manual_seed(int(seed) + 1)
+
+    def state_dict(self) -> dict:
+        return {"state": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["state"])
+
+
+def _fresh_accelerate_state() -> None:
+    """Forget the precision and accumulation of an earlier run in this process (a notebook
+    kernel training twice), which accelerate keeps in shared state and refuses to change."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
+
+
+def _precision(config: TrainConfig, cuda: bool) -> str:
+    import torch
+
+    if config.mixed_precision != "auto":
+        if config.mixed_precision == "fp16" and not cuda:
+            raise BadParameterError("mixed_precision='fp16' needs a GPU; use 'bf16' or 'no' on "
+                                    "the CPU")
+        return config.mixed_precision
+    if not cuda:
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def _fixed_timesteps(config: TrainConfig):
+    """``eval_timesteps`` timesteps at the middles of equal shares of the schedule."""
+    import torch
+
+    n, t = config.eval_timesteps, config.train_timesteps
+    return ((torch.arange(n, dtype=torch.float64) + 0.5) * t / n).long().clamp(0, t - 1)
+
+
+def _check_geometry(config: TrainConfig, source: TileSource) -> int:
+    """The training width; raises when the UNet cannot take the tiles."""
+    f = config.down_factor
+    width = config.crop_frames or source.width
+    if config.crop_frames > source.width:
+        raise BadParameterError(f"crop_frames={config.crop_frames} is wider than the tiles "
+                                f"({source.width} frames); use 0 for whole tiles")
+    for what, v in (("tile height", source.height), ("training width (crop_frames or tile width)",
+                                                     width), ("tile width", source.width)):
+        if v % f:
+            raise BadParameterError(f"{what} {v} is not a multiple of {f}, which a UNet with "
+                                    f"{len(config.channels)} resolutions needs; change crop_frames "
+                                    f"or channels")
+    return width
+
+
+def train(config: TrainConfig | None = None, *, progress: bool = True, callback=None,
+          log=print, **changes) -> TrainResult:
+    """Train (or go on training) a diffusion model on a dataset of tiles.
+
+    Parameters
+    ----------
+    config : TrainConfig, optional
+        The run's settings (default: ``TrainConfig()``, the quick CPU run).
+    progress : bool
+        Show a progress bar over steps.
+    callback : callable, optional
+        ``callback(step, record)`` after every step (``record``: loss, lr, probe
+        and validation losses when measured); raising in it stops the run like Ctrl-C.
+    log : callable or None
+        Receives one-line notes (resumed from, changed settings, checkpoints).
+    **changes
+        Settings that replace those of ``config`` (``train(steps=100)``).
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    MissingExtraError
+        diffusers, accelerate or torch is not installed (the message names the extra).
+    MissingInputError, TrainDataError
+        The dataset folder is missing, empty, 8-bit, of mixed tile sizes, ...
+    OutputConflictError
+        ``output`` holds a run with another model; or ``resume`` names no checkpoint.
+    KeyboardInterrupt
+        Passed on; the newest checkpoint stays, and the same call resumes from it.
+    """
+    require_training()
+    config = (config or TrainConfig()).replace(**changes) if changes else (config or TrainConfig())
+    say = log or (lambda *_: None)
+    source = scan_dataset(resolve(config.data))
+    width = _check_geometry(config, source)
+    if config.conditioning == "caption" and source.captioned("train") == 0:
+        which = (f"none of the first {source.looked['train'][0]} training samples has a caption"
+                 if source.kind == "shards" else "no training tile has a caption")
+        raise TrainDataError(f"{source.root}: conditioning='caption' but {which}; caption the "
+                             f"dataset (python -m wavdiff_utils --captioner ...) or use "
+                             f"conditioning='none'")
+    out = output_dir(config.output)
+    with output_lock(out):
+        return _train_locked(config, source, out, width, progress=progress, callback=callback,
+                             say=say)
+
+
+def _resume_point(config: TrainConfig, out: Path, codec: dict, say) -> tuple[Path | None, list]:
+    """The checkpoint to load (or None) and notes about changed settings."""
+    if config.resume == "restart":
+        for p in _checkpoints(out):
+            shutil.rmtree(p)
+        for name in ("model", "losses.csv", "train_summary.json", "loss_curve.png", CONFIG_NAME):
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        return None, []
+    if config.resume == "auto":
+        ckpt = latest_checkpoint(out)
+    else:
+        ckpt = resolve(config.resume)
+        if not ckpt.is_dir():
+            raise MissingInputError(f"resume={config.resume!r}: no such checkpoint folder")
+    saved = read_saved_config(out)
+    if ckpt is None:
+        if saved is not None and (out / "model").exists():
+            say(f"{out}: no checkpoint to resume from; starting over")
+        return None, []
+    notes = check_resumable(saved or {}, config, out, codec=codec)
+    return ckpt, notes
+
+
+def _train_locked(config: TrainConfig, source: TileSource, out: Path, width: int, *, progress,
+                  callback, say) -> TrainResult:
+    import torch
+    import torch.nn.functional as F
+    from accelerate import Accelerator, skip_first_batches
+    from accelerate.utils import ProjectConfiguration, set_seed
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+    from tqdm.auto import tqdm
+
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise BadParameterError("device='cuda' but torch sees no GPU; use device='auto' or 'cpu'")
+    cuda = config.device != "cpu" and torch.cuda.is_available()
+    precision = _precision(config, cuda)
+    ckpt, notes = _resume_point(config, out, source.params.to_dict(), say)
+    _fresh_accelerate_state()
+    accelerator = Accelerator(mixed_precision=precision, cpu=not cuda,
+                              gradient_accumulation_steps=config.grad_accum,
+                              project_config=ProjectConfiguration(project_dir=str(out)))
+    device = accelerator.device
+    set_seed(config.seed)
+    encoder = None
+    if config.conditioning == "caption":
+
+        encoder = TextEncoder(config.text_encoder, device=device, max_tokens=config.max_text_tokens)
+    channels = 1 if config.planes == "magnitude" else 3
+    unet = build_unet(config, channels_in=channels, height=source.height, width=width,
+                      cross_attention_dim=encoder.dim if encoder is not None else None)
+    schedule = noise_scheduler(config)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate, betas=(0.95, 0.999),
+                                  weight_decay=config.weight_decay, eps=1e-8)
+    lr_schedule = get_scheduler(config.lr_schedule, optimizer=optimizer,
+                                num_warmup_steps=config.lr_warmup_steps,
+                                num_training_steps=config.steps)
+    loader, data = make_loader(config, source, width)
+    unet, optimizer, loader, lr_schedule = accelerator.prepare(unet, optimizer, loader, lr_schedule)
+    ema = None
+    if config.use_ema:
+        ema = EMAModel(accelerator.unwrap_model(unet).parameters(), decay=config.ema_decay,
+                       use_ema_warmup=True, inv_gamma=1.0, power=3 / 4)
+        ema.to(device)
+    state = TrainState()
+    noise = _NoiseSource(device, config.seed)
+    accelerator.register_for_checkpointing(state, noise)
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
+    if ckpt is not None:
+        accelerator.load_state(str(ckpt))
+        say(f"resumed from {ckpt.name} (step {state.step}, epoch {state.epoch})")
+        for n in notes:
+            say(n)
+    with atomic_path(out / CONFIG_NAME) as tmp:
+        tmp.write_text(json.dumps({**config.to_dict(), "codec": source.params.to_dict()}, indent=1),
+                       encoding="utf-8")
+
+    timesteps = _fixed_timesteps(config)
+    probe = probe_batch(config, source, width) if config.probe_every else None
+    val_loader = validation_loader(config, source, width)
+    T = config.train_timesteps
+
+    def model_out(x, t, texts):
+        if encoder is None:
+            return unet(x, t).sample
+        states, mask = encoder.encode(texts)
+        return unet(x, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample
+
+    def target_of(x0, eps, t):
+        if config.prediction_type == "epsilon":
+            return eps
+        return x0 if config.prediction_type == "sample" else schedule.get_velocity(x0, eps, t)
+
+    def measure(batches) -> float:
+        unet.eval()
+        try:
+            with torch.no_grad(), accelerator.autocast():
+                value = fixed_loss(model_out, target_of, schedule, batches, timesteps, device,
+                                   seed=config.seed)
+        finally:
+            unet.train()
+        return value
+
+    def evaluate(record: dict) -> None:
+        if probe is not None and (state.step % config.probe_every == 0 or state.step == config.steps):
+            record["probe_loss"] = measure([probe])
+            state.probes.append([state.step, record["probe_loss"]])
+        if val_loader is not None and state.step and (state.step == config.steps or (
+                config.eval_every and state.step % config.eval_every == 0)):
+            value = measure(val_loader)
+            if value == value:               # NaN: a shard folder without validation samples
+                record["val_loss"] = value
+                state.val.append([state.step, value])
+
+    def checkpoint() -> None:
+        final = out / CHECKPOINTS / f"checkpoint-{state.step:06d}"
+        tmp = out / CHECKPOINTS / f".checkpoint-{state.step:06d}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        state.seconds += time.perf_counter() - session_start[0]
+        session_start[0] = time.perf_counter()
+        accelerator.save_state(str(tmp))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        state.last_checkpoint = state.step
+        for old in sorted(_checkpoints(out), key=lambda p: int(p.name.split("-")[1]))[
+                :-config.checkpoints_kept]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    start_step = state.step
+    session_start = [time.perf_counter()]
+    unet.train()
+    if state.step == 0 and not state.probes:
+        evaluate({})                         # the untrained model: where the curves start
+    bar = tqdm(total=config.steps, initial=min(state.step, config.steps), desc="train", unit="step",
+               disable=not progress)
+    micro = []
+    try:
+        while state.step < config.steps:
+            data.use_epoch(state.epoch)
+            epoch_loader = skip_first_batches(loader, state.batch) if state.batch else loader
+            for batch in epoch_loader:
+                x0 = batch["pixel_values"]
+                with accelerator.accumulate(unet):
+                    g = noise.generator
+                    eps = torch.randn(x0.shape, generator=g, device=device, dtype=x0.dtype)
+                    t = torch.randint(0, T, (x0.shape[0],), generator=g, device=device)
+                    texts = batch["text"]
+                    if encoder is not None:
+                        drop = torch.rand(len(texts), generator=g, device=device) < config.caption_dropout
+                        texts = ["" if d else s for d, s in zip(drop.tolist(), texts)]
+                    pred = model_out(schedule.add_noise(x0, eps, t), t, texts)
+                    loss = F.mse_loss(pred.float(), target_of(x0, eps, t).float())
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(unet.parameters(), 1.0)
+                    optimizer.step()
+                    lr_schedule.step()
+                    optimizer.zero_grad(set_to_none=True)
+                state.batch += 1
+                micro.append(float(loss.detach()))
+                if not accelerator.sync_gradients:
+                    continue
+                if ema is not None:
+                    ema.step(accelerator.unwrap_model(unet).parameters())
+                state.step += 1
+                record = {"loss": sum(micro) / len(micro), "lr": lr_schedule.get_last_lr()[0]}
+                micro = []
+                state.history.append([state.step, record["loss"], record["lr"]])
+                evaluate(record)
+                if config.checkpoint_every and state.step % config.checkpoint_every == 0:
+                    checkpoint()
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", **(
+                    {"probe": f"{record['probe_loss']:.4f}"} if "probe_loss" in record else {}))
+                if callback is not None:
+                    callback(state.step, record)
+                if state.step >= config.steps:
+                    break
+            else:
+                state.epoch += 1
+                state.batch = 0
+        if state.last_checkpoint != state.step:
+            checkpoint()
+    except KeyboardInterrupt:
+        bar.close()
+        last = latest_checkpoint(out)
+        say(f"interrupted at step {state.step}; " + (
+            f"the newest checkpoint is {last.name}: run the same command again to resume from it"
+            if last is not None else "no checkpoint was written yet"))
+        raise
+    bar.close()
+    state.seconds += time.perf_counter() - session_start[0]
+    if val_loader is not None and (not state.val or state.val[-1][0] != state.step):
+        value = measure(val_loader)
+        if value == value:
+            state.val.append([state.step, value])
+    base = accelerator.unwrap_model(unet)
+    if ema is not None:
+        ema.store(base.parameters())
+        ema.copy_to(base.parameters())
+    model_dir = save_model(out / "model", base, schedule, config=config, params=source.params,
+                           train_size=(source.height, width), steps=state.step, ema=ema is not None)
+    if ema is not None:
+        ema.restore(base.parameters())
+    result = TrainResult(out, model_dir, config, source, state, start_step=start_step,
+                         resumed_from=ckpt.name if ckpt is not None else None, notes=notes,
+                         device=str(device), precision=precision,
+                         parameters=sum(p.numel() for p in base.parameters()))
+    write_losses(result)
+    accelerator.end_training()
+    return result
+
+
+def main(argv=None) -> int:
+    """``python -m wavdiff_utils.train [-f params/train_gpu.yaml] [--set NAME VALUE ...]``: train
+    from the command line (e.g. on a GPU machine without Jupyter), then sample a few tiles."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m wavdiff_utils.train", description=main.__doc__)
+    ap.add_argument("-f", "--file", help="YAML settings (params/train_gpu.yaml)")
+    ap.add_argument("--set", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                    help="one setting, YAML value (e.g. --set steps 2000 --set channels '[64, 128]')")
+    ap.add_argument("--samples", type=int, default=None, help="tiles to sample after training "
+                    "(into <output>/samples; default the file's num_samples, else 4; 0 = none)")
+    args = ap.parse_args(argv)
+    try:
+        values = _settings(args.file, args.set)
+    except (WavdiffError, OSError, ValueError) as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    try:
+        result = train(TrainConfig.from_mapping(values))
+        print(result.summary())
+        n = args.samples if args.samples is not None else int(values.get("num_samples", 4))
+        if n:
+
+            samples = sample_tiles(result.model_dir, Path(result.output) / "samples", n=n,
+                                   steps=int(values.get("sample_steps", 50)),
+                                   guidance_scale=float(values.get("guidance_scale", 3.0)),
+                                   prompts=values.get("prompts"), seed=result.config.seed,
+                                   device=result.config.device)
+            print(samples.summary())
+    except WavdiffError as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _number(name: str, value):
+    """A string that YAML left unread but is a number (``1e-4``: YAML 1.1 wants ``1.0e-4``) as a
+    float, unless the setting ``name`` is a text one (a folder may be called ``2024``)."""
+    import dataclasses
+    import re
+
+    text_fields = {f.name for f in dataclasses.fields(TrainConfig) if isinstance(f.default, str)}
+    if (isinstance(value, str) and name not in text_fields
+            and re.fullmatch(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", value)):
+        return float(value)
+    return value
+
+
+def _settings(file, pairs) -> dict:
+    """The settings of ``-f FILE`` and ``--set NAME VALUE`` pairs (values read as YAML); raises
+    ValueError (one line naming the file or value) for unreadable YAML or unknown names."""
+    import yaml
+
+    values = {}
+    if file:
+        try:
+            values = load_yaml_params(file)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{file}: not valid YAML ({one_line(exc)})") from None
+        check_setting_names(values, where=str(file))
+        values = {k: _number(k, v) for k, v in values.items()}
+    for name, text in pairs:
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--set {name} {text!r}: not a YAML value ({one_line(exc)})") from None
+        check_setting_names([name], where="--set")
+        values[name] = _number(name, value)
+    return values
+
+if __name__ == "__main__":
+    raise SystemExit(main())
