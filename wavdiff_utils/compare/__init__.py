@@ -1,18 +1,11 @@
 """Comparing two sets of tiles (or audio) tile by tile: scores, previews and what
 ``04_compare`` shows.
-
-Names load on first use (``lazy_loader``), so importing this package imports none of its
-modules, nor torch.
-"""
+Names load on first use (``lazy_loader``)."""
 import lazy_loader as _lazy
 
-__getattr__, __dir__, __all__ = _lazy.attach(
-    __name__,
-    submodules=["notebook", "preview", "scores", "tiles"],
-    submod_attrs={
-        "notebook": ["CompareInputs", "compare_inputs", "headline_markdown", "show_previews", "show_audio"],
-        "preview": ["render_preview", "DIFF_MODES", "DIFF_GAIN", "SEPARATOR_PX", "HEADER_PX"],
-        "scores": ["TileScore", "AudioScore"],
-        "tiles": ["compare_tiles", "ComparisonResult", "MATCH_MODES", "SCORES_CSV", "AUDIO_CSV", "SUMMARY_TXT", "PREVIEW_DIR", "AVERAGE_KEY"],
-    },
-)
+__getattr__, __dir__, __all__ = _lazy.attach(__name__, submod_attrs={
+    "notebook": ["CompareInputs", "compare_inputs", "headline_markdown", "show_previews", "show_audio"],
+    "preview": ["render_preview", "DIFF_MODES", "DIFF_GAIN", "SEPARATOR_PX", "HEADER_PX"],
+    "scores": ["TileScore", "AudioScore"],
+    "tiles": ["compare_tiles", "ComparisonResult", "MATCH_MODES", "SCORES_CSV", "AUDIO_CSV", "SUMMARY_TXT", "PREVIEW_DIR", "AVERAGE_KEY"],
+})

@@ -1,20 +1,13 @@
 """Datasets: the training-ready export and its card, tiles as tensors, the 16-bit loaders
 (a tile folder, WebDataset shards, ``datasets``), and what reading a tile the 8-bit way costs.
-
-Names load on first use (``lazy_loader``), so importing this package imports none of its
-modules, nor torch.
-"""
+Names load on first use (``lazy_loader``)."""
 import lazy_loader as _lazy
 
-__getattr__, __dir__, __all__ = _lazy.attach(
-    __name__,
-    submodules=["card", "eight_bit", "export", "loader", "shards", "tensors"],
-    submod_attrs={
-        "card": ["write_card", "hms"],
-        "eight_bit": ["read_png_like_pillow", "eight_bit_cost"],
-        "export": ["METADATA_NAME", "CARD_NAME", "CHANNELS", "DatasetExport", "export_dataset", "song_split", "read_metadata"],
-        "loader": ["TileDataset", "ShardDataset", "TileTransform", "load_tile_dataset"],
-        "shards": ["SHARD_INDEX", "DEFAULT_SHARD_SIZE", "parse_shard_size", "read_shard_index", "shard_paths", "iter_shard_raw", "decode_sample", "iter_shard_samples", "sample_key"],
-        "tensors": ["pixels_to_tensor", "tensor_to_pixels", "magnitude_db", "write_tensor_tiles"],
-    },
-)
+__getattr__, __dir__, __all__ = _lazy.attach(__name__, submod_attrs={
+    "card": ["write_card", "hms"],
+    "eight_bit": ["read_png_like_pillow", "eight_bit_cost"],
+    "export": ["METADATA_NAME", "CARD_NAME", "CHANNELS", "DatasetExport", "export_dataset", "song_split", "read_metadata"],
+    "loader": ["TileDataset", "ShardDataset", "TileTransform", "load_tile_dataset"],
+    "shards": ["SHARD_INDEX", "DEFAULT_SHARD_SIZE", "parse_shard_size", "read_shard_index", "shard_paths", "iter_shard_raw", "decode_sample", "iter_shard_samples", "sample_key"],
+    "tensors": ["pixels_to_tensor", "tensor_to_pixels", "magnitude_db", "write_tensor_tiles"],
+})
