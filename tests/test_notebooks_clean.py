@@ -46,3 +46,28 @@ def test_committed_in_nbstripouts_normal_form(path):
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == json.loads(path.read_text(encoding="utf-8")), \
         f"{path.name}: run `.venv/bin/nbstripout {path}` and commit"
+
+
+def _parameters_cell(path) -> str:
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, f"{path.name}: {len(cells)} cells tagged 'parameters'"
+    return "".join(cells[0]["source"])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_sees_every_parameter(path):
+    """papermill drops a parameter line it cannot parse (a comment holding '=') without failing:
+    every name the parameters cell assigns must be in ``inspect_notebook``."""
+    import ast
+
+    import papermill as pm
+
+    source = _parameters_cell(path)
+    assigned = set()
+    for node in ast.parse(source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        assigned |= {t.id for t in targets}
+    assert assigned and set(pm.inspect_notebook(str(path))) == assigned
+    bad = [line for line in source.splitlines() if "#" in line and "=" in line.split("#", 1)[1]]
+    assert bad == [], f"{path.name}: '=' in a parameter comment: {bad}"
