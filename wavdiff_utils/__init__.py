@@ -17,6 +17,8 @@ checks the contract in ``pyproject.toml``; the README's Architecture section dra
 - :mod:`~wavdiff_utils.results`, :mod:`~wavdiff_utils.paths`, :mod:`~wavdiff_utils.errors` -
   what a batch did, paths and atomic writes, the one error family
 """
+from .errors import install_notebook_handler as _install_notebook_handler
+
 __version__ = "0.1.0"
 
 #: The public API, importable from the package's top level (``from wavdiff_utils import
@@ -82,9 +84,7 @@ def _in_a_kernel():
     import sys
 
     if "IPython" in sys.modules:                 # only where IPython already runs: costs nothing else
-        from .errors import install_notebook_handler
-
-        install_notebook_handler()
+        _install_notebook_handler()
 
 
 _in_a_kernel()

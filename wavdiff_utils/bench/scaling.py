@@ -17,7 +17,7 @@ nothing is committed), then prints (``--what engines``, ``loader`` or ``both``):
    the engines under the same load.
 2. **loader**: samples per second through a torch ``DataLoader`` (the same workers and
    batch size) reading the tile folder (:class:`~wavdiff_utils.dataset.TileDataset`) and its
-   WebDataset shards (:class:`~wavdiff_utils.dataset.shards.ShardDataset`), median of 5 epochs after
+   WebDataset shards (:class:`~wavdiff_utils.dataset.ShardDataset`), median of 5 epochs after
    a warm-up, and a bit-exact check of every shard sample against its PNG file.
 
 The ratios are measured in one run on the same machine; absolute figures vary with its load.
@@ -206,7 +206,7 @@ def loader_throughput(folder, shards, *, workers: int = 2, batch_size: int = 8,
 
     Each source gets one warm-up epoch (page cache) and then ``epochs`` timed ones,
     alternating between the two; the medians are reported, with ``bit_exact``: every shard sample's pixels equal
-    :func:`~wavdiff_utils.dataset.decode_png16` of its tile file.
+    :func:`~wavdiff_utils.io.decode_png16` of its tile file.
     """
     import torch
 

@@ -1,6 +1,29 @@
 """The 16-bit loaders: torch datasets over a tile folder (:class:`TileDataset`) and over
 WebDataset shards (:class:`ShardDataset`), and the ``datasets`` way (:class:`TileTransform`,
-:func:`load_tile_dataset`).  Importing this module imports torch."""
+:func:`load_tile_dataset`).  Importing this module imports torch.
+
+Pillow, and so ``datasets``' ``Image`` feature and most diffusion training
+scripts, opens a 16-bit RGB PNG as 8-bit RGB without a warning (it keeps the
+high byte: pixel 46527 reads as 181), which throws away the fidelity of the
+tiles.  :class:`TileDataset` (a torch ``Dataset``), :class:`TileTransform` (for
+``datasets``) and :func:`load_tile_dataset` decode with OpenCV
+(``IMREAD_UNCHANGED``) instead and return float tensors in ``[-1, 1]``:
+
+=========  ========  ===============================================================
+channel    plane     value ``x`` in ``[-1, 1]``
+=========  ========  ===============================================================
+0          red       magnitude, linear in dB: ``dB = db_min + (x + 1) / 2 * (db_max - db_min)``;
+                     ``x = -1`` is silence (at or below ``db_min``), ``+1`` is ``db_max``
+1          green     ``cos(phase)`` (exactly: ``x = 2 * pixel / 65535 - 1``)
+2          blue      ``sin(phase)``
+=========  ========  ===============================================================
+
+Tensors are ``(3, H, W)``: row 0 is the highest frequency bin, columns are STFT
+frames in time order.  ``x = pixel / 32767.5 - 1``; :func:`~wavdiff_utils.dataset.tensor_to_pixels`
+inverts it bit-exactly, and :func:`~wavdiff_utils.dataset.write_tensor_tiles` writes
+generated tensors back as 16-bit tiles (with codec metadata) that ``03_decode`` turns into
+audio.
+"""
 from __future__ import annotations
 
 import os

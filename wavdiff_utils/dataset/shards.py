@@ -1,9 +1,10 @@
-"""WebDataset shards of a dataset folder, and a loader that keeps all 16 bits.
+"""WebDataset shards of a dataset folder: their format, their index, and reading them with
+all 16 bits.
 
 A folder of millions of PNG files is slow to train from (one open per sample) and does
 not spread over machines; sharded tars (`WebDataset <https://github.com/webdataset>`_)
-are read sequentially, a shard per worker.  :func:`write_shards` turns the pipeline's
-output (after :func:`~wavdiff_utils.dataset.export_dataset`) into::
+are read sequentially, a shard per worker.  :func:`wavdiff_utils.jobs.write_shards` turns
+the pipeline's output (after :func:`~wavdiff_utils.dataset.export_dataset`) into::
 
     <shards>/train-000000.tar, train-000001.tar, ..., validation-000000.tar, test-000000.tar
     <shards>/shards.json          the index: every shard with its sample count, the totals,
@@ -20,13 +21,12 @@ Each sample (``__key__`` ``<song>_<index:04d>``, dots in a song id made safe) ho
   ``tags.txt``, ``prose.txt``, ``meta.txt``.
 
 Shards are per split (a song's tiles never cross splits), in dataset order, each up to
-``shard_size`` (``"1GB"``, or a number of samples).  Writing is atomic per shard (a
-temporary name, then a rename); the index is removed while shards change and written
-last.  A re-run rewrites only the shards whose tiles, captions or rows changed.
+``shard_size`` (``"1GB"``, or a number of samples).
 
 Reading: :func:`iter_shard_samples` yields decoded samples (the contract:
-``key``, ``pixels`` as :func:`~wavdiff_utils.dataset.decode_png16` returns them, ``meta``,
-``caption``, ``split``); :class:`ShardDataset` is a torch ``IterableDataset`` giving the
+``key``, ``pixels`` as :func:`~wavdiff_utils.io.decode_png16` returns them, ``meta``,
+``caption``, ``split``); :class:`ShardReader` (and its torch ``IterableDataset``,
+:class:`~wavdiff_utils.dataset.ShardDataset`) gives the
 same items as :class:`~wavdiff_utils.dataset.TileDataset` (float tensors in [-1, 1]),
 split over ``DataLoader`` workers and distributed ranks.  Decoding is OpenCV's: the
 ``webdataset`` library's own image decoders go through Pillow, which keeps 8 of the 16 bits.
@@ -188,7 +188,7 @@ def iter_shard_samples(folder, *, split: str | None = None):
     ------
     dict
         ``key`` (str), ``pixels`` (``(H, W, 3)`` uint16 RGB, exactly as
-        :func:`~wavdiff_utils.dataset.decode_png16` returns the tile file), ``meta`` (the
+        :func:`~wavdiff_utils.io.decode_png16` returns the tile file), ``meta`` (the
         tile metadata), ``caption`` (str) and ``split`` (str).
     """
     for raw in iter_shard_raw(shard_paths(folder, split=split)):

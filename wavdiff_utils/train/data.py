@@ -4,7 +4,7 @@ Sources
 -------
 - The pipeline's imagefolder export (``metadata.jsonl`` beside the song
   folders, with the ``split`` column): rows of each split, tiles read with the
-  16-bit loader (:func:`wavdiff_utils.dataset.decode_png16`).
+  16-bit loader (:func:`wavdiff_utils.io.decode_png16`).
 - WebDataset shards (a folder with ``shards.json``), read through
   :mod:`wavdiff_utils.dataset.shards`: each ``DataLoader`` worker (and distributed rank)
   decodes only its own share of the samples (``ShardDataset``'s sharing), the
@@ -420,7 +420,7 @@ def shard_tiles(source: TileSource, split: str, *, planes: str = "all", crop: in
     """An iterable dataset streaming one split of a shard folder (same items as :class:`TrainTiles`).
 
     Each ``DataLoader`` worker (and distributed rank) reads the share that
-    :class:`wavdiff_utils.dataset.shards.ShardDataset` gives it (whole shards, or every n-th sample
+    :class:`wavdiff_utils.dataset.ShardDataset` gives it (whole shards, or every n-th sample
     when shards cannot be shared out evenly) and decodes only those samples: every
     sample once per epoch.  A sample's ``index`` is its place in the split (index order),
     which the crops depend on.  Training order: shards shuffled per epoch, then samples
