@@ -23,7 +23,7 @@ from __future__ import annotations
 
 __all__ = ["WavdiffError", "BadAudioError", "UnreadableAudioError", "NonFiniteAudioError",
            "BadTileError", "BadShardError", "WeightsMissingError", "MissingInputError", "BadParameterError",
-           "OutputConflictError", "OutputLockedError", "UnwritableOutputError", "one_line",
+           "OutputConflictError", "OutputIsAFileError", "OutputLockedError", "UnwritableOutputError", "one_line",
            "first_line", "install_notebook_handler"]
 
 
@@ -65,6 +65,10 @@ class BadParameterError(WavdiffError, ValueError):
 
 class OutputConflictError(WavdiffError, FileExistsError):
     """An output that exists and was made differently; says how to replace it or write beside it."""
+
+
+class OutputIsAFileError(OutputConflictError, NotADirectoryError):
+    """An output folder's path names a file; says which."""
 
 
 class OutputLockedError(OutputConflictError):

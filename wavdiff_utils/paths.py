@@ -14,6 +14,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import BadParameterError, OutputIsAFileError
+
 __all__ = ["REPO_ROOT", "SAMPLE_AUDIO", "resolve", "output_dir", "song_id",
            "atomic_path", "AUDIO_EXTENSIONS", "display_path", "display_message",
            "shorten_name", "stable_hash", "MAX_SONG_BYTES", "remove_temporaries", "song_ids"]
@@ -53,7 +55,7 @@ def resolve(path: str | os.PathLike) -> Path:
         An absolute path; it need not exist (outputs are created later).
     """
     if path is None or str(path).strip() == "":
-        raise ValueError("empty path given; pass a file or folder name")
+        raise BadParameterError("empty path given; pass a file or folder name")
     p = Path(os.path.expanduser(str(path)))
     if p.is_absolute():
         return p
@@ -70,7 +72,7 @@ def output_dir(path: str | os.PathLike) -> Path:
     """Resolve ``path`` with :func:`resolve` and create the folder (papermill does not)."""
     p = resolve(path)
     if p.exists() and not p.is_dir():
-        raise NotADirectoryError(f"output {str(p)!r} exists and is a file, not a folder")
+        raise OutputIsAFileError(f"output {str(p)!r} exists and is a file, not a folder")
     p.mkdir(parents=True, exist_ok=True)
     return p
 

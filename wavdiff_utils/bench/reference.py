@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import BadParameterError, MissingInputError
 from ..codec.params import CodecParams
 
 __all__ = ["reference_encode", "reference_decode", "REFERENCE_META"]
@@ -127,14 +128,14 @@ def reference_decode(tile_dir, out_wav, *, size: int = 1024, n_fft: int = 2048, 
         n_samples = json.loads(meta_file.read_text(encoding="utf-8"))["n_samples"]
     files = sorted(tile_dir.glob("*.png"))
     if not files:
-        raise FileNotFoundError(f"no PNG tiles in {str(tile_dir)!r}")
+        raise MissingInputError(f"no PNG tiles in {str(tile_dir)!r}")
     db_min, db_max, db_scale = _reference_db_settings(n_fft)
     chunk = n_fft // 2 + 1
     chunks = []
     for f in files:
         img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
         if img is None or img.shape != (size, size, 3):
-            raise ValueError(f"{f}: not a {size}x{size} 3-channel image")
+            raise BadParameterError(f"{f}: not a {size}x{size} 3-channel image")
         img = img[::-1].astype(np.float32) / 65535.0
         blue, green, red = (cv2.resize(np.ascontiguousarray(img[..., c]), (chunk, chunk),
                                        interpolation=cv2.INTER_LANCZOS4) for c in range(3))

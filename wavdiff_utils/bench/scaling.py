@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import BadParameterError, MissingInputError
 from ..codec.params import CodecParams
 from ..dataset.shards import iter_shard_samples
 from ..io.audio import find_audio_files
@@ -59,7 +60,7 @@ def cut_clips(sources, dest, *, n: int = 48, seconds: float = 20.0) -> list[Path
     dest.mkdir(parents=True, exist_ok=True)
     files = [f for f in find_audio_files(sources) if f.suffix.lower() == ".ogg"]
     if not files:
-        raise FileNotFoundError(f"{sources}: no .ogg tracks to cut clips from "
+        raise MissingInputError(f"{sources}: no .ogg tracks to cut clips from "
                                 f"(python scripts/fetch_music.py fetches six)")
     out, offset = [], 0
     while len(out) < n:
@@ -75,7 +76,7 @@ def cut_clips(sources, dest, *, n: int = 48, seconds: float = 20.0) -> list[Path
                 sf.write(str(clip), y, sr, format="OGG", subtype="VORBIS")
             out.append(clip)
         if len(out) == made:
-            raise ValueError(f"{sources}: too little audio for {n} clips of {seconds:g} s")
+            raise BadParameterError(f"{sources}: too little audio for {n} clips of {seconds:g} s")
         offset += 1
     return out
 
@@ -129,9 +130,9 @@ def songs_per_minute(input, *, workers=(1, 2), params: CodecParams | None = None
     engine = check_engine(engine)
     workers = list(workers)
     if not workers:
-        raise ValueError("workers must name at least one worker count, e.g. (1, 2)")
+        raise BadParameterError("workers must name at least one worker count, e.g. (1, 2)")
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a whole number >= 1, got {repeats!r}")
+        raise BadParameterError(f"repeats must be a whole number >= 1, got {repeats!r}")
     kw = dict(params=params, png_compression=png_compression, scratch=scratch)
     rows = []
     for w in workers:

@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..errors import BadParameterError
 from .tempo import bpm_text
 
 __all__ = ["CATEGORIES", "PROMPT_TEMPLATES", "Label", "Vocabulary", "load_vocabulary",
@@ -67,7 +68,7 @@ class Vocabulary:
     def __post_init__(self):
         missing = [c for c in CATEGORIES if not self.labels.get(c)]
         if missing:
-            raise ValueError(f"vocabulary has no labels for categor{'y' if len(missing) == 1 else 'ies'} "
+            raise BadParameterError(f"vocabulary has no labels for categor{'y' if len(missing) == 1 else 'ies'} "
                              f"{', '.join(missing)}")
 
     def __getitem__(self, category: str) -> tuple:
@@ -124,17 +125,17 @@ def load_vocabulary(*, audioset=None, descriptors=None) -> Vocabulary:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise ValueError(f"{path}: cannot read the AudioSet vocabulary ({exc})") from None
+            raise BadParameterError(f"{path}: cannot read the AudioSet vocabulary ({exc})") from None
     cats = data.get("categories")
     if not isinstance(cats, Mapping):
-        raise ValueError(f"{where}: needs a 'categories' mapping with genre, mood and instruments")
+        raise BadParameterError(f"{where}: needs a 'categories' mapping with genre, mood and instruments")
     overrides = dict(data.get("display") or {})
     if descriptors is None or isinstance(descriptors, (str, os.PathLike)):
         dpath = Path(descriptors) if descriptors is not None else DESCRIPTORS_FILE
         try:
             lines = dpath.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
-            raise ValueError(f"{dpath}: cannot read the descriptor tags ({exc})") from None
+            raise BadParameterError(f"{dpath}: cannot read the descriptor tags ({exc})") from None
         tags = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
     else:
         tags = [str(t).strip() for t in descriptors if str(t).strip()]
@@ -143,13 +144,13 @@ def load_vocabulary(*, audioset=None, descriptors=None) -> Vocabulary:
     labels = {}
     for cat, names in raw.items():
         if isinstance(names, str) or not isinstance(names, Sequence):
-            raise ValueError(f"{where}: category {cat!r} must be a list of label names, got {names!r}")
+            raise BadParameterError(f"{where}: category {cat!r} must be a list of label names, got {names!r}")
         seen = set()
         out = []
         for n in names:
             n = str(n).strip()
             if n.lower() in seen:
-                raise ValueError(f"{where}: label {n!r} appears twice in category {cat!r}")
+                raise BadParameterError(f"{where}: label {n!r} appears twice in category {cat!r}")
             seen.add(n.lower())
             out.append(Label(cat, n, _display_form(n, cat, overrides),
                              n.lower() if cat == "descriptors" else _prompt_form(n)))
@@ -162,10 +163,10 @@ def check_templates(templates) -> dict[str, tuple[str, ...]]:
     for cat in CATEGORIES:
         t = templates.get(cat)
         if not t or isinstance(t, str):
-            raise ValueError(f"templates[{cat!r}] must be a non-empty list of strings, got {t!r}")
+            raise BadParameterError(f"templates[{cat!r}] must be a non-empty list of strings, got {t!r}")
         for one in t:
             if "{label}" not in one and "{name}" not in one:
-                raise ValueError(f"template {one!r} for {cat!r} uses neither {{label}} nor {{name}}")
+                raise BadParameterError(f"template {one!r} for {cat!r} uses neither {{label}} nor {{name}}")
         templates[cat] = tuple(t)
     return templates
 
@@ -205,11 +206,11 @@ class TagSettings:
             v = getattr(self, f.name)
             if f.name.startswith("max_"):
                 if isinstance(v, bool) or not float(v).is_integer() or v < 0:
-                    raise ValueError(f"{f.name} must be an integer >= 0, got {v!r}")
+                    raise BadParameterError(f"{f.name} must be an integer >= 0, got {v!r}")
                 object.__setattr__(self, f.name, int(v))
             else:
                 if isinstance(v, bool) or not 0.0 <= float(v) <= 1.0:
-                    raise ValueError(f"{f.name} must be in [0, 1], got {v!r}")
+                    raise BadParameterError(f"{f.name} must be in [0, 1], got {v!r}")
                 object.__setattr__(self, f.name, float(v))
 
     def count(self, category: str) -> int:
@@ -248,7 +249,7 @@ def select_tags(scores: Mapping[str, np.ndarray], vocabulary: Vocabulary,
         s = np.asarray(scores[cat], dtype=np.float64)
         labels = vocabulary[cat]
         if s.shape != (len(labels),):
-            raise ValueError(f"scores[{cat!r}] has shape {s.shape}, expected ({len(labels)},)")
+            raise BadParameterError(f"scores[{cat!r}] has shape {s.shape}, expected ({len(labels)},)")
         order = np.argsort(-s, kind="stable")
         above = s - s.mean()
         out: list[Label] = []

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import BadParameterError
+
 __all__ = ["psnr16", "snr_db", "lsd_db", "align"]
 
 
@@ -17,7 +19,7 @@ def psnr16(a: np.ndarray, b: np.ndarray) -> float:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
-        raise ValueError(f"cannot compare images of shape {a.shape} and {b.shape}")
+        raise BadParameterError(f"cannot compare images of shape {a.shape} and {b.shape}")
     mse = np.mean((a - b) ** 2)
     return float("inf") if mse == 0 else float(10 * np.log10(65535.0 ** 2 / mse))
 
@@ -34,7 +36,7 @@ def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
     noise = np.sum((r - e) ** 2)
     sig = np.sum(r ** 2)
     if sig == 0:
-        raise ValueError("reference signal is silent; SNR is undefined")
+        raise BadParameterError("reference signal is silent; SNR is undefined")
     return float("inf") if noise == 0 else float(10 * np.log10(sig / noise))
 
 

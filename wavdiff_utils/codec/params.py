@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from ..errors import BadParameterError, MissingInputError
 from ..paths import resolve
 
 __all__ = ["CodecParams", "LAYOUTS", "load_yaml_params"]
@@ -65,24 +66,24 @@ class CodecParams:
             object.__setattr__(self, name, value)
 
         if self.layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+            raise BadParameterError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         for name in ("sample_rate", "size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or v <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+                raise BadParameterError(f"{name} must be a positive integer, got {v!r}")
             setf(name, int(v))
         if self.sample_rate < 8000 or self.sample_rate > 384000:
-            raise ValueError(f"sample_rate {self.sample_rate} Hz is outside 8000..384000 Hz")
+            raise BadParameterError(f"sample_rate {self.sample_rate} Hz is outside 8000..384000 Hz")
         if self.size < 16:
-            raise ValueError(f"size must be at least 16 pixels, got {self.size}")
+            raise BadParameterError(f"size must be at least 16 pixels, got {self.size}")
         n_fft = self.n_fft
         if n_fft is None:
             n_fft = 2 * self.size if self.layout == "exact" else 2048
         n_fft = int(n_fft)
         if n_fft < 16 or n_fft % 2:
-            raise ValueError(f"n_fft must be an even number >= 16, got {n_fft}")
+            raise BadParameterError(f"n_fft must be an even number >= 16, got {n_fft}")
         if self.layout == "exact" and n_fft != 2 * self.size:
-            raise ValueError(
+            raise BadParameterError(
                 f"layout 'exact' stores n_fft/2 bins in a size x size tile, so it needs "
                 f"n_fft == 2*size; got n_fft={n_fft}, size={self.size}. Leave n_fft unset "
                 f"to derive it, or use layout='seed' to resize.")
@@ -90,11 +91,11 @@ class CodecParams:
         hop = self.hop_length if self.hop_length is not None else n_fft // 4
         hop = int(hop)
         if hop <= 0 or hop > n_fft // 2:
-            raise ValueError(f"hop_length must be in 1..n_fft/2 ({n_fft // 2}) for a lossless "
+            raise BadParameterError(f"hop_length must be in 1..n_fft/2 ({n_fft // 2}) for a lossless "
                              f"inverse, got {hop}")
         setf("hop_length", hop)
         if not float(self.db_max) > float(self.db_min):
-            raise ValueError(f"db_max ({self.db_max}) must be greater than db_min ({self.db_min})")
+            raise BadParameterError(f"db_max ({self.db_max}) must be greater than db_min ({self.db_min})")
         setf("db_min", float(self.db_min))
         setf("db_max", float(self.db_max))
 
@@ -157,9 +158,16 @@ def load_yaml_params(path) -> dict:
 
     p = resolve(path)
     if not p.is_file():
-        raise FileNotFoundError(f"parameter file {str(p)!r} does not exist")
-    with open(p, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+        raise MissingInputError(f"parameter file {str(p)!r} does not exist")
+    try:
+        with open(p, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or "unreadable"
+        raise BadParameterError(f"parameter file {str(p)!r} is not valid YAML{where}: "
+                                f"{what}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"parameter file {str(p)!r} must hold a mapping of names to values")
+        raise BadParameterError(f"parameter file {str(p)!r} must hold a mapping of names to values")
     return data

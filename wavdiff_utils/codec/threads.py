@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 
+from ..errors import BadParameterError
+
 __all__ = ["prefetched", "ordered_map", "tile_threads", "usable_cores", "mark_in_pool",
            "MAX_TILE_THREADS"]
 
@@ -106,7 +108,7 @@ def ordered_map(fn, jobs, threads: int):
     """
     threads = int(threads)
     if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads!r}")
+        raise BadParameterError(f"threads must be >= 1, got {threads!r}")
     if threads == 1:
         for job in jobs:
             yield fn(*job)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..errors import BadParameterError
+
 __all__ = ["TileSpan", "tile_spans", "n_tiles_for"]
 
 
@@ -61,10 +63,10 @@ class TileSpan:
 
 def _check_positive(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int,)) and not float(value).is_integer():
-        raise TypeError(f"{name} must be an integer, got {value!r}")
+        raise BadParameterError(f"{name} must be an integer, got {value!r}")
     value = int(value)
     if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
+        raise BadParameterError(f"{name} must be positive, got {value}")
     return value
 
 
@@ -73,7 +75,7 @@ def n_tiles_for(n_samples: int, *, frames_per_tile: int, hop_length: int) -> int
     frames_per_tile = _check_positive("frames_per_tile", frames_per_tile)
     hop_length = _check_positive("hop_length", hop_length)
     if n_samples < 0:
-        raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+        raise BadParameterError(f"n_samples must be >= 0, got {n_samples}")
     width = frames_per_tile * hop_length
     return -(-int(n_samples) // width)
 

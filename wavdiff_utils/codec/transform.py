@@ -28,6 +28,7 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
+from ..errors import BadParameterError
 from .params import CodecParams
 from .threads import ordered_map
 from .tiling import TileSpan, n_tiles_for
@@ -121,7 +122,7 @@ def stft_to_pixels(S: np.ndarray, params: CodecParams) -> tuple[np.ndarray, Tile
     """
     expect = (params.n_fft // 2 + 1, params.frames_per_tile)
     if S.shape != expect:
-        raise ValueError(f"STFT block has shape {S.shape}, expected {expect} for {params.layout!r}")
+        raise BadParameterError(f"STFT block has shape {S.shape}, expected {expect} for {params.layout!r}")
     if params.layout == "seed":
         return _stft_to_pixels_planes(S, params)
     return frames_to_pixels(np.asarray(S).T, params)
@@ -138,10 +139,10 @@ def frames_to_pixels(frames: np.ndarray, params: CodecParams) -> tuple[np.ndarra
     in numpy; at most 1 LSB from it, on 0.11-0.12% of the pixels of real music.
     """
     if params.layout != "exact":
-        raise ValueError(f"frames_to_pixels is for the 'exact' layout, got {params.layout!r}")
+        raise BadParameterError(f"frames_to_pixels is for the 'exact' layout, got {params.layout!r}")
     expect = (params.frames_per_tile, params.n_fft // 2 + 1)
     if frames.shape != expect:
-        raise ValueError(f"STFT frames have shape {frames.shape}, expected {expect}")
+        raise BadParameterError(f"STFT frames have shape {frames.shape}, expected {expect}")
     S = frames[:, : params.bins].astype(np.complex64, order="C")
     full = np.float32(FULL_SCALE)
     half = np.float32(FULL_SCALE / 2)
@@ -173,7 +174,7 @@ def _stft_to_pixels_planes(S: np.ndarray, params: CodecParams) -> tuple[np.ndarr
     """Plane by plane (needed by the "seed" layout, which resizes each plane)."""
     expect = (params.n_fft // 2 + 1, params.frames_per_tile)
     if S.shape != expect:
-        raise ValueError(f"STFT block has shape {S.shape}, expected {expect} for {params.layout!r}")
+        raise BadParameterError(f"STFT block has shape {S.shape}, expected {expect} for {params.layout!r}")
     S = S[: params.bins].astype(np.complex64, copy=False)
     mag = np.abs(S)
     unit, stats = _db_to_unit(mag, params)
@@ -206,7 +207,7 @@ def magnitude_to_pixels(mag_unit: np.ndarray) -> np.ndarray:
 
 def _planes_from_pixels(pixels: np.ndarray, params: CodecParams):
     if pixels.shape[:2] != (params.size, params.size):
-        raise ValueError(f"tile is {pixels.shape[1]}x{pixels.shape[0]}, expected "
+        raise BadParameterError(f"tile is {pixels.shape[1]}x{pixels.shape[0]}, expected "
                          f"{params.size}x{params.size}")
     p = pixels[::-1].astype(np.float32) / np.float32(FULL_SCALE)
     planes = [p] if p.ndim == 2 else [p[..., 0], p[..., 1] * 2 - 1, p[..., 2] * 2 - 1]
@@ -365,7 +366,7 @@ def _tile_segments(blocks: Iterable[np.ndarray], params: CodecParams):
     for block in blocks:
         block = np.asarray(block, dtype=np.float32)
         if block.ndim != 1:
-            raise ValueError(f"encode_stream needs mono 1-D blocks, got shape {block.shape}")
+            raise BadParameterError(f"encode_stream needs mono 1-D blocks, got shape {block.shape}")
         if not len(block):
             continue
         buf = np.concatenate([buf, block])
@@ -443,7 +444,7 @@ def istft_stream(stfts: Iterable[np.ndarray], params: CodecParams, *,
             emitted += len(out)
             yield out
     if tiles and n_samples is not None and emitted < n_samples:
-        raise ValueError(f"tiles hold {emitted} samples but the song has {n_samples}; "
+        raise BadParameterError(f"tiles hold {emitted} samples but the song has {n_samples}; "
                          f"a tile at the end is missing")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..errors import BadParameterError
 from ..paths import atomic_path
 
 __all__ = ["render_preview", "DIFF_MODES", "DIFF_GAIN", "SEPARATOR_PX", "HEADER_PX"]
@@ -31,7 +32,7 @@ def colormap_lut(colormap: str) -> np.ndarray:
     try:
         cmap = matplotlib.colormaps[colormap]
     except KeyError:
-        raise ValueError(f"colormap {colormap!r} is not a matplotlib colormap "
+        raise BadParameterError(f"colormap {colormap!r} is not a matplotlib colormap "
                          f"(e.g. 'magma', 'viridis', 'gray')") from None
     rgb = (cmap(np.linspace(0.0, 1.0, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
     return np.ascontiguousarray(rgb[:, ::-1])
@@ -80,11 +81,11 @@ def render_preview(original: np.ndarray, reconstructed: np.ndarray, *, colormap:
         ``h, w`` are the panel height and width after fitting.
     """
     if diff not in DIFF_MODES:
-        raise ValueError(f"diff must be one of {DIFF_MODES}, got {diff!r}")
+        raise BadParameterError(f"diff must be one of {DIFF_MODES}, got {diff!r}")
     if int(max_edge) < 8:
-        raise ValueError(f"max_edge must be at least 8 pixels, got {max_edge!r}")
+        raise BadParameterError(f"max_edge must be at least 8 pixels, got {max_edge!r}")
     if original.shape[:2] != reconstructed.shape[:2]:
-        raise ValueError(f"cannot draw tiles of size {original.shape[1]}x{original.shape[0]} "
+        raise BadParameterError(f"cannot draw tiles of size {original.shape[1]}x{original.shape[0]} "
                          f"and {reconstructed.shape[1]}x{reconstructed.shape[0]} side by side")
     lut = colormap_lut(colormap)
     a = original.astype(np.int32)

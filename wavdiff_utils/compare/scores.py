@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import BadParameterError, MissingInputError
 from ..io.audio import find_audio_files, load_audio
 from ..codec.transform import FULL_SCALE, pixels_to_stft
 from .preview import magnitude
@@ -146,7 +147,7 @@ def score_pair(key: str, pa: Path, pb: Path):
     tb = read_tile(pb, warn=False)
     a, b = ta.pixels, tb.pixels
     if a.shape[:2] != b.shape[:2]:
-        raise ValueError(f"size mismatch: original {pa} is {a.shape[1]}x{a.shape[0]} pixels "
+        raise BadParameterError(f"size mismatch: original {pa} is {a.shape[1]}x{a.shape[0]} pixels "
                          f"but reconstructed {pb} is {b.shape[1]}x{b.shape[0]}")
     notes = []
     for side, t in (("original", ta), ("reconstructed", tb)):
@@ -195,7 +196,7 @@ def pair_audio(orig, recon) -> tuple[list[tuple[str, Path, Path]], list[tuple[st
     orig, recon = Path(orig), Path(recon)
     for side, p in (("audio_original", orig), ("audio_reconstructed", recon)):
         if not p.exists():
-            raise FileNotFoundError(f"{side} {str(p)!r} does not exist")
+            raise MissingInputError(f"{side} {str(p)!r} does not exist")
     if orig.is_file() and recon.is_file():
         return [(song_id(orig), orig, recon)], []
     a = {song_id(f): f for f in find_audio_files(orig)}

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch.utils.data
 
+from ..errors import BadParameterError, MissingInputError
 from .export import METADATA_NAME, caption_of, read_metadata
 from ..io.png16 import decode_png16
 from .shards import ShardReader
@@ -61,7 +62,7 @@ class TileDataset(torch.utils.data.Dataset):
     def __init__(self, root, *, image_key: str = "pixel_values", transform=None):
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"tile folder {str(self.root)!r} does not exist")
+            raise MissingInputError(f"tile folder {str(self.root)!r} does not exist")
         self.image_key = image_key
         self.transform = transform
         if (self.root / METADATA_NAME).is_file():
@@ -70,7 +71,7 @@ class TileDataset(torch.utils.data.Dataset):
             self.rows = [{"file_name": p.relative_to(self.root).as_posix(), "text": caption_of(p)}
                          for tiles in find_tiles(self.root).values() for p in tiles]
         if not self.rows:
-            raise ValueError(f"{self.root}: holds no tiles (<song>_<index:04d>.png)")
+            raise BadParameterError(f"{self.root}: holds no tiles (<song>_<index:04d>.png)")
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -161,7 +162,7 @@ def load_tile_dataset(data_dir, *, split: str = "train", image_column: str = "im
 
     data_dir = Path(data_dir)
     if not (data_dir / METADATA_NAME).is_file():
-        raise FileNotFoundError(f"{data_dir / METADATA_NAME} does not exist; run the pipeline "
+        raise MissingInputError(f"{data_dir / METADATA_NAME} does not exist; run the pipeline "
                                 f"or export_dataset({str(data_dir)!r}) first")
     ds = datasets.load_dataset("imagefolder", data_dir=str(data_dir), **kwargs)
     ds = ds.cast_column(image_column, datasets.Image(decode=False))

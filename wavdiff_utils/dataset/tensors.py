@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import BadParameterError
 from ..codec.transform import FULL_SCALE
 from ..codec.params import CodecParams
 from ..io.tiles import tile_metadata, tile_name, write_tile
@@ -26,7 +27,7 @@ def pixels_to_tensor(pixels: np.ndarray):
 
     px = np.asarray(pixels)
     if px.dtype != np.uint16 or px.ndim != 3 or px.shape[2] != 3:
-        raise ValueError(f"pixels must be a (H, W, 3) uint16 array, got {px.shape} {px.dtype}")
+        raise BadParameterError(f"pixels must be a (H, W, 3) uint16 array, got {px.shape} {px.dtype}")
     x = px.astype(np.float32)
     x /= _HALF
     x -= np.float32(1.0)
@@ -43,7 +44,7 @@ def tensor_to_pixels(x) -> np.ndarray:
         x = x.detach().to("cpu").float().numpy()
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 3 or x.shape[0] != 3:
-        raise ValueError(f"a tile tensor must have shape (3, H, W), got {tuple(x.shape)}")
+        raise BadParameterError(f"a tile tensor must have shape (3, H, W), got {tuple(x.shape)}")
     x = np.nan_to_num(x, nan=-1.0, posinf=1.0, neginf=-1.0)
     v = (np.clip(x, -1.0, 1.0) + np.float32(1.0)) * _HALF
     return np.ascontiguousarray(np.rint(v).astype(np.uint16).transpose(1, 2, 0))
@@ -92,9 +93,9 @@ def write_tensor_tiles(tensors, folder, *, song: str = "generated",
     else:
         batch = list(tensors)
     if int(start_index) < 0:
-        raise ValueError(f"start_index must be >= 0, got {start_index!r}")
+        raise BadParameterError(f"start_index must be >= 0, got {start_index!r}")
     if not str(song).strip() or "/" in str(song) or "\\" in str(song):
-        raise ValueError(f"song must be a plain file-name prefix, got {song!r}")
+        raise BadParameterError(f"song must be a plain file-name prefix, got {song!r}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -102,7 +103,7 @@ def write_tensor_tiles(tensors, folder, *, song: str = "generated",
     for k, t in enumerate(batch):
         px = tensor_to_pixels(t)
         if px.shape[:2] != (params.size, params.size):
-            raise ValueError(f"tensor {k} is {px.shape[1]}x{px.shape[0]} but the codec's tiles are "
+            raise BadParameterError(f"tensor {k} is {px.shape[1]}x{px.shape[0]} but the codec's tiles are "
                              f"{params.size}x{params.size}; pass the params the model was trained on")
         i = int(start_index) + k
         span = TileSpan(i, i * n, (i + 1) * n, (i + 1) * n, 0)

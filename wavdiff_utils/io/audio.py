@@ -16,7 +16,8 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
-from ..errors import BadAudioError, NonFiniteAudioError, UnreadableAudioError
+from ..errors import (BadAudioError, BadParameterError, MissingInputError, NonFiniteAudioError,
+                      UnreadableAudioError)
 from ..paths import AUDIO_EXTENSIONS, atomic_path
 
 __all__ = ["AudioError", "AudioUnreadableError", "AudioNotFiniteError", "AudioStream", "load_audio", "write_audio", "find_audio_files",
@@ -72,7 +73,7 @@ def find_audio_files(path, *, extensions=AUDIO_EXTENSIONS) -> list[Path]:
     """
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"input {str(p)!r} does not exist")
+        raise MissingInputError(f"input {str(p)!r} does not exist")
     exts = tuple(e.lower() for e in extensions)
     if p.is_file():
         if p.suffix.lower() not in exts:
@@ -134,7 +135,7 @@ class AudioStream:
             raise AudioError(self.path, "file does not exist")
         _check_readable(self.path)
         if int(sample_rate) <= 0:
-            raise ValueError(f"sample_rate must be positive, got {sample_rate!r}")
+            raise BadParameterError(f"sample_rate must be positive, got {sample_rate!r}")
         self.sample_rate = int(sample_rate)
         self.mono = bool(mono)
         self.block = int(block)
@@ -285,7 +286,7 @@ def write_audio(path, y: np.ndarray, *, sample_rate: int, subtype: str = "FLOAT"
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in (".wav", ".flac", ".ogg"):
-        raise ValueError(f"cannot write audio to {str(path)!r}: use a .wav, .flac or .ogg name")
+        raise BadParameterError(f"cannot write audio to {str(path)!r}: use a .wav, .flac or .ogg name")
     if ext != ".wav":
         subtype = None
     y = np.asarray(y, dtype=np.float32)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..codec.params import CodecParams
 from ..codec.tiling import TileSpan
-from ..errors import BadTileError
+from ..errors import BadParameterError, BadTileError
 from ..paths import atomic_path
 from .tiles import parse_tile_name, read_tile_metadata
 
@@ -47,10 +47,10 @@ def read_manifest(folder) -> dict | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: unreadable manifest ({exc})") from None
+        raise BadParameterError(f"{path}: unreadable manifest ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         got = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f"{path}: not a wavdiff manifest (format={got!r})")
+        raise BadParameterError(f"{path}: not a wavdiff manifest (format={got!r})")
     _check_fields(data, path)
     return data
 

@@ -130,7 +130,7 @@ def write_tile(path, rgb16: np.ndarray, metadata: dict | None = None, *, compres
     """
     rgb16 = np.asarray(rgb16)
     if rgb16.dtype != np.uint16 or rgb16.ndim != 3 or rgb16.shape[2] != 3:
-        raise ValueError(f"a tile must be a (H, W, 3) uint16 array, got {rgb16.shape} {rgb16.dtype}")
+        raise BadParameterError(f"a tile must be a (H, W, 3) uint16 array, got {rgb16.shape} {rgb16.dtype}")
     if compression == "small":
         flags = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY,
                  cv2.IMWRITE_PNG_STRATEGY_RLE, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import BadParameterError, MissingInputError
 from ..codec.metrics import lsd_db, snr_db
 from ..codec.transform import decode_array, tile_magnitude_db
 from ..dataset.eight_bit import eight_bit_cost
@@ -103,7 +104,7 @@ def show_batch_report(output, *, max_songs: int = 20, max_tiles: int = 16,
 
     folder = resolve(output)
     if not (folder / METADATA_NAME).is_file():
-        raise FileNotFoundError(f"{folder} holds no {METADATA_NAME}; run python -m wavdiff_utils first")
+        raise MissingInputError(f"{folder} holds no {METADATA_NAME}; run python -m wavdiff_utils first")
     text, rows, batch = batch_overview(folder)
     display(Markdown(text))
     songs: dict[str, list] = {}
@@ -159,7 +160,7 @@ def song_strip(folder, *, max_tiles: int = 16, height: int = 160, cmap: str = "m
     folder = Path(folder)
     man = read_manifest(folder)
     if man is None:
-        raise FileNotFoundError(f"{folder}: no manifest.json; not a finished song folder")
+        raise MissingInputError(f"{folder}: no manifest.json; not a finished song folder")
     params = manifest_params(man)
     tiles = man["tiles"][:max(1, int(max_tiles))]
     parts = []
@@ -212,12 +213,12 @@ def tile_round_trip(folder, index: int | None = None) -> dict:
     folder = Path(folder)
     man = read_manifest(folder)
     if man is None:
-        raise FileNotFoundError(f"{folder}: no manifest.json; not a finished song folder")
+        raise MissingInputError(f"{folder}: no manifest.json; not a finished song folder")
     params = manifest_params(man)
     tiles = man["tiles"]
     i = len(tiles) // 2 if index is None or index < 0 else int(index)
     if not 0 <= i < len(tiles):
-        raise ValueError(f"tile index {index} is out of range: {folder.name} has {len(tiles)} tiles")
+        raise BadParameterError(f"tile index {index} is out of range: {folder.name} has {len(tiles)} tiles")
     t = tiles[i]
     sr = params.sample_rate
     y = decode_array([read_tile(folder / t["file"], warn=False).pixels], params,

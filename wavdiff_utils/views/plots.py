@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import BadParameterError, MissingInputError
 from ..captioning.interface import song_tiles
 from ..codec.metrics import lsd_db, snr_db
 from ..codec.params import CodecParams
@@ -150,7 +151,7 @@ def plot_tile_grid(folder, *, max_tiles: int = 12, cols: int = 4, cmap: str = "m
     folder = Path(folder)
     man = read_manifest(folder)
     if man is None:
-        raise FileNotFoundError(f"{folder}: no manifest.json; is this a song folder made by 01_encode?")
+        raise MissingInputError(f"{folder}: no manifest.json; is this a song folder made by 01_encode?")
     params = manifest_params(man)
     tiles = man["tiles"][:max_tiles]
     cols = max(1, min(cols, len(tiles)))
@@ -442,7 +443,7 @@ def plot_captions(result: CaptionResult, *, max_tiles: int = 4, width: int = 90,
     plt = _plt()
     n = min(len(result.tiles), int(max_tiles))
     if n == 0:
-        raise ValueError(f"song {result.song!r} has no captions to show")
+        raise BadParameterError(f"song {result.song!r} has no captions to show")
     pixels = _tile_pixels(result, n)
     wrapped = []
     for t in result.tiles[:n]:
@@ -477,7 +478,7 @@ def plot_scores(result: CaptionResult, *, tile: int = 0, top: int = 5):
     plt = _plt()
     t = next((x for x in result.tiles if x.index == tile), None)
     if t is None or not t.top:
-        raise ValueError(f"song {result.song!r} has no scores for tile {tile}")
+        raise BadParameterError(f"song {result.song!r} has no scores for tile {tile}")
     fig, axes = plt.subplots(1, len(t.top), figsize=(16, 2.8), squeeze=False)
     for ax, (c, items) in zip(axes[0], t.top.items()):
         items = items[:top][::-1]

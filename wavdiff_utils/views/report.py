@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from ..errors import BadParameterError, MissingInputError
 from ..paths import atomic_path, output_dir, resolve
 
 __all__ = ["run_notebook", "render_html", "external_urls", "main"]
@@ -122,12 +123,12 @@ def run_notebook(notebook, *, parameters: dict | None = None, yaml_files=(), out
 
     nb = resolve(notebook)
     if not nb.is_file():
-        raise FileNotFoundError(f"notebook {str(nb)!r} does not exist")
+        raise MissingInputError(f"notebook {str(nb)!r} does not exist")
     params: dict = {}
     for f in yaml_files:
         data = yaml.safe_load(resolve(f).read_text(encoding="utf-8")) or {}
         if not isinstance(data, dict):
-            raise ValueError(f"parameter file {f!r} must hold a mapping")
+            raise BadParameterError(f"parameter file {f!r} must hold a mapping")
         params.update(data)
     params.update(parameters or {})
     out = output_dir(output)
