@@ -19,11 +19,12 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import BadParameterError, MissingInputError
 from ..codec.params import CodecParams
 from ..codec.transform import encode_stream, istft_stream, pixels_to_stft, stft_to_pixels
 from ..io.audio import AudioStream
@@ -67,7 +68,7 @@ def write_generated_demo(song_dir, out_dir, *, noise=0.5, n_tiles: int = 2, seed
 
     man = read_manifest(song_dir)
     if man is None:
-        raise FileNotFoundError(f"{song_dir}: no manifest.json; encode a song there first")
+        raise MissingInputError(f"{song_dir}: no manifest.json; encode a song there first")
     params = manifest_params(man)
     rng = np.random.default_rng(seed)
     out = []
@@ -113,6 +114,85 @@ def _decode(stfts, params: CodecParams, settings: PhaseSettings):
     return y, [r for _, r in out], (time.perf_counter() - t0, time.process_time() - c0)
 
 
+@dataclass(frozen=True)
+class _Run:
+    """The fixed settings of one :func:`run_phase_benchmark` run."""
+
+    params: CodecParams
+    base: PhaseSettings
+    methods: tuple
+    n_iter: int
+    seed: int
+
+
+def _warm_up(clips, params: CodecParams, base: PhaseSettings):
+    """Decode one tile twice, so the PGHI kernel and the first FFT plans are not timed."""
+    _decode(clips[0][1][:1], params, replace(base, method="auto", n_iter=2))
+    _decode([perturb(clips[0][1][0], "random", rng=np.random.default_rng(0))], params,
+            replace(base, method="pghi", n_iter=2))
+
+
+def _tile_row(where: dict, k: int, sc: float, report) -> dict:
+    """The figures of tile ``k`` of a decoded clip; ``where`` says scenario, method and clip."""
+    return {**where, "tile": k, "sc_db": round(sc, 2), "chosen": report.method,
+            "iterations": report.iterations,
+            "coherence_db": None if report.coherence_db is None else round(report.coherence_db, 2)}
+
+
+def _run_case(run: _Run, clips, case: tuple, bar) -> tuple[list, dict, dict, float]:
+    """Decode every clip with every method under one perturbation ``(mag_db, level)``.
+
+    Returns the tile rows, the wall and CPU seconds per method and the seconds of audio.
+    """
+    mag_db, level = case
+    params = run.params
+    tiles = []
+    wall = {m: 0.0 for m in run.methods}
+    cpu = {m: 0.0 for m in run.methods}
+    audio = 0.0
+    for c, (name, stfts) in enumerate(clips):
+        rng = np.random.default_rng([run.seed, c, int(mag_db * 10),
+                                     999 if level == "random" else int(level * 100)])
+        noisy = [perturb(S, level, mag_db=mag_db, rng=rng) for S in stfts]
+        target = np.concatenate([np.abs(S) for S in noisy], axis=1)[:params.bins]
+        audio += len(noisy) * params.tile_seconds
+        for m in run.methods:
+            y, reports, (dt, dc) = _decode(noisy, params,
+                                           replace(run.base, method=m, n_iter=run.n_iter))
+            wall[m] += dt
+            cpu[m] += dc
+            where = {"mag_db": mag_db, "level": level, "method": m, "clip": name}
+            tiles += [_tile_row(where, k, sc, reports[k])
+                      for k, sc in enumerate(_tile_scs(y, target, params))]
+            bar.update(1)
+    return tiles, wall, cpu, audio
+
+
+def _method_row(case: tuple, m: str, tiles: list, seconds: tuple[float, float],
+                audio: float) -> dict:
+    """One method's summary row of a scenario from its tile rows and its wall and CPU seconds."""
+    mag_db, level = case
+    wall, cpu = seconds
+    scs = [r["sc_db"] for r in tiles]
+    return {"mag_db": mag_db, "level": level, "method": m, "tiles": len(scs),
+            "sc_mean_db": round(float(np.mean(scs)), 2),
+            "sc_worst_db": round(float(np.max(scs)), 2),
+            "x_realtime": round(audio / max(wall, 1e-9), 1),
+            "x_per_cpu_second": round(audio / max(cpu, 1e-9), 1),
+            "chosen": sorted({r["chosen"] for r in tiles})}
+
+
+def _run_settings(files, tiles_per_clip: int, n_iter: int, params: CodecParams,
+                  base: PhaseSettings) -> dict:
+    """The ``settings`` entry of the result: inputs, codec, phase settings and the machine."""
+    return {"files": [str(f) for f in files], "tiles_per_clip": tiles_per_clip,
+            "n_iter": n_iter, "codec": params.describe(),
+            "phase": {k: v for k, v in base.__dict__.items()},
+            "backend": _backend_name(base), "cpu_count": os.cpu_count(),
+            "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "python": sys.version.split()[0]}
+
+
 def run_phase_benchmark(files, *, tiles_per_clip: int = 2, n_iter: int = 64, levels=LEVELS,
                         magnitude_cases=MAGNITUDE_CASES, methods=METHODS, seed: int = 0,
                         params: CodecParams | None = None, settings: PhaseSettings | None = None,
@@ -149,56 +229,22 @@ def run_phase_benchmark(files, *, tiles_per_clip: int = 2, n_iter: int = 64, lev
     base = settings or PhaseSettings()
     clips = list(_clips(files, params, tiles_per_clip))
     if not clips:
-        raise ValueError("no input files given")
+        raise BadParameterError("no input files given")
     cases = [(0.0, lv) for lv in levels] + list(magnitude_cases)
-    # warm-up: compile / load the PGHI kernel, first FFT plans
-    _decode(clips[0][1][:1], params, replace(base, method="auto", n_iter=2))
-    _decode([perturb(clips[0][1][0], "random", rng=np.random.default_rng(0))], params,
-            replace(base, method="pghi", n_iter=2))
+    _warm_up(clips, params, base)
+    run = _Run(params=params, base=base, methods=tuple(methods), n_iter=n_iter, seed=seed)
     tile_rows, rows = [], []
     bar = tqdm(total=len(cases) * len(clips) * len(methods), desc="phase benchmark",
                disable=not progress)
-    for mag_db, level in cases:
-        per_method: dict[str, list] = {m: [] for m in methods}
-        wall = {m: 0.0 for m in methods}
-        cpu = {m: 0.0 for m in methods}
-        audio = 0.0
-        for c, (name, stfts) in enumerate(clips):
-            rng = np.random.default_rng([seed, c, int(mag_db * 10),
-                                         999 if level == "random" else int(level * 100)])
-            noisy = [perturb(S, level, mag_db=mag_db, rng=rng) for S in stfts]
-            target = np.concatenate([np.abs(S) for S in noisy], axis=1)[:params.bins]
-            audio += len(noisy) * params.tile_seconds
-            for m in methods:
-                y, reports, (dt, dc) = _decode(noisy, params, replace(base, method=m, n_iter=n_iter))
-                wall[m] += dt
-                cpu[m] += dc
-                for k, sc in enumerate(_tile_scs(y, target, params)):
-                    r = reports[k]
-                    row = {"mag_db": mag_db, "level": level, "method": m, "clip": name, "tile": k,
-                           "sc_db": round(sc, 2), "chosen": r.method, "iterations": r.iterations,
-                           "coherence_db": None if r.coherence_db is None else round(r.coherence_db, 2)}
-                    per_method[m].append(row)
-                    tile_rows.append(row)
-                bar.update(1)
-        for m in methods:
-            scs = [r["sc_db"] for r in per_method[m]]
-            rows.append({"mag_db": mag_db, "level": level, "method": m, "tiles": len(scs),
-                         "sc_mean_db": round(float(np.mean(scs)), 2),
-                         "sc_worst_db": round(float(np.max(scs)), 2),
-                         "x_realtime": round(audio / max(wall[m], 1e-9), 1),
-                         "x_per_cpu_second": round(audio / max(cpu[m], 1e-9), 1),
-                         "chosen": sorted({r["chosen"] for r in per_method[m]})})
+    for case in cases:
+        tiles, wall, cpu, audio = _run_case(run, clips, case, bar)
+        tile_rows += tiles
+        rows += [_method_row(case, m, [r for r in tiles if r["method"] == m], (wall[m], cpu[m]),
+                             audio) for m in run.methods]
     bar.close()
     result = {"rows": rows, "tiles": tile_rows, "targets": _targets(rows),
-              "settings": {"files": [str(f) for f in files], "tiles_per_clip": tiles_per_clip,
-                           "n_iter": n_iter, "codec": params.describe(),
-                           "phase": {k: v for k, v in base.__dict__.items()},
-                           "backend": _backend_name(base), "cpu_count": os.cpu_count(),
-                           "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-                           "python": sys.version.split()[0]}}
+              "settings": _run_settings(files, tiles_per_clip, n_iter, params, base)}
     if results_file is not None:
-
         with atomic_path(results_file) as tmp:
             tmp.write_text(json.dumps(result, indent=1), encoding="utf-8")
         result["results_file"] = str(results_file)

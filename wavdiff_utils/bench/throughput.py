@@ -30,6 +30,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -217,6 +218,190 @@ def _reference_methods():
     return enc, dec
 
 
+@dataclass(frozen=True)
+class _Bench:
+    """What the steps of :func:`run_benchmark` share: folders, rate, seed and methods."""
+
+    work: Path
+    scratch: Path
+    sr: int
+    seed: int
+    default_layout: str
+    methods: dict
+    progress: bool
+
+    def say(self, msg):
+        """Print ``msg`` (flushed) when progress is on."""
+        if self.progress:
+            print(msg, flush=True)
+
+    def tiles_root(self, method: str) -> Path:
+        """Scratch folder of ``method``'s tiles."""
+        return self.scratch / "tiles" / method
+
+    def out_wav(self, method: str) -> Path:
+        """Scratch file of ``method``'s decoded audio."""
+        return self.scratch / f"decoded_{method}.wav"
+
+
+def _start_bench(workdir, layouts: list, seed: int, progress: bool) -> _Bench:
+    """Check the layouts, make an empty scratch folder and gather the methods to time."""
+    for lay in layouts:
+        CodecParams(layout=lay)                 # validates the name
+    default_layout = CodecParams().layout
+    sr = CodecParams().sample_rate
+    work = output_dir(workdir)
+    scratch = work / "scratch"
+    _rm(scratch)
+    scratch.mkdir(parents=True)
+    methods = {lay: _codec_methods(lay) for lay in layouts}
+    methods["reference"] = _reference_methods()
+    return _Bench(work=work, scratch=scratch, sr=sr, seed=seed, default_layout=default_layout,
+                  methods=methods, progress=progress)
+
+
+def _make_long_input(bench: _Bench, long_minutes: float, long_repeats: int) -> tuple:
+    """Write the long synthetic signal; its ``(label, path, repeats)`` input entry."""
+    long_wav = bench.scratch / "synthetic_long.wav"
+    dt, _ = timed(write_synth_wav, long_wav, long_minutes * 60.0, bench.sr, bench.seed)
+    bench.say(f"generated {long_minutes:g} min synthetic signal in {dt:.1f} s")
+    return (f"synthetic {long_minutes:g} min", long_wav, max(1, int(long_repeats)))
+
+
+def _warm_up(bench: _Bench):
+    """Run every method once on a short signal, so imports, FFT plans and caches are not timed."""
+    scratch = bench.scratch
+    warm = write_synth_wav(scratch / "warmup.wav", 3.0, bench.sr, bench.seed + 1)
+    for name, (enc, dec) in bench.methods.items():
+        dec(enc(warm, scratch / "warm_tiles", f"warm_{name}"), scratch / f"warm_{name}.wav")
+    _rm(scratch / "warm_tiles")
+
+
+def _best_times(bench: _Bench, path, repeats: int) -> tuple[dict, dict]:
+    """Best-of-``repeats`` encode and decode seconds of every method, timed round robin."""
+    names = list(bench.methods)
+    enc_s = {m: math.inf for m in names}
+    dec_s = {m: math.inf for m in names}
+    # round robin (order reversed every other pass), so that a busy moment on the
+    # machine does not fall on one method only
+    for rep in range(repeats):
+        for m in names if rep % 2 == 0 else names[::-1]:
+            _rm(bench.tiles_root(m))
+            enc_s[m] = min(enc_s[m], timed(bench.methods[m][0], path, bench.tiles_root(m),
+                                           "song")[0])
+    for rep in range(repeats):
+        for m in names if rep % 2 == 0 else names[::-1]:
+            _rm(bench.out_wav(m))
+            dec_s[m] = min(dec_s[m], timed(bench.methods[m][1], bench.tiles_root(m) / "song",
+                                           bench.out_wav(m))[0])
+    return enc_s, dec_s
+
+
+def _score_method(bench: _Bench, label: str, name: str, ref: np.ndarray,
+                  seconds: tuple[float, float]) -> dict:
+    """Score one method's decoded audio against ``ref``, print its row and remove its files."""
+    import soundfile as sf
+
+    audio_s = len(ref) / bench.sr
+    enc_s, dec_s = seconds
+    song_dir = bench.tiles_root(name) / "song"
+    n_tiles = len(list(song_dir.glob("*.png")))
+    tile_bytes = _dir_bytes(song_dir)
+    y, got_sr = sf.read(str(bench.out_wav(name)), dtype="float32")
+    if got_sr != bench.sr:
+        raise RuntimeError(f"{name} decoded at {got_sr} Hz, expected {bench.sr}")
+    snr = snr_db(ref, y)
+    lsd = lsd_db(ref, y)
+    row = {"input": label, "method": name, "audio_s": audio_s,
+           "encode_s": enc_s, "decode_s": dec_s,
+           "encode_x": audio_s / enc_s, "decode_x": audio_s / dec_s,
+           "snr_db": snr, "lsd_db": lsd, "tiles": n_tiles,
+           "tile_mib": tile_bytes / _MIB, "length_ok": len(y) == len(ref)}
+    bench.say(f"  {name:9s} encode {row['encode_s']:7.2f} s "
+              f"({row['encode_x']:6.1f}x realtime)  "
+              f"decode {row['decode_s']:7.2f} s ({row['decode_x']:6.1f}x)  SNR {snr:6.2f} dB  "
+              f"LSD {lsd:.3f} dB  {n_tiles} tiles, {row['tile_mib']:.1f} MiB")
+    _rm(bench.tiles_root(name))
+    _rm(bench.out_wav(name))
+    del y
+    return row
+
+
+def _add_ratios(bench: _Bench, rows: list[dict]):
+    """Add each row's throughput ratio to the reference row of the same input, and print it."""
+    refrow = next(r for r in rows if r["method"] == "reference")
+    for r in rows:
+        r["encode_vs_ref"] = r["encode_x"] / refrow["encode_x"]
+        r["decode_vs_ref"] = r["decode_x"] / refrow["decode_x"]
+    for r in rows:
+        if r["method"] != "reference":
+            bench.say(f"  {r['method']:9s} vs reference: encode {r['encode_vs_ref']:.2f}x, "
+                      f"decode {r['decode_vs_ref']:.2f}x")
+
+
+def _time_input(bench: _Bench, label: str, path, repeats: int) -> list[dict]:
+    """Time and score every method on one input; one row per method."""
+    ref = load_audio(path, sample_rate=bench.sr, mono=True)
+    audio_s = len(ref) / bench.sr
+    info = audio_info(path)
+    bench.say(f"\n== {label}: {Path(path).name}, {audio_s:.1f} s "
+              f"({info['sample_rate']} Hz, {info['channels']} ch), best of {repeats}")
+    enc_s, dec_s = _best_times(bench, path, repeats)
+    rows = [_score_method(bench, label, name, ref, (enc_s[name], dec_s[name]))
+            for name in bench.methods]
+    del ref
+    gc.collect()
+    _add_ratios(bench, rows)
+    return rows
+
+
+def _measure_memory(bench: _Bench, minutes: float, decode: bool) -> list[dict]:
+    """Peak memory of encoding (and decoding) a generated input, each in a fresh process."""
+    memory = []
+    if not (minutes and minutes > 0):
+        return memory
+    scratch = bench.scratch
+    mem_wav = scratch / "synthetic_memory.wav"
+    dt, _ = timed(write_synth_wav, mem_wav, minutes * 60.0, bench.sr, bench.seed + 2)
+    bench.say(f"\n== peak memory: generated {minutes:g} min synthetic signal in {dt:.1f} s")
+    mem_tiles = scratch / "mem_tiles"
+    jobs = [("encode", mem_wav, mem_tiles)]
+    if decode:
+        jobs.append(("decode", mem_tiles / "synthetic_memory", scratch / "mem_decoded.wav"))
+    for kind, src, dst in jobs:
+        fig = run_in_subprocess(kind, src, dst, CodecParams())
+        m = _memory_row(f"{bench.default_layout} {kind}", minutes, fig)
+        memory.append(m)
+        bench.say(f"  {m['job']:18s} {minutes:g} min: peak {m['peak_mib']:.0f} MiB "
+                  f"(after imports {m['baseline_mib']:.0f} MiB), {m['seconds']:.1f} s "
+                  f"({m['x_realtime']:.1f}x realtime)")
+    _rm(mem_tiles)
+    _rm(scratch / "mem_decoded.wav")
+    _rm(mem_wav)
+    return memory
+
+
+def _measure_reference_memory(bench: _Bench, src, minutes: float) -> dict:
+    """Peak memory of the reference encoder on ``src``, in a fresh process."""
+    fig = run_in_subprocess("reference_encode", src, bench.scratch / "ref_mem_tiles")
+    m = _memory_row("reference encode", minutes, fig)
+    bench.say(f"  {m['job']:18s} {minutes:g} min: peak {m['peak_mib']:.0f} MiB "
+              f"(after imports {m['baseline_mib']:.0f} MiB), {m['seconds']:.1f} s")
+    _rm(bench.scratch / "ref_mem_tiles")
+    return m
+
+
+def _write_results(work: Path, result: dict) -> Path:
+    """Write ``results.json`` (all but the table) and ``results.csv`` (the table) into ``work``."""
+    results_file = work / "results.json"
+    with atomic_path(results_file) as tmp:
+        tmp.write_text(json.dumps({k: v for k, v in result.items() if k != "table"}, indent=1,
+                                  default=float), encoding="utf-8")
+    with atomic_path(work / "results.csv") as tmp:
+        result["table"].to_csv(tmp, index=False)
+    return results_file
+
+
 def run_benchmark(*, sample=SAMPLE_AUDIO, long_minutes: float = 10.0, memory_minutes: float = 60.0,
                   workdir="outputs/benchmark", layouts=("exact", "seed"), sample_repeats: int = 3,
                   long_repeats: int = 2,
@@ -262,145 +447,40 @@ def run_benchmark(*, sample=SAMPLE_AUDIO, long_minutes: float = 10.0, memory_min
         ``rows``, ``settings``, ``wall_seconds``, ``results_file``.
     """
     import pandas as pd
-    import soundfile as sf
 
     t_start = time.perf_counter()
     load_before = _loadavg()
     layouts = list(layouts)
-    for lay in layouts:
-        CodecParams(layout=lay)                 # validates the name
-    default_layout = CodecParams().layout
-    sr = CodecParams().sample_rate
-    work = output_dir(workdir)
-    scratch = work / "scratch"
-    _rm(scratch)
-    scratch.mkdir(parents=True)
-
-    def say(msg):
-        if progress:
-            print(msg, flush=True)
-
-    methods = {lay: _codec_methods(lay) for lay in layouts}
-    methods["reference"] = _reference_methods()
+    bench = _start_bench(workdir, layouts, seed, progress)
     inputs = [("sample", resolve(sample), max(1, int(sample_repeats)))]
     try:
         if long_minutes and long_minutes > 0:
-            long_wav = scratch / "synthetic_long.wav"
-            dt, _ = timed(write_synth_wav, long_wav, long_minutes * 60.0, sr, seed)
-            say(f"generated {long_minutes:g} min synthetic signal in {dt:.1f} s")
-            inputs.append((f"synthetic {long_minutes:g} min", long_wav, max(1, int(long_repeats))))
-
-        # warm-up: imports, FFT plans and caches are not what we time
-        warm = write_synth_wav(scratch / "warmup.wav", 3.0, sr, seed + 1)
-        for name, (enc, dec) in methods.items():
-            dec(enc(warm, scratch / "warm_tiles", f"warm_{name}"), scratch / f"warm_{name}.wav")
-        _rm(scratch / "warm_tiles")
-
+            inputs.append(_make_long_input(bench, long_minutes, long_repeats))
+        _warm_up(bench)
         rows = []
         for label, path, repeats in inputs:
-            ref = load_audio(path, sample_rate=sr, mono=True)
-            audio_s = len(ref) / sr
-            info = audio_info(path)
-            say(f"\n== {label}: {Path(path).name}, {audio_s:.1f} s "
-                f"({info['sample_rate']} Hz, {info['channels']} ch), best of {repeats}")
-            names = list(methods)
-            tiles_root = {m: scratch / "tiles" / m for m in names}
-            out_wav = {m: scratch / f"decoded_{m}.wav" for m in names}
-            enc_s = {m: math.inf for m in names}
-            dec_s = {m: math.inf for m in names}
-            # round robin (order reversed every other pass), so that a busy moment on the
-            # machine does not fall on one method only
-            for rep in range(repeats):
-                for m in names if rep % 2 == 0 else names[::-1]:
-                    _rm(tiles_root[m])
-                    enc_s[m] = min(enc_s[m], timed(methods[m][0], path, tiles_root[m], "song")[0])
-            for rep in range(repeats):
-                for m in names if rep % 2 == 0 else names[::-1]:
-                    _rm(out_wav[m])
-                    dec_s[m] = min(dec_s[m], timed(methods[m][1], tiles_root[m] / "song",
-                                                   out_wav[m])[0])
-            for name in names:
-                song_dir = tiles_root[name] / "song"
-                n_tiles = len(list(song_dir.glob("*.png")))
-                tile_bytes = _dir_bytes(song_dir)
-                y, got_sr = sf.read(str(out_wav[name]), dtype="float32")
-                if got_sr != sr:
-                    raise RuntimeError(f"{name} decoded at {got_sr} Hz, expected {sr}")
-                snr = snr_db(ref, y)
-                lsd = lsd_db(ref, y)
-                row = {"input": label, "method": name, "audio_s": audio_s,
-                       "encode_s": enc_s[name], "decode_s": dec_s[name],
-                       "encode_x": audio_s / enc_s[name], "decode_x": audio_s / dec_s[name],
-                       "snr_db": snr, "lsd_db": lsd, "tiles": n_tiles,
-                       "tile_mib": tile_bytes / _MIB, "length_ok": len(y) == len(ref)}
-                rows.append(row)
-                say(f"  {name:9s} encode {row['encode_s']:7.2f} s ({row['encode_x']:6.1f}x realtime)  "
-                    f"decode {row['decode_s']:7.2f} s ({row['decode_x']:6.1f}x)  SNR {snr:6.2f} dB  "
-                    f"LSD {lsd:.3f} dB  {n_tiles} tiles, {row['tile_mib']:.1f} MiB")
-                _rm(tiles_root[name])
-                _rm(out_wav[name])
-                del y
-            del ref
-            gc.collect()
-            refrow = next(r for r in rows if r["input"] == label and r["method"] == "reference")
-            for r in rows:
-                if r["input"] == label:
-                    r["encode_vs_ref"] = r["encode_x"] / refrow["encode_x"]
-                    r["decode_vs_ref"] = r["decode_x"] / refrow["decode_x"]
-            for r in rows:
-                if r["input"] == label and r["method"] != "reference":
-                    say(f"  {r['method']:9s} vs reference: encode {r['encode_vs_ref']:.2f}x, "
-                        f"decode {r['decode_vs_ref']:.2f}x")
-
-        # peak memory, each job in a fresh process
-        memory = []
-        if memory_minutes and memory_minutes > 0:
-            mem_wav = scratch / "synthetic_memory.wav"
-            dt, _ = timed(write_synth_wav, mem_wav, memory_minutes * 60.0, sr, seed + 2)
-            say(f"\n== peak memory: generated {memory_minutes:g} min synthetic signal in {dt:.1f} s")
-            mem_tiles = scratch / "mem_tiles"
-            jobs = [("encode", mem_wav, mem_tiles)]
-            if memory_decode:
-                jobs.append(("decode", mem_tiles / "synthetic_memory", scratch / "mem_decoded.wav"))
-            for kind, src, dst in jobs:
-                fig = run_in_subprocess(kind, src, dst, CodecParams())
-                m = _memory_row(f"{default_layout} {kind}", memory_minutes, fig)
-                memory.append(m)
-                say(f"  {m['job']:18s} {memory_minutes:g} min: peak {m['peak_mib']:.0f} MiB "
-                    f"(after imports {m['baseline_mib']:.0f} MiB), {m['seconds']:.1f} s "
-                    f"({m['x_realtime']:.1f}x realtime)")
-            _rm(mem_tiles)
-            _rm(scratch / "mem_decoded.wav")
-            _rm(mem_wav)
+            rows += _time_input(bench, label, path, repeats)
+        memory = _measure_memory(bench, memory_minutes, memory_decode)
         if reference_memory and len(inputs) > 1:
-            fig = run_in_subprocess("reference_encode", inputs[1][1], scratch / "ref_mem_tiles")
-            m = _memory_row("reference encode", long_minutes, fig)
-            memory.append(m)
-            say(f"  {m['job']:18s} {long_minutes:g} min: peak {m['peak_mib']:.0f} MiB "
-                f"(after imports {m['baseline_mib']:.0f} MiB), {m['seconds']:.1f} s")
-            _rm(scratch / "ref_mem_tiles")
+            memory.append(_measure_reference_memory(bench, inputs[1][1], long_minutes))
     finally:
         if not keep_files:
-            _rm(scratch)
+            _rm(bench.scratch)
 
-    targets = _targets(rows, memory, default_layout, memory_minutes)
+    targets = _targets(rows, memory, bench.default_layout, memory_minutes)
     table = pd.DataFrame(rows)
     settings = {"sample": str(resolve(sample)), "long_minutes": long_minutes,
-                "memory_minutes": memory_minutes, "layouts": layouts, "default_layout": default_layout,
-                "sample_repeats": sample_repeats, "long_repeats": long_repeats, "sample_rate": sr,
-                "seed": seed, "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
+                "memory_minutes": memory_minutes, "layouts": layouts,
+                "default_layout": bench.default_layout, "sample_repeats": sample_repeats,
+                "long_repeats": long_repeats, "sample_rate": bench.sr, "seed": seed,
+                "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
                 "loadavg_before": load_before, "loadavg_after": _loadavg()}
     wall = time.perf_counter() - t_start
     result = {"rows": rows, "table": table, "memory": memory, "targets": targets,
               "settings": settings, "wall_seconds": wall}
-    results_file = work / "results.json"
-    with atomic_path(results_file) as tmp:
-        tmp.write_text(json.dumps({k: v for k, v in result.items() if k != "table"}, indent=1,
-                                  default=float), encoding="utf-8")
-    with atomic_path(work / "results.csv") as tmp:
-        table.to_csv(tmp, index=False)
+    results_file = _write_results(bench.work, result)
     result["results_file"] = str(results_file)
-    say(f"\nbenchmark finished in {wall:.0f} s; figures in {results_file}")
+    bench.say(f"\nbenchmark finished in {wall:.0f} s; figures in {results_file}")
     return result
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import BadParameterError, MissingInputError
 from ..codec.params import CodecParams
 from ..codec.transform import FULL_SCALE
 from ..io.audio import AudioError
@@ -242,7 +243,7 @@ class ComparisonResult:
 def _index_tiles(root: Path, match: str, exclude: Path | None, side: str):
     """``{key: path}`` of the tiles under ``root``, plus errors for keys that repeat."""
     if not root.exists():
-        raise FileNotFoundError(f"{side} tiles {str(root)!r} do not exist")
+        raise MissingInputError(f"{side} tiles {str(root)!r} do not exist")
     if root.is_file():
         return {root.name: root}, []          # a single file is compared whatever its name
     groups = find_tiles(root)
@@ -290,9 +291,126 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> Path:
 
 def _check_choice(name: str, value, choices):
     if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        raise BadParameterError(f"{name} must be one of {choices}, got {value!r}")
 
 # --------------------------------------------------------------------------- main
+
+
+@dataclass(frozen=True)
+class _Previews:
+    """How previews are drawn: how many (None for all), panel size, colormap and diff mode."""
+
+    count: int | None
+    size: int
+    colormap: str
+    diff: str
+
+
+def _preview_count(previews, preview_size, colormap: str) -> int | None:
+    """Check the preview options; the number of previews to write (None for every pair)."""
+    if isinstance(previews, bool):
+        n_previews = None if previews else 0
+    elif isinstance(previews, int) and previews >= 0:
+        n_previews = previews
+    else:
+        raise BadParameterError(f"previews must be True, False or a count >= 0, "
+                                f"got {previews!r}")
+    if isinstance(preview_size, bool) or not isinstance(preview_size, int) or preview_size < 8:
+        raise BadParameterError(f"preview_size must be an integer >= 8 pixels, "
+                                f"got {preview_size!r}")
+    if n_previews != 0:
+        colormap_lut(colormap)                        # fail now on an unknown colormap
+    return n_previews
+
+
+def _check_audio_options(audio_original, audio_reconstructed, sample_rate):
+    """Check that audio is given for both sides or neither, and the sample rate."""
+    if (audio_original is None) != (audio_reconstructed is None):
+        given, missing = (("audio_original", "audio_reconstructed") if audio_reconstructed is None
+                          else ("audio_reconstructed", "audio_original"))
+        raise BadParameterError(f"{given} was given but {missing} was not; pass both to score "
+                                f"the audio, or neither")
+    if sample_rate is not None and (isinstance(sample_rate, bool)
+                                    or int(sample_rate) != sample_rate or sample_rate <= 0):
+        raise BadParameterError(f"sample_rate must be a positive integer in Hz, "
+                                f"got {sample_rate!r}")
+
+
+def _pair_tiles(original: Path, reconstructed: Path, output: Path,
+                match: str) -> tuple[ComparisonResult, list]:
+    """Index both sides and pair their tiles: a new result (unmatched tiles, errors), the pairs."""
+    out_abs = output.resolve()
+    a, err_a = _index_tiles(original, match, out_abs, "original")
+    b, err_b = _index_tiles(reconstructed, match, out_abs, "reconstructed")
+    result = ComparisonResult(original, reconstructed, output, errors=err_a + err_b)
+    if original.is_file() and reconstructed.is_file():
+        keys = [next(iter(a))] if a and b else []
+        pairs = [(keys[0], a[keys[0]], next(iter(b.values())))] if keys else []
+    else:
+        pairs = [(k, a[k], b[k]) for k in sorted(a) if k in b]
+        result.only_original = [a[k] for k in sorted(a) if k not in b]
+        result.only_reconstructed = [b[k] for k in sorted(b) if k not in a]
+    return result, pairs
+
+
+def _write_preview(result: ComparisonResult, key: str, score, pixels: tuple, look: _Previews):
+    """Draw and write the preview of one scored pair; a write error goes to ``result.errors``."""
+    px_a, px_b = pixels
+    label = ("Reconstructed (identical)" if math.isinf(score.psnr) else
+             f"Reconstructed, magnitude PSNR {fmt_db(score.psnr_magnitude)}")
+    what = "magnitude" if look.diff == "magnitude" else "largest of R, G, B"
+    stem = key[:-4] if key.lower().endswith(".png") else key
+    try:
+        img = render_preview(px_a, px_b, colormap=look.colormap, diff=look.diff,
+                             max_edge=look.size,
+                             labels=(f"Original: {key}", label,
+                                     f"|Diff| x{DIFF_GAIN} ({what})"))
+        score.preview = write_png8(result.output / PREVIEW_DIR / f"{stem}_compare.png", img)
+    except OSError as exc:               # the scores still count without a preview
+        result.errors.append((key, f"preview not written: {exc}"))
+
+
+def _score_pairs(result: ComparisonResult, pairs, look: _Previews):
+    """Score every pair into ``result`` (with previews); the metadata of the first scored tile."""
+    first_meta = None
+    for i, (key, pa, pb) in enumerate(pairs):
+        try:
+            score, px_a, px_b, meta = score_pair(key, pa, pb)
+        except (TileImageError, ValueError, OSError) as exc:
+            result.errors.append((key, str(exc)))
+            continue
+        if look.count is None or i < look.count:
+            _write_preview(result, key, score, (px_a, px_b), look)
+        if first_meta is None:
+            first_meta = meta or {}
+        result.tiles.append(score)
+    return first_meta
+
+
+def _score_songs(result: ComparisonResult, audio_original, audio_reconstructed, sr: int):
+    """Pair the songs' audio, score each pair at ``sr`` into ``result`` and write its CSV."""
+    audio_pairs, audio_errors = pair_audio(audio_original, audio_reconstructed)
+    result.errors += audio_errors
+    for song, pa, pb in audio_pairs:
+        try:
+            result.audio.append(score_audio(song, pa, pb, sr))
+        except (AudioError, ValueError, OSError) as exc:
+            result.errors.append((f"audio {song}", str(exc)))
+    result.audio_csv = _write_csv(result.output / AUDIO_CSV, _AUDIO_COLUMNS,
+                                  [x.row() for x in result.audio])
+
+
+def _write_report(result: ComparisonResult, t0: float):
+    """Write ``scores.csv`` (with its average row) and ``summary.txt``; set the wall time."""
+    output = result.output
+    rows = [t.row() for t in result.tiles]
+    if rows:
+        rows.append(result.average_row())
+    result.scores_csv = _write_csv(output / SCORES_CSV, _TILE_COLUMNS, rows)
+    result.seconds = time.perf_counter() - t0
+    with atomic_path(output / SUMMARY_TXT) as tmp:
+        result.summary_txt = output / SUMMARY_TXT
+        tmp.write_text(result.summary() + "\n", encoding="utf-8")
 
 
 def compare_tiles(original, reconstructed, output, *, audio_original=None,
@@ -352,87 +470,22 @@ def compare_tiles(original, reconstructed, output, *, audio_original=None,
 
     _check_choice("match", match, MATCH_MODES)
     _check_choice("diff", diff, DIFF_MODES)
-    if isinstance(previews, bool):
-        n_previews = None if previews else 0
-    elif isinstance(previews, int) and previews >= 0:
-        n_previews = previews
-    else:
-        raise ValueError(f"previews must be True, False or a count >= 0, got {previews!r}")
-    if isinstance(preview_size, bool) or not isinstance(preview_size, int) or preview_size < 8:
-        raise ValueError(f"preview_size must be an integer >= 8 pixels, got {preview_size!r}")
-    if n_previews != 0:
-        colormap_lut(colormap)                        # fail now on an unknown colormap
-    if (audio_original is None) != (audio_reconstructed is None):
-        given, missing = (("audio_original", "audio_reconstructed") if audio_reconstructed is None
-                          else ("audio_reconstructed", "audio_original"))
-        raise ValueError(f"{given} was given but {missing} was not; pass both to score the "
-                         f"audio, or neither")
-    if sample_rate is not None and (isinstance(sample_rate, bool) or int(sample_rate) != sample_rate
-                                    or sample_rate <= 0):
-        raise ValueError(f"sample_rate must be a positive integer in Hz, got {sample_rate!r}")
+    look = _Previews(count=_preview_count(previews, preview_size, colormap), size=preview_size,
+                     colormap=colormap, diff=diff)
+    _check_audio_options(audio_original, audio_reconstructed, sample_rate)
 
     t0 = time.perf_counter()
     original, reconstructed, output = Path(original), Path(reconstructed), Path(output)
-    out_abs = output.resolve()
-    a, err_a = _index_tiles(original, match, out_abs, "original")
-    b, err_b = _index_tiles(reconstructed, match, out_abs, "reconstructed")
-    result = ComparisonResult(original, reconstructed, output, errors=err_a + err_b)
-    if original.is_file() and reconstructed.is_file():
-        keys = [next(iter(a))] if a and b else []
-        pairs = [(keys[0], a[keys[0]], next(iter(b.values())))] if keys else []
-    else:
-        pairs = [(k, a[k], b[k]) for k in sorted(a) if k in b]
-        result.only_original = [a[k] for k in sorted(a) if k not in b]
-        result.only_reconstructed = [b[k] for k in sorted(b) if k not in a]
+    result, pairs = _pair_tiles(original, reconstructed, output, match)
     output.mkdir(parents=True, exist_ok=True)
-
-    first_meta = None
-    for i, (key, pa, pb) in enumerate(tqdm(pairs, desc="compare", unit="tile",
-                                           disable=not progress)):
-        try:
-            score, px_a, px_b, meta = score_pair(key, pa, pb)
-        except (TileImageError, ValueError, OSError) as exc:
-            result.errors.append((key, str(exc)))
-            continue
-        if n_previews is None or i < n_previews:
-            label = ("Reconstructed (identical)" if math.isinf(score.psnr) else
-                     f"Reconstructed, magnitude PSNR {fmt_db(score.psnr_magnitude)}")
-            what = "magnitude" if diff == "magnitude" else "largest of R, G, B"
-            stem = key[:-4] if key.lower().endswith(".png") else key
-            try:
-                img = render_preview(px_a, px_b, colormap=colormap, diff=diff,
-                                     max_edge=preview_size,
-                                     labels=(f"Original: {key}", label,
-                                             f"|Diff| x{DIFF_GAIN} ({what})"))
-                score.preview = write_png8(output / PREVIEW_DIR / f"{stem}_compare.png", img)
-            except OSError as exc:               # the scores still count without a preview
-                result.errors.append((key, f"preview not written: {exc}"))
-        if first_meta is None:
-            first_meta = meta or {}
-        result.tiles.append(score)
-
+    first_meta = _score_pairs(result, tqdm(pairs, desc="compare", unit="tile",
+                                           disable=not progress), look)
     if audio_original is not None:
         sr = sample_rate
         if sr is None:
             sr = (codec(first_meta) or CodecParams()).sample_rate
-        audio_pairs, audio_errors = pair_audio(audio_original, audio_reconstructed)
-        result.errors += audio_errors
-        for song, pa, pb in audio_pairs:
-            try:
-                result.audio.append(score_audio(song, pa, pb, int(sr)))
-            except (AudioError, ValueError, OSError) as exc:
-                result.errors.append((f"audio {song}", str(exc)))
-        result.audio_csv = _write_csv(output / AUDIO_CSV, _AUDIO_COLUMNS,
-                                      [x.row() for x in result.audio])
-
-    rows = [t.row() for t in result.tiles]
-    if rows:
-        rows.append(result.average_row())
-    result.scores_csv = _write_csv(output / SCORES_CSV, _TILE_COLUMNS, rows)
-    result.seconds = time.perf_counter() - t0
-    with atomic_path(output / SUMMARY_TXT) as tmp:
-        result.summary_txt = output / SUMMARY_TXT
-        tmp.write_text(result.summary() + "\n", encoding="utf-8")
+        _score_songs(result, audio_original, audio_reconstructed, int(sr))
+    _write_report(result, t0)
     return result
 
 

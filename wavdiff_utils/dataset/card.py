@@ -43,9 +43,17 @@ def write_card(res, name: str) -> None:
         res.warnings.append(f"{path}: exists and was not written by wavdiff; left as it is")
         return
     params = [CodecParams.from_dict(c) for c in res.codecs]
-    p0 = params[0]
-    dims = sorted({f"{p.size}x{p.size}" for p in params})
-    lines = [
+    lines = _front_matter_lines(name) + _contents_lines(res, name, params)
+    lines += _layout_lines() + _codec_lines(res, params)
+    lines += _storage_lines(res)
+    lines += _usage_lines(params[0])
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines), encoding="utf-8")
+
+
+def _front_matter_lines(name: str) -> list[str]:
+    """The card's YAML front matter (Hugging Face metadata) and wavdiff's mark."""
+    return [
         "---",
         f"pretty_name: {json.dumps(name)}",
         "task_categories:",
@@ -64,6 +72,13 @@ def write_card(res, name: str) -> None:
         "    - \"**/*.png\"",
         "---",
         _CARD_MARK,
+    ]
+
+
+def _contents_lines(res, name: str, params: list[CodecParams]) -> list[str]:
+    """The card's title, summary and "Contents" section with one table row per song."""
+    dims = sorted({f"{p.size}x{p.size}" for p in params})
+    lines = [
         f"# {name}",
         "",
         f"Music as lossless **16-bit RGB PNG spectrogram tiles** ({', '.join(dims)}) made by "
@@ -82,14 +97,24 @@ def write_card(res, name: str) -> None:
     for s in res.songs:
         lines.append(f"| {s['song']} | {s['source']} | {s.get('split', '')} | {s['tiles']} | "
                      f"{s['captioned']} | {s['seconds']:.2f} |")
-    lines += ["", "Layout: `<song>/<song>_<index:04d>.png`, the caption beside it as "
-              "`<song>_<index:04d>.txt`, the song's `manifest.json` (exact sample span of every "
-              "tile), and `metadata.jsonl` with one row per tile: `file_name`, `text`, `song`, "
-              "`tile_index`, `start_seconds`, `end_seconds`, `start_sample`, `end_sample`, "
-              "`sample_rate`, `caption_source` (the captioner that wrote the caption), `padding` (the "
-              "share of the tile that is silence after the song's end; only a song's last tile "
-              "has any) and `split` (train / validation / test, by a hash of the song's name, so "
-              "one song's tiles are all in one split).", "", "## Codec parameters", ""]
+    return lines
+
+
+def _layout_lines() -> list[str]:
+    """The card's paragraph on the folder layout and the columns of ``metadata.jsonl``."""
+    return ["", "Layout: `<song>/<song>_<index:04d>.png`, the caption beside it as "
+            "`<song>_<index:04d>.txt`, the song's `manifest.json` (exact sample span of every "
+            "tile), and `metadata.jsonl` with one row per tile: `file_name`, `text`, `song`, "
+            "`tile_index`, `start_seconds`, `end_seconds`, `start_sample`, `end_sample`, "
+            "`sample_rate`, `caption_source` (the captioner that wrote the caption), `padding` "
+            "(the share of the tile that is silence after the song's end; only a song's last "
+            "tile has any) and `split` (train / validation / test, by a hash of the song's name, "
+            "so one song's tiles are all in one split).", ""]
+
+
+def _codec_lines(res, params: list[CodecParams]) -> list[str]:
+    """The card's "Codec parameters" section: each parameter set, and a warning for several."""
+    lines = ["## Codec parameters", ""]
     for i, p in enumerate(params):
         if len(params) > 1:
             n = sum(1 for s in res.songs if s["codec"] == i)
@@ -98,8 +123,12 @@ def write_card(res, name: str) -> None:
         lines += [f"{p.describe()}.", "", "```json", json.dumps(p.to_dict(), indent=1), "```", ""]
     if len(params) > 1:
         lines += ["**Warning:** the songs use different codec parameters; train on one set.", ""]
-    lines += _storage_lines(res)
-    lines += [
+    return lines
+
+
+def _usage_lines(p0: CodecParams) -> list[str]:
+    """The card's "Pixels", "Loading with all 16 bits" and "Licence" sections."""
+    return [
         "## Pixels",
         "",
         f"- red: magnitude in dB re a full-scale sine's peak bin, linear from db_min "
@@ -115,14 +144,16 @@ def write_card(res, name: str) -> None:
         "",
         "```python",
         "from wavdiff_utils.dataset import load_tile_dataset   # or TileDataset(folder) for torch",
-        "ds = load_tile_dataset(\"path/to/this/folder\")  # 'pixel_values': float (3, H, W) in [-1, 1]",
+        "ds = load_tile_dataset(\"path/to/this/folder\")  "
+        "# 'pixel_values': float (3, H, W) in [-1, 1]",
         "```",
         "",
         "Without wavdiff: `ds.cast_column(\"image\", datasets.Image(decode=False))`, then "
         "`cv2.imread(path, cv2.IMREAD_UNCHANGED)[:, :, ::-1]` (16-bit, BGR -> RGB).",
         "",
         "Generated tensors go back to tiles with `wavdiff_utils.dataset.write_tensor_tiles`, "
-        "and to audio with `python -m wavdiff_utils.views.report notebooks/03_decode.ipynb -p input "
+        "and to audio with `python -m wavdiff_utils.views.report notebooks/03_decode.ipynb "
+        "-p input "
         "<tiles> -p output <audio>`.",
         "",
         "## Licence",
@@ -130,5 +161,3 @@ def write_card(res, name: str) -> None:
         "That of the source recordings; wavdiff sets none.",
         "",
     ]
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines), encoding="utf-8")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..captioning.batch import recorded_captions
-from ..errors import BadParameterError
+from ..errors import BadParameterError, MissingInputError
 from ..io.manifest import MANIFEST_NAME, manifest_params, read_manifest
 from ..paths import atomic_path
 from .card import hms as _hms, write_card
@@ -170,81 +170,125 @@ def export_dataset(folder, *, name: str | None = None, card: bool = True,
     made with different codec parameters are exported together, with a warning:
     a trainer needs one tile size, and the card lists each parameter set.
     """
+    opt = _check_export(folder, max_padding, splits)
+    rows, song_rows, codecs, notes = [], [], [], []
+    for sf in opt.songs:
+        song = _export_song(sf, opt)
+        if song.codec not in codecs:
+            codecs.append(song.codec)
+        song_rows.append({**song.summary, "codec": codecs.index(song.codec)})
+        rows += song.rows
+        notes += song.notes
+    if len(codecs) > 1:
+        notes.append(f"{opt.folder}: songs were made with {len(codecs)} different codec parameter "
+                     f"sets; a trainer needs one tile size, see the card")
+    meta_path = opt.folder / METADATA_NAME
+    _write_metadata(meta_path, rows)
+    result = DatasetExport(opt.folder, meta_path, opt.folder / CARD_NAME, len(song_rows),
+                           len(rows), sum(bool(r["text"]) for r in rows),
+                           sum(s["seconds"] for s in song_rows), codecs, song_rows, notes)
+    if card:
+        write_card(result, name or _readable(opt.folder))
+    for n in notes:
+        warnings.warn(n, stacklevel=2)
+    return result
+
+
+@dataclass(frozen=True)
+class _ExportOptions:
+    """Checked options of one export: the folder, its finished songs, padding limit, splits."""
+
+    folder: Path
+    songs: tuple
+    max_padding: float
+    splits: tuple
+
+
+@dataclass(frozen=True)
+class _SongExport:
+    """One song's part of an export: its metadata rows, summary row, codec and notes."""
+
+    rows: list
+    summary: dict
+    codec: dict
+    notes: list
+
+
+def _check_export(folder, max_padding, splits) -> _ExportOptions:
+    """Check :func:`export_dataset`'s folder and options, and find its finished songs."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"dataset folder {str(folder)!r} does not exist")
+        raise MissingInputError(f"dataset folder {str(folder)!r} does not exist")
     if not 0.0 <= float(max_padding) <= 1.0:
-        raise BadParameterError(f"max_padding must be a share between 0 and 1, got {max_padding!r}")
+        raise BadParameterError(f"max_padding must be a share between 0 and 1, "
+                                f"got {max_padding!r}")
     splits = tuple((str(n), float(v)) for n, v in splits)
     song_split("", splits)                       # checks the shares
     songs = _song_folders(folder)
     if not songs:
-        raise ValueError(f"{folder}: holds no finished song (no <song>/{MANIFEST_NAME}); "
-                         f"encode some audio into it first")
+        raise BadParameterError(f"{folder}: holds no finished song (no <song>/{MANIFEST_NAME}); "
+                                f"encode some audio into it first")
+    return _ExportOptions(folder, tuple(songs), max_padding, splits)
 
-    rows, song_rows, codecs, notes = [], [], [], []
-    for sf in songs:
-        man = read_manifest(sf)
-        params = manifest_params(man)
-        if params.to_dict() not in codecs:
-            codecs.append(params.to_dict())
-        sr = params.sample_rate
-        captioned = 0
-        missing = []
-        recorded = recorded_captions(sf)
-        split = song_split(man["song"], splits)
-        dropped = 0
-        for t in man["tiles"]:
-            png = sf / t["file"]
-            if not png.is_file():
-                missing.append(t["file"])
-                continue
-            padding = t["pad"] / max(t["stop"] - t["start"], 1)
-            if padding > max_padding:
-                dropped += 1
-                continue
-            text = caption_of(png)
-            captioned += bool(text)
-            rec = recorded.get(png.with_suffix(".txt").name, {})
-            source = (rec["caption_source"] if rec.get("caption") == text else "unknown") if text else ""
-            rows.append({"file_name": png.relative_to(folder).as_posix(), "text": text,
-                         "caption_source": source,
-                         "song": man["song"], "tile_index": int(t["index"]),
-                         "start_seconds": round(t["start"] / sr, 6),
-                         "end_seconds": round(t["end"] / sr, 6),
-                         "start_sample": int(t["start"]), "end_sample": int(t["end"]),
-                         "sample_rate": sr, "padding": round(padding, 4), "split": split})
-        if missing:
-            notes.append(f"{sf}: {len(missing)} tile(s) listed in {MANIFEST_NAME} are missing "
-                         f"(e.g. {missing[0]}); left out, re-run the pipeline to remake them")
-        song_rows.append({"song": man["song"], "source": man.get("source_name", ""),
-                          "tiles": len(man["tiles"]) - len(missing) - dropped,
-                          "captioned": captioned, "split": split,
-                          "seconds": float(man["n_samples"]) / sr,
-                          "codec": codecs.index(params.to_dict())})
-    if len(codecs) > 1:
-        notes.append(f"{folder}: songs were made with {len(codecs)} different codec parameter "
-                     f"sets; a trainer needs one tile size, see the card")
-    meta_path = folder / METADATA_NAME
-    with atomic_path(meta_path) as tmp:
+
+def _export_song(sf: Path, opt: _ExportOptions) -> _SongExport:
+    """Read one song folder's manifest and captions into its metadata rows and summary."""
+    man = read_manifest(sf)
+    params = manifest_params(man)
+    sr = params.sample_rate
+    missing, rows = [], []
+    recorded = recorded_captions(sf)
+    split = song_split(man["song"], opt.splits)
+    dropped = 0
+    for t in man["tiles"]:
+        png = sf / t["file"]
+        if not png.is_file():
+            missing.append(t["file"])
+            continue
+        padding = t["pad"] / max(t["stop"] - t["start"], 1)
+        if padding > opt.max_padding:
+            dropped += 1
+            continue
+        text = caption_of(png)
+        rows.append({"file_name": png.relative_to(opt.folder).as_posix(), "text": text,
+                     "caption_source": _caption_source(recorded, png, text),
+                     "song": man["song"], "tile_index": int(t["index"]),
+                     "start_seconds": round(t["start"] / sr, 6),
+                     "end_seconds": round(t["end"] / sr, 6),
+                     "start_sample": int(t["start"]), "end_sample": int(t["end"]),
+                     "sample_rate": sr, "padding": round(padding, 4), "split": split})
+    notes = []
+    if missing:
+        notes.append(f"{sf}: {len(missing)} tile(s) listed in {MANIFEST_NAME} are missing "
+                     f"(e.g. {missing[0]}); left out, re-run the pipeline to remake them")
+    summary = {"song": man["song"], "source": man.get("source_name", ""),
+               "tiles": len(man["tiles"]) - len(missing) - dropped,
+               "captioned": sum(bool(r["text"]) for r in rows), "split": split,
+               "seconds": float(man["n_samples"]) / sr}
+    return _SongExport(rows, summary, params.to_dict(), notes)
+
+
+def _caption_source(recorded: dict, png: Path, text: str) -> str:
+    """A tile's ``caption_source``: its captioner, ``"unknown"``, or ``""`` without a caption."""
+    if not text:
+        return ""
+    rec = recorded.get(png.with_suffix(".txt").name, {})
+    return rec["caption_source"] if rec.get("caption") == text else "unknown"
+
+
+def _write_metadata(path: Path, rows: list[dict]) -> None:
+    """Write ``rows`` to ``metadata.jsonl`` at ``path``, one JSON object a line, atomically."""
+    with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:
             for r in rows:
                 fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    result = DatasetExport(folder, meta_path, folder / CARD_NAME, len(song_rows), len(rows),
-                           sum(bool(r["text"]) for r in rows),
-                           sum(s["seconds"] for s in song_rows), codecs, song_rows, notes)
-    if card:
-        write_card(result, name or _readable(folder))
-    for n in notes:
-        warnings.warn(n, stacklevel=2)
-    return result
 
 
 def read_metadata(folder) -> list[dict]:
     """Rows of ``folder/metadata.jsonl`` (written by :func:`export_dataset`)."""
     path = Path(folder) / METADATA_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; run export_dataset({str(folder)!r}) "
+        raise MissingInputError(f"{path} does not exist; run export_dataset({str(folder)!r}) "
                                 f"or the pipeline first")
     with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,13 +49,14 @@ from ..phase.reconstruct import METHODS, PhaseSettings, TileReport, reconstruct_
 from ..results import BatchResult, SongResult, failure_lines
 
 __all__ = ["DecodeResult", "DecodeBatch", "DecodeJob", "plan_decode", "decode_song", "decode_batch",
-           "summary_markdown",
-           "IMAGE_EXTENSIONS", "JOIN_MODES", "PEAK_MODES", "find_images"]
+           "summary_markdown", "IMAGE_EXTENSIONS", "JOIN_MODES", "PEAK_MODES", "MISSING_MODES",
+           "find_images", "DecodeOptions"]
 
 #: Files looked at when a folder is decoded (non-PNG ones are reported, not decoded).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 JOIN_MODES = ("auto", "song", "none")
 PEAK_MODES = ("keep", "limit", "normalize")
+MISSING_MODES = ("error", "silence")
 AUDIO_FORMATS = ("wav", "flac", "ogg")
 #: Level ``peak="normalize"`` scales to: -1 dBFS.
 NORMALIZED_PEAK = 10 ** (-1 / 20)
@@ -175,7 +176,6 @@ def find_images(folder) -> list[Path]:
 
 
 def _has_metadata(path: Path) -> bool:
-
     try:
         meta = read_tile_metadata(path)
     except OSError:
@@ -291,6 +291,23 @@ def _sequence_warnings(tiles: list, metas: list) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How every file of a decode is made (see :func:`decode_song`); checked when built."""
+
+    params: CodecParams | None = None
+    phase: str = "auto"
+    n_iter: int = 64
+    missing: str = "error"
+    peak: str = "keep"
+    settings: PhaseSettings | None = None
+
+    def __post_init__(self):
+        for name, ok in (("phase", METHODS), ("peak", PEAK_MODES), ("missing", MISSING_MODES)):
+            if (value := getattr(self, name)) not in ok:
+                raise BadParameterError(f"{name} must be one of {ok}, got {value!r}")
+
+
 def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str = "auto",
                 n_iter: int = 64, missing: str = "error", song: str | None = None,
                 peak: str = "keep", settings: PhaseSettings | None = None,
@@ -332,39 +349,65 @@ def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str 
         An image that cannot be used (the message names it), or a gap with
         ``missing="error"``.
     """
-    if phase not in METHODS:
-        raise BadParameterError(f"phase must be one of {METHODS}, got {phase!r}")
-    if missing not in ("error", "silence"):
-        raise BadParameterError(f"missing must be 'error' or 'silence', got {missing!r}")
-    if peak not in PEAK_MODES:
-        raise BadParameterError(f"peak must be one of {PEAK_MODES}, got {peak!r}")
+    opts = DecodeOptions(params=params, phase=phase, n_iter=n_iter, missing=missing, peak=peak,
+                         settings=settings)
+    return _decode_file(tiles, output, opts, song=song, progress=progress)
+
+
+def _decode_file(tiles, output, opts: DecodeOptions, *, song=None, progress) -> DecodeResult:
+    """Decode one job with checked options: the body of :func:`decode_song`."""
     output = Path(output)
     if output.suffix.lower()[1:] not in AUDIO_FORMATS:
         raise BadParameterError(f"output {str(output)!r} must end in .wav, .flac or .ogg")
     t0 = time.perf_counter()
+    job = _resolve_job(tiles, song)
+    song = song or job.name
+    first, metas = _read_tiles(job, song, opts.missing)
+    params, n_samples, assumed = _codec_for(job.tiles, metas, opts.params, job.folder)
+    warn = ([assumed] if assumed else []) + _sequence_warnings(job.tiles, metas)
+    own = None not in job.tiles and all(m is not None and not m.get("generated") for m in metas)
+    method = "image" if opts.phase == "auto" and own and first.bit_depth == 16 \
+        and first.has_phase else opts.phase
+    if method == "image" and not first.has_phase:
+        warn.append(f"{first.path.name}: grey image has no phase planes; used phase 'auto'")
+        method = "auto"
+    st = replace(opts.settings or PhaseSettings(), method=method, n_iter=int(opts.n_iter))
+    reports, peak_abs, clipped, n_written = _write_song(
+        _tile_stfts(job.tiles, params, warn, progress), params, st, output,
+        n_samples=n_samples, peak=opts.peak)
+    warn += _level_warnings(reports, peak_abs, clipped, output, opts.peak)
+    return DecodeResult(song, str(first.path.parent), str(output), "decoded", len(job.tiles),
+                        n_written, params.sample_rate, time.perf_counter() - t0, warnings=warn,
+                        phase=opts.phase, tiles=reports, peak=peak_abs, clipped=clipped,
+                        assumed=assumed)
+
+
+def _resolve_job(tiles, song: str | None) -> DecodeJob:
+    """The job ``tiles`` names: a DecodeJob as it is, a path planned, or a list of images."""
     if isinstance(tiles, DecodeJob):
-        job = tiles
-    elif isinstance(tiles, (str, os.PathLike)):
+        return tiles
+    if isinstance(tiles, (str, os.PathLike)):
         jobs = plan_decode(tiles, join="auto")
         if len(jobs) > 1:
-            raise TileImageError(tiles, f"holds {len(jobs)} songs or clips "
-                                        f"({', '.join(j.name for j in jobs[:4])}); use decode_batch")
-        job = jobs[0]
-    else:
-        paths = [Path(t) if t is not None else None for t in tiles]
-        if not any(paths):
-            raise ValueError("no tiles given")
-        job = DecodeJob(song or next(p for p in paths if p).stem, paths)
-    song = song or job.name
+            what = f"{len(jobs)} songs or clips ({', '.join(j.name for j in jobs[:4])})"
+            raise TileImageError(tiles, f"holds {what}; use decode_batch")
+        return jobs[0]
+    paths = [Path(t) if t is not None else None for t in tiles]
+    if not any(paths):
+        raise BadParameterError("no tiles given")
+    return DecodeJob(song or next(p for p in paths if p).stem, paths)
+
+
+def _read_tiles(job: DecodeJob, song: str, missing: str) -> tuple:
+    """Check gaps and read the first tile and every tile's metadata, before any output."""
     real = [t for t in job.tiles if t is not None]
     gaps = [i for i, t in enumerate(job.tiles) if t is None]
     if gaps and missing == "error":
-        first = parse_tile_name(real[0].name)
-        names = ", ".join(tile_name(first[0], first[1] + i) if first else f"#{i}" for i in gaps[:5])
+        head = parse_tile_name(real[0].name)
+        names = ", ".join(tile_name(head[0], head[1] + i) if head else f"#{i}" for i in gaps[:5])
         raise TileImageError(real[0].parent, f"tile(s) missing from song {song!r}: {names}"
                                              f"{' ...' if len(gaps) > 5 else ''} (pass "
                                              f"missing='silence' to fill them with silence)")
-    # read every tile's header facts up front (cheap), so a bad image fails before any output
     loaded_first = read_tile(real[0], warn=False)
     metas = [loaded_first.metadata if t == real[0] else None for t in job.tiles]
     for i, t in enumerate(job.tiles):
@@ -373,50 +416,39 @@ def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str 
             if m is not None:
                 check_tile_metadata(m, t)
             metas[i] = m if isinstance(m, dict) and m.get("format") == "wavdiff-tile" else None
-    params, n_samples, assumed = _codec_for(job.tiles, metas, params, job.folder)
-    warn = ([assumed] if assumed else []) + _sequence_warnings(job.tiles, metas)
-    own = all(m is not None and not m.get("generated", False) for m in metas) and not gaps
+    return loaded_first, metas
+
+
+def _tile_stfts(tiles: list, params: CodecParams, warn: list, progress):
+    """Yield ``(STFT, has phase)`` per tile, read ahead; silence for a gap; warn once a kind."""
     shown: set[str] = set()
-    kinds = {"grey": False, "8bit": False}
 
     def loaded():        # runs in the read-ahead thread: file and PNG decode, pixels to STFT
-        for t in job.tiles:
-            if t is None:
-                yield None, None
-            else:
-                tile = read_tile(t, expected_size=params.size, warn=False)
-                yield tile, pixels_to_stft(tile.pixels, params)
+        for t in tiles:
+            tile = None if t is None else read_tile(t, expected_size=params.size, warn=False)
+            yield tile, None if tile is None else pixels_to_stft(tile.pixels, params)
 
-    def stfts():
-        with prefetched(loaded()) as tiles:
-            for tile, S in tiles:
-                if tile is None:
-                    yield (np.zeros((params.n_fft // 2 + 1, params.frames_per_tile), np.complex64),
-                           True)
-                    continue
-                for w in image_warnings(tile.path, depth=tile.bit_depth, grey=not tile.has_phase):
-                    key = w.split(": ", 1)[-1]
-                    if key not in shown:             # once per kind and file, not per tile
-                        shown.add(key)
-                        warn.append(w)
-                kinds["grey"] |= not tile.has_phase
-                kinds["8bit"] |= tile.bit_depth == 8
-                if progress:
-                    progress(1)
-                yield S, tile.has_phase
+    with prefetched(loaded()) as loaded_tiles:
+        for tile, S in loaded_tiles:
+            if tile is None:
+                yield np.zeros((params.n_fft // 2 + 1, params.frames_per_tile), np.complex64), True
+                continue
+            for w in image_warnings(tile.path, depth=tile.bit_depth, grey=not tile.has_phase):
+                key = w.split(": ", 1)[-1]
+                if key not in shown:             # once per kind and file, not per tile
+                    shown.add(key)
+                    warn.append(w)
+            if progress:
+                progress(1)
+            yield S, tile.has_phase
 
-    method = "image" if phase == "auto" and own and loaded_first.bit_depth == 16 \
-        and loaded_first.has_phase else phase
-    if method == "image" and not loaded_first.has_phase:
-        warn.append(f"{real[0].name}: grey image has no phase planes; used phase 'auto'")
-        method = "auto"
-    base = settings or PhaseSettings()
-    from dataclasses import replace
-    st = replace(base, method=method, n_iter=int(n_iter))
+
+def _write_song(stfts, params: CodecParams, st: PhaseSettings, output: Path, *, n_samples, peak):
+    """Rebuild the phase and stream the audio to ``output``: (reports, peak, clipped, length)."""
     reports: list[TileReport] = []
 
     def audio_blocks():
-        for S, rep in reconstruct_tiles(stfts(), params, st):
+        for S, rep in reconstruct_tiles(stfts, params, st):
             reports.append(rep)
             yield S
 
@@ -428,24 +460,23 @@ def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str 
                 reports[k].clipped = int(np.count_nonzero(a > 1.0))
             yield b
 
-    peak_abs, clipped, n_written = _write_audio(
-        measured(istft_stream(audio_blocks(), params, n_samples=n_samples,
-                              threads=tile_threads())), output,
-        params.sample_rate, peak=peak)
+    blocks = istft_stream(audio_blocks(), params, n_samples=n_samples, threads=tile_threads())
+    return (reports, *_write_audio(measured(blocks), output, params.sample_rate, peak=peak))
+
+
+def _level_warnings(reports, peak_abs: float, clipped: int, output: Path, peak: str) -> list:
+    """Warnings about tiles and a file beyond full scale, saying what ``peak`` did about it."""
     loud = [r.index for r in reports if r.clipped]
-    if loud:
-        warn.append(f"tile(s) {', '.join(map(str, loud[:8]))}{' ...' if len(loud) > 8 else ''} "
-                    f"decode beyond full scale")
+    warn = [f"tile(s) {', '.join(map(str, loud[:8]))}{' ...' if len(loud) > 8 else ''} "
+            f"decode beyond full scale"] if loud else []
     if peak_abs > 1.0:
-        how = {"keep": "kept as float values (pass peak='limit' or 'normalize' to bring them in)"
+        how = {"limit": "limited to full scale", "normalize": "the file was scaled to -1 dBFS",
+               "keep": "kept as float values (pass peak='limit' or 'normalize' to bring them in)"
                if output.suffix.lower() == ".wav" else f"limited to full scale: {output.suffix} "
-               "cannot hold them (write .wav to keep them, or pass peak='normalize')",
-               "limit": "limited to full scale", "normalize": "the file was scaled to -1 dBFS"}[peak]
-        warn.append(f"decoded audio peaks at {peak_abs:.2f} ({20 * np.log10(peak_abs):+.1f} dBFS): "
-                    f"{clipped} sample(s) beyond full scale, {how}")
-    return DecodeResult(song, str(real[0].parent), str(output), "decoded", len(job.tiles), n_written,
-                        params.sample_rate, time.perf_counter() - t0, warnings=warn, phase=phase,
-                        tiles=reports, peak=peak_abs, clipped=clipped, assumed=assumed)
+               "cannot hold them (write .wav to keep them, or pass peak='normalize')"}[peak]
+        warn.append(f"decoded audio peaks at {peak_abs:.2f} ({20 * np.log10(peak_abs):+.1f} "
+                    f"dBFS): {clipped} sample(s) beyond full scale, {how}")
+    return warn
 
 
 def _write_audio(blocks, output: Path, sample_rate: int, *, peak: str) -> tuple[float, int, int]:
@@ -517,16 +548,14 @@ def decode_batch(input, output, *, params: CodecParams | None = None, phase: str
 
     if fmt not in AUDIO_FORMATS:
         raise BadParameterError(f"fmt must be one of {AUDIO_FORMATS}, got {fmt!r}")
-    for name, value, allowed in (("phase", phase, METHODS), ("peak", peak, PEAK_MODES),
-                                 ("missing", missing, ("error", "silence"))):
-        if value not in allowed:                  # before any file is looked at
-            raise BadParameterError(f"{name} must be one of {allowed}, got {value!r}")
+    opts = DecodeOptions(params=params, phase=phase, n_iter=n_iter, missing=missing,
+                         peak=peak, settings=settings)      # before any file is looked at
     jobs = plan_decode(input, join=join)
     out = Path(output)
     single_file = out.suffix.lower()[1:] in AUDIO_FORMATS
     if single_file and len(jobs) > 1:
-        raise BadParameterError(f"output {str(out)!r} names one file but {len(jobs)} songs or clips were "
-                         f"found under {str(input)!r}; give a folder")
+        raise BadParameterError(f"output {str(out)!r} names one file but {len(jobs)} songs or "
+                                f"clips were found under {str(input)!r}; give a folder")
     batch = DecodeBatch()
     inp = Path(input)
     batch.root = (out.parent if single_file else out, inp if inp.is_dir() else inp.parent)
@@ -542,10 +571,7 @@ def decode_batch(input, output, *, params: CodecParams | None = None, phase: str
                 bar.update(len(job.tiles))
                 continue
             try:
-                res = decode_song(job, target, params=params, phase=phase, n_iter=n_iter,
-                                  missing=missing, peak=peak, settings=settings,
-                                  progress=bar.update)
-                batch.results.append(res)
+                batch.results.append(_decode_file(job, target, opts, progress=bar.update))
             except (TileImageError, ValueError, OSError) as exc:
                 where = first.parent if job.joined else first
                 batch.failures.append((str(where), str(exc)))

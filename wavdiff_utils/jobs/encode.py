@@ -15,6 +15,7 @@ import shutil
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from .. import __version__
 from ..codec.params import CodecParams
 from ..codec.threads import prefetched, tile_threads, usable_cores
 from ..codec.transform import encode_stream
-from ..errors import OutputConflictError, UnwritableOutputError, WavdiffError
+from ..errors import BadParameterError, OutputConflictError, UnwritableOutputError, WavdiffError
 from ..io.audio import AudioError, AudioStream, AudioUnreadableError, find_audio_files
 from ..io.locking import output_lock
 from ..io.manifest import MANIFEST_NAME, manifest_params, read_manifest, same_codec, write_manifest
@@ -32,8 +33,8 @@ from ..paths import atomic_path, remove_temporaries, song_id, song_ids
 from ..results import BatchResult, SongResult
 from .workers import make_pool, native_stderr_silenced, stop_pool
 
-__all__ = ["encode_song", "encode_one", "encode_batch", "OutputExistsError", "capped_workers", "check_complete",
-           "source_state", "verify"]
+__all__ = ["encode_song", "encode_one", "encode_batch", "OutputExistsError", "capped_workers",
+           "check_complete", "source_state", "verify"]
 
 
 class OutputExistsError(OutputConflictError):
@@ -128,6 +129,234 @@ def _invalidate_derived(folder: Path, output: Path, song: str) -> None:
                 tmp.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
 
 
+@dataclass(frozen=True)
+class _SongJob:
+    """One song to encode: its source, output root, song id and codec settings."""
+
+    path: Path
+    output: Path
+    song: str
+    params: CodecParams
+
+    @property
+    def folder(self) -> Path:
+        """The song's finished folder, ``output/<song>``."""
+        return self.output / self.song
+
+    @property
+    def partial(self) -> Path:
+        """The folder the tiles are written to before the song is published."""
+        return self.output / f".{self.song}.partial"
+
+
+@dataclass(frozen=True)
+class _StreamedTiles:
+    """What streaming a song gave: its tile list, sample count, peak and clipping counts."""
+
+    tiles: list
+    n_samples: int
+    peak: float
+    clipped: int
+    below: int
+
+
+class _Levels:
+    """Peak and number of the samples of the blocks that pass through :meth:`counted`."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self.n_samples = 0
+
+    def counted(self, blocks):
+        """Yield ``blocks`` unchanged, counting their samples and peak on the way."""
+        for b in blocks:
+            if len(b):
+                self.peak = max(self.peak, float(np.max(np.abs(b))))
+                self.n_samples += len(b)
+            yield b
+
+
+def _skip_finished(job: _SongJob, manifest: dict) -> SongResult:
+    """Record the source's state in a finished song's manifest, tidy up, and report it skipped."""
+    folder, params = job.folder, job.params
+    state = source_state(job.path)
+    if any(manifest.get(k) != v for k, v in state.items()):
+        # an older manifest (or a touched file with the same samples): record the
+        # source's state without re-encoding
+        with _writing(folder / MANIFEST_NAME):
+            write_manifest(folder, {**{k: v for k, v in manifest.items()
+                                       if k not in ("format", "version")}, **state})
+    # left by a run killed just after it published the song
+    shutil.rmtree(job.partial, ignore_errors=True)
+    remove_temporaries(folder, [MANIFEST_NAME])
+    return SongResult(job.song, str(job.path), str(folder), "skipped", manifest["n_tiles"],
+                      manifest["n_samples"], params.sample_rate, 0.0,
+                      manifest.get("clipped_high", 0), manifest.get("below_floor", 0),
+                      list(manifest.get("warnings", [])))
+
+
+def _check_existing(job: _SongJob, manifest: dict) -> tuple[SongResult | None, bool]:
+    """Skip a finished song or refuse a folder made differently; else say if the source changed."""
+    folder, path, params = job.folder, job.path, job.params
+    files_ok = all((folder / t["file"]).is_file() for t in manifest["tiles"])
+    finished = (same_codec(manifest, params) and files_ok
+                and manifest.get("source_name") == path.name)
+    changed = _source_changed(manifest, path, params) if finished else False
+    if finished and not changed:
+        return _skip_finished(job, manifest), False
+    if not same_codec(manifest, params):
+        raise OutputExistsError(
+            f"{folder}: already holds tiles of {manifest.get('source_name')!r} made with other "
+            f"codec parameters ({manifest_params(manifest).describe()}); pass overwrite=True to "
+            f"replace them, or choose another output folder")
+    if manifest.get("source_name") != path.name:
+        raise OutputExistsError(
+            f"{folder}: already holds tiles of another file ({manifest.get('source_name')!r}); "
+            f"rename {path.name!r} or choose another output folder")
+    return None, changed
+
+
+def _prepare_partial(job: _SongJob) -> dict:
+    """Make the partial folder, emptied if it holds tiles of another version of the source."""
+    state = source_state(job.path)
+    partial = job.partial
+    stamp = partial / "source.json"
+    with _writing(partial):
+        try:
+            same = json.loads(stamp.read_text(encoding="utf-8")) == state
+        except (OSError, ValueError):
+            same = False
+        if partial.is_dir() and not same:      # tiles of another version of the source
+            shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True, exist_ok=True)
+        with atomic_path(stamp) as tmp:
+            tmp.write_text(json.dumps(state), encoding="utf-8")
+    return state
+
+
+def _write_one_tile(target: Path, pixels, meta: dict, compression) -> None:
+    """Write one tile PNG, an OSError becoming :class:`UnwritableOutputError`."""
+    with _writing(target):
+        write_tile(target, pixels, meta, compression=compression)
+
+
+def _write_tiles(job: _SongJob, tiles, writer: ThreadPoolExecutor, *, png_compression,
+                 progress) -> tuple[list, int, int]:
+    """Hand each tile to ``writer`` (unless already written); return the list and clip counts."""
+    tiles_meta = []
+    clipped = below = 0
+    pending: deque = deque()
+    for tile in tiles:
+        name = tile_name(job.song, tile.span.index)
+        meta = tile_metadata(job.params, job.song, tile.span, source=job.path.name,
+                             is_last=tile.is_last)
+        target = job.partial / name
+        # resume: a tile already written by an interrupted run is kept if identical
+        if not (target.is_file() and read_tile_metadata(target) == meta):
+            if len(pending) >= 2:              # at most two tiles waiting to be written
+                pending.popleft().result()
+            pending.append(writer.submit(_write_one_tile, target, tile.pixels, meta,
+                                         png_compression))
+        clipped += tile.stats.clipped_high
+        below += tile.stats.below_floor
+        tiles_meta.append({"file": name, **tile.span.to_dict()})
+        if progress:
+            progress(1)
+    while pending:
+        pending.popleft().result()
+    return tiles_meta, clipped, below
+
+
+def _check_levels(path: Path, params: CodecParams, levels: _Levels) -> None:
+    """Raise :class:`AudioError` for audio that is empty, shorter than ``n_fft`` or silent."""
+    n_samples = levels.n_samples
+    if n_samples == 0:
+        raise AudioError(path, "contains no audio samples (empty file)")
+    if n_samples < params.n_fft:
+        raise AudioError(path, f"is too short: {n_samples} samples "
+                               f"({1000 * n_samples / params.sample_rate:.1f} ms) at "
+                               f"{params.sample_rate} Hz; at least n_fft={params.n_fft} "
+                               f"needed")
+    if levels.peak == 0.0:
+        raise AudioError(path, "is silent (every sample is zero)")
+
+
+def _stream_tiles(job: _SongJob, stream: AudioStream, *, png_compression, progress,
+                  threads) -> _StreamedTiles:
+    """Encode the stream into tiles in the partial folder; an unusable file leaves nothing."""
+    levels = _Levels()
+    # three stages overlap: audio decoding (libsndfile, soxr) in one thread, the STFT and pixel
+    # maths here, PNG encoding and writing (OpenCV) in another; all three release the GIL
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wavdiff-png")
+    try:
+        with stream, prefetched(stream) as blocks:
+            tiles = encode_stream(levels.counted(blocks), job.params,
+                                  threads=threads or tile_threads(spare=1))
+            tiles_meta, clipped, below = _write_tiles(
+                job, tiles, writer, png_compression=png_compression, progress=progress)
+        _check_levels(job.path, job.params, levels)
+    except Exception:
+        # an unusable file leaves nothing behind; an interruption (KeyboardInterrupt) keeps
+        # the finished tiles of the partial folder for the next run to reuse
+        writer.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(job.partial, ignore_errors=True)
+        raise
+    finally:                 # an interruption still finishes the tiles already handed over
+        writer.shutdown(wait=True)
+    return _StreamedTiles(tiles_meta, levels.n_samples, levels.peak, clipped, below)
+
+
+def _song_warnings(stream: AudioStream, done: _StreamedTiles, params: CodecParams) -> list:
+    """The warnings of an encoded song: truncation, full scale, clipping, resampling."""
+    warn = []
+    if stream.truncated:
+        warn.append(stream.truncated)
+    if done.peak >= 1.0:
+        warn.append(f"input reaches full scale (peak {done.peak:.3f}): it may be clipped")
+    if done.clipped:
+        warn.append(f"{done.clipped} magnitude values above db_max={params.db_max:g} dB "
+                    f"were clipped")
+    if stream.source_rate != params.sample_rate:
+        warn.append(f"resampled from {stream.source_rate} Hz to {params.sample_rate} Hz")
+    return warn
+
+
+def _song_manifest(job: _SongJob, stream: AudioStream, done: _StreamedTiles,
+                   state: dict) -> dict:
+    """The manifest of an encoded song, its warnings included."""
+    path, params, n_samples = job.path, job.params, done.n_samples
+    return {
+        "song": job.song, "source": str(path.resolve()), "source_name": path.name,
+        "source_sample_rate": stream.source_rate, "source_channels": stream.channels,
+        "codec": params.to_dict(), "codec_description": params.describe(),
+        "n_samples": n_samples, "duration": n_samples / params.sample_rate,
+        "n_tiles": len(done.tiles), "peak": done.peak, "clipped_high": done.clipped,
+        "below_floor": done.below, "tiles": done.tiles, "wavdiff_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **state, "source_hash": stream.content_hash,
+        "warnings": _song_warnings(stream, done, params),
+    }
+
+
+def _publish_song(job: _SongJob, manifest: dict, *, changed: bool) -> None:
+    """Replace any old output by the partial folder's tiles, writing the manifest last."""
+    folder = job.folder
+    with _writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        old = read_manifest(folder)
+        if old is not None:                   # overwrite or changed source: old tiles go first
+            (folder / MANIFEST_NAME).unlink()
+            for t in old["tiles"]:
+                (folder / t["file"]).unlink(missing_ok=True)
+        if old is not None or changed:        # captions and dataset rows of the old audio
+            _invalidate_derived(folder, job.output, job.song)
+        for t in manifest["tiles"]:
+            os.replace(job.partial / t["file"], folder / t["file"])
+        write_manifest(folder, manifest)      # last: marks the song finished
+    shutil.rmtree(job.partial, ignore_errors=True)
+    remove_temporaries(folder, [MANIFEST_NAME])
+
+
 def encode_song(path, output, *, params: CodecParams | None = None, song: str | None = None,
                 overwrite: bool = False, png_compression: int = 0, progress=None,
                 threads: int | None = None) -> SongResult:
@@ -182,146 +411,23 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
     """
     params = params or CodecParams()
     path = Path(path)
-    song = song or song_id(path)
-    folder = Path(output) / song
+    job = _SongJob(path, Path(output), song or song_id(path), params)
     t0 = time.perf_counter()
-    manifest = read_manifest(folder) if folder.is_dir() else None
+    manifest = read_manifest(job.folder) if job.folder.is_dir() else None
     changed = False
     if manifest is not None and not overwrite:
-        files_ok = all((folder / t["file"]).is_file() for t in manifest["tiles"])
-        if same_codec(manifest, params) and files_ok and manifest.get("source_name") == path.name:
-            changed = _source_changed(manifest, path, params)
-        if same_codec(manifest, params) and files_ok and manifest.get("source_name") == path.name \
-                and not changed:
-            state = source_state(path)
-            if any(manifest.get(k) != v for k, v in state.items()):
-                # an older manifest (or a touched file with the same samples): record the
-                # source's state without re-encoding
-                with _writing(folder / MANIFEST_NAME):
-                    write_manifest(folder, {**{k: v for k, v in manifest.items()
-                                               if k not in ("format", "version")}, **state})
-            # left by a run killed just after it published the song
-            shutil.rmtree(Path(output) / f".{song}.partial", ignore_errors=True)
-            remove_temporaries(folder, [MANIFEST_NAME])
-            return SongResult(song, str(path), str(folder), "skipped", manifest["n_tiles"],
-                              manifest["n_samples"], params.sample_rate, 0.0,
-                              manifest.get("clipped_high", 0), manifest.get("below_floor", 0),
-                              list(manifest.get("warnings", [])))
-        if not same_codec(manifest, params):
-            raise OutputExistsError(
-                f"{folder}: already holds tiles of {manifest.get('source_name')!r} made with other "
-                f"codec parameters ({manifest_params(manifest).describe()}); pass overwrite=True to "
-                f"replace them, or choose another output folder")
-        if manifest.get("source_name") != path.name:
-            raise OutputExistsError(
-                f"{folder}: already holds tiles of another file ({manifest.get('source_name')!r}); "
-                f"rename {path.name!r} or choose another output folder")
-
+        skipped, changed = _check_existing(job, manifest)
+        if skipped is not None:
+            return skipped
     stream = AudioStream(path, sample_rate=params.sample_rate, mono=True)
-    state = source_state(path)
-    partial = Path(output) / f".{song}.partial"
-    stamp = partial / "source.json"
-    with _writing(partial):
-        try:
-            same = json.loads(stamp.read_text(encoding="utf-8")) == state
-        except (OSError, ValueError):
-            same = False
-        if partial.is_dir() and not same:      # tiles of another version of the source
-            shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True, exist_ok=True)
-        with atomic_path(stamp) as tmp:
-            tmp.write_text(json.dumps(state), encoding="utf-8")
-    tiles_meta = []
-    peak = 0.0
-    clipped = below = 0
-    n_samples = 0
-
-    def counted(blocks):
-        nonlocal peak, n_samples
-        for b in blocks:
-            if len(b):
-                peak = max(peak, float(np.max(np.abs(b))))
-                n_samples += len(b)
-            yield b
-
-    def write(target, pixels, meta):
-        with _writing(target):
-            write_tile(target, pixels, meta, compression=png_compression)
-
-    # three stages overlap: audio decoding (libsndfile, soxr) in one thread, the STFT and pixel
-    # maths here, PNG encoding and writing (OpenCV) in another; all three release the GIL
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wavdiff-png")
-    pending: deque = deque()
-    try:
-        with stream, prefetched(stream) as blocks:
-            tiles = encode_stream(counted(blocks), params, threads=threads or tile_threads(spare=1))
-            for tile in tiles:
-                name = tile_name(song, tile.span.index)
-                meta = tile_metadata(params, song, tile.span, source=path.name, is_last=tile.is_last)
-                target = partial / name
-                # resume: a tile already written by an interrupted run is kept if identical
-                if not (target.is_file() and read_tile_metadata(target) == meta):
-                    if len(pending) >= 2:              # at most two tiles waiting to be written
-                        pending.popleft().result()
-                    pending.append(writer.submit(write, target, tile.pixels, meta))
-                clipped += tile.stats.clipped_high
-                below += tile.stats.below_floor
-                tiles_meta.append({"file": name, **tile.span.to_dict()})
-                if progress:
-                    progress(1)
-            while pending:
-                pending.popleft().result()
-        if n_samples == 0:
-            raise AudioError(path, "contains no audio samples (empty file)")
-        if n_samples < params.n_fft:
-            raise AudioError(path, f"is too short: {n_samples} samples "
-                                   f"({1000 * n_samples / params.sample_rate:.1f} ms) at "
-                                   f"{params.sample_rate} Hz; at least n_fft={params.n_fft} needed")
-        if peak == 0.0:
-            raise AudioError(path, "is silent (every sample is zero)")
-    except Exception:
-        # an unusable file leaves nothing behind; an interruption (KeyboardInterrupt) keeps
-        # the finished tiles of the partial folder for the next run to reuse
-        writer.shutdown(wait=True, cancel_futures=True)
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    finally:                 # an interruption still finishes the tiles already handed over
-        writer.shutdown(wait=True)
-    warn = []
-    if stream.truncated:
-        warn.append(stream.truncated)
-    if peak >= 1.0:
-        warn.append(f"input reaches full scale (peak {peak:.3f}): it may be clipped")
-    if clipped:
-        warn.append(f"{clipped} magnitude values above db_max={params.db_max:g} dB were clipped")
-    if stream.source_rate != params.sample_rate:
-        warn.append(f"resampled from {stream.source_rate} Hz to {params.sample_rate} Hz")
-    manifest = {
-        "song": song, "source": str(path.resolve()), "source_name": path.name,
-        "source_sample_rate": stream.source_rate, "source_channels": stream.channels,
-        "codec": params.to_dict(), "codec_description": params.describe(),
-        "n_samples": n_samples, "duration": n_samples / params.sample_rate,
-        "n_tiles": len(tiles_meta), "peak": peak, "clipped_high": clipped, "below_floor": below,
-        "tiles": tiles_meta, "wavdiff_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        **state, "source_hash": stream.content_hash, "warnings": warn,
-    }
-    with _writing(folder):
-        folder.mkdir(parents=True, exist_ok=True)
-        old = read_manifest(folder)
-        if old is not None:                   # overwrite or changed source: old tiles go first
-            (folder / MANIFEST_NAME).unlink()
-            for t in old["tiles"]:
-                (folder / t["file"]).unlink(missing_ok=True)
-        if old is not None or changed:        # captions and dataset rows of the old audio
-            _invalidate_derived(folder, Path(output), song)
-        for t in tiles_meta:
-            os.replace(partial / t["file"], folder / t["file"])
-        write_manifest(folder, manifest)      # last: marks the song finished
-    shutil.rmtree(partial, ignore_errors=True)
-    remove_temporaries(folder, [MANIFEST_NAME])
-    return SongResult(song, str(path), str(folder), "encoded", len(tiles_meta), n_samples,
-                      params.sample_rate, time.perf_counter() - t0, clipped, below, warn)
+    state = _prepare_partial(job)
+    done = _stream_tiles(job, stream, png_compression=png_compression, progress=progress,
+                         threads=threads)
+    manifest = _song_manifest(job, stream, done, state)
+    _publish_song(job, manifest, changed=changed)
+    return SongResult(job.song, str(path), str(job.folder), "encoded", len(done.tiles),
+                      done.n_samples, params.sample_rate, time.perf_counter() - t0, done.clipped,
+                      done.below, manifest["warnings"])
 
 
 def _encode_worker(args):
@@ -367,7 +473,7 @@ def encode_batch(input, output, *, params: CodecParams | None = None, overwrite:
     """
     params = params or CodecParams()
     if int(workers) < 1:
-        raise ValueError(f"workers must be >= 1, got {workers!r}")
+        raise BadParameterError(f"workers must be >= 1, got {workers!r}")
     files = find_audio_files(input)
     ids = song_ids(files)
     output = Path(output)
@@ -448,4 +554,5 @@ def encode_one(path, output, params, song, overwrite, png_compression, progress=
                            png_compression=png_compression, progress=progress), None
     except Exception as exc:          # one bad file never stops the batch
         msg = str(exc)
-        return None, (str(path), msg if str(path) in msg else f"{path}: {type(exc).__name__}: {msg}")
+        return None, (str(path), msg if str(path) in msg
+                      else f"{path}: {type(exc).__name__}: {msg}")

@@ -182,10 +182,10 @@ def spectral_convergence(estimate: np.ndarray, target: np.ndarray) -> float:
     estimate = np.asarray(estimate, np.float64)
     target = np.asarray(target, np.float64)
     if estimate.shape != target.shape:
-        raise ValueError(f"magnitudes differ in shape: {estimate.shape} vs {target.shape}")
+        raise BadParameterError(f"magnitudes differ in shape: {estimate.shape} vs {target.shape}")
     ref = np.linalg.norm(target)
     if ref == 0:
-        raise ValueError("target magnitude is all zero; spectral convergence is undefined")
+        raise BadParameterError("target magnitude is all zero; spectral convergence is undefined")
     return _db(np.linalg.norm(estimate - target) / ref)
 
 
@@ -238,7 +238,7 @@ def pghi(mag: np.ndarray, *, n_fft: int, hop_length: int, known: np.ndarray | No
 
     mag = np.asarray(mag, np.float64)
     if mag.ndim != 2 or mag.shape[1] != n_fft // 2 + 1:
-        raise ValueError(f"magnitude must be (frames, {n_fft // 2 + 1}), got {mag.shape}")
+        raise BadParameterError(f"magnitude must be (frames, {n_fft // 2 + 1}), got {mag.shape}")
     gamma = hann_gamma(n_fft) if gamma is None else float(gamma)
     a, M = float(hop_length), float(n_fft)
     logm = np.log(np.maximum(mag, 1e-30))
@@ -343,85 +343,129 @@ def reconstruct_tiles(tiles: Iterable[tuple[np.ndarray, bool]], params: CodecPar
         them to :func:`wavdiff_utils.codec.transform.istft_stream` for audio.
     """
     s = settings or PhaseSettings()
-    n_fft, hop = params.n_fft, params.hop_length
     it = iter(tiles)
     nxt = next(it, None)
     if s.method == "image":
-        index = 0
-        while nxt is not None:
-            S, _ = nxt
-            yield S, TileReport(index, "image", None, float("nan"))
-            nxt, index = next(it, None), index + 1
+        yield from _pass_image(it, nxt)
         return
-    engine = stft_engine(n_fft, hop, backend=s.backend, device=s.device)
+    engine = stft_engine(params.n_fft, params.hop_length, backend=s.backend, device=s.device)
     ctx = None                                   # final frames of the previous tile (frames-major)
     index = 0
     while nxt is not None:
         t0 = time.perf_counter()
         S, has_phase = nxt
         nxt = next(it, None)
-        cur = _frames_major(S)
-        F = len(cur)
-        look = _frames_major(nxt[0][:, :s.lookahead]) if nxt is not None else cur[:0]
-        look_has_phase = nxt[1] if nxt is not None else True
-        C = 0 if ctx is None else min(len(ctx), s.context)
-        parts = ([ctx[-C:]] if C else []) + [cur, look]
-        X_img = np.concatenate(parts, axis=0)
-        M = np.abs(X_img)
-        if not has_phase or not look_has_phase:
-            X_img = X_img.copy()
-            if not has_phase:
-                X_img[C:C + F] = M[C:C + F]
-            if not look_has_phase:
-                X_img[C + F:] = M[C + F:]
-        frames = slice(C, C + F)
-        Mt = engine.asarray(M)
-        runs, label, coherence = [], s.method, None
-        if s.method == "griffinlim":
-            X0 = X_img.copy()
-            rng = np.random.default_rng([s.seed, index])
-            X0[C:] = M[C:] * np.exp(2j * np.pi * rng.random(X0[C:].shape))
-            runs.append(_FGLA(engine, Mt, engine.asarray(X0, True), n_fixed=C, momentum=s.momentum,
-                              frames=frames).step(s.n_iter))
-        elif s.method == "fgla" or (s.method == "auto" and has_phase):
-            img = _FGLA(engine, Mt, engine.asarray(X_img, True), n_fixed=C, momentum=s.momentum,
-                        frames=frames).step(1)
-            coherence = img.history[0] if has_phase else None
-            runs.append(img)
-            if s.method == "fgla":
-                img.step(max(s.n_iter - 1, 0))
-                label = "fgla"
-            elif coherence < s.clean_db:
-                label = "image"
-            elif coherence >= s.pghi_db:         # no usable phase: PGHI alone
-                runs = [_pghi_start(engine, Mt, M, X_img, C, s, frames, params)]
-                label = "fgla (pghi start)"
-                _iterate(runs[0], s, auto=True)
-            else:
-                label = "fgla (image start)"
-                if coherence >= s.race_db:
-                    runs.append(_pghi_start(engine, Mt, M, X_img, C, s, frames, params))
-                    for r in runs:
-                        r.step(max(min(s.race_iter, s.n_iter) - r.iterations, 0))
-                    runs.sort(key=lambda r: _predict(r, s.n_iter))
-                    if runs[0] is not img:
-                        label = "fgla (pghi start)"
-                _iterate(runs[0], s, auto=True)
-        else:                                    # "pghi", or "auto" on a grey image
-            run = _pghi_start(engine, Mt, M, X_img, C, s, frames, params)
-            runs.append(run)
-            _iterate(run, s, auto=s.method == "auto")
-            label = "pghi" if s.method == "pghi" else "fgla (pghi start)"
-        best = min(runs, key=lambda r: r.best_sc)
-        if label == "image":
-            out, sc = cur, best.history[0]
-        else:
-            out, sc = engine.numpy(best.best)[C:C + F], best.best_sc
+        block = _make_block(engine, ctx, S, has_phase, nxt, s)
+        runs, label, coherence = _run_phase(engine, block, s, params, index)
+        out, sc = _pick_result(engine, block, runs, label)
         ctx = out
         report = TileReport(index, label, coherence, sc, sum(r.iterations for r in runs) if
                             label != "image" else 0, time.perf_counter() - t0)
         yield np.ascontiguousarray(out.T), report
         index += 1
+
+
+def _pass_image(it: Iterator, nxt) -> Iterator[tuple[np.ndarray, TileReport]]:
+    """Yield each tile with its image phase as it is (``method="image"``)."""
+    index = 0
+    while nxt is not None:
+        S, _ = nxt
+        yield S, TileReport(index, "image", None, float("nan"))
+        nxt, index = next(it, None), index + 1
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One tile's block of frames: the previous tile's context, the tile, the lookahead.
+
+    ``cur`` is the tile (frames-major), ``X_img`` the block's image STFT (grey
+    parts given zero phase), ``M`` its magnitude and ``Mt`` that on the engine,
+    ``C`` the context frames held fixed and ``frames`` the tile's frames.
+    """
+
+    cur: np.ndarray
+    X_img: np.ndarray
+    M: np.ndarray
+    Mt: object
+    C: int
+    frames: slice
+    has_phase: bool
+
+
+def _make_block(engine, ctx, S: np.ndarray, has_phase: bool, nxt,
+                s: PhaseSettings) -> _Block:
+    """Join the context, the tile and the next tile's first frames into one block."""
+    cur = _frames_major(S)
+    F = len(cur)
+    look = _frames_major(nxt[0][:, :s.lookahead]) if nxt is not None else cur[:0]
+    look_has_phase = nxt[1] if nxt is not None else True
+    C = 0 if ctx is None else min(len(ctx), s.context)
+    parts = ([ctx[-C:]] if C else []) + [cur, look]
+    X_img = np.concatenate(parts, axis=0)
+    M = np.abs(X_img)
+    if not has_phase or not look_has_phase:
+        X_img = X_img.copy()
+        if not has_phase:
+            X_img[C:C + F] = M[C:C + F]
+        if not look_has_phase:
+            X_img[C + F:] = M[C + F:]
+    return _Block(cur, X_img, M, engine.asarray(M), C, slice(C, C + F), has_phase)
+
+
+def _new_run(engine, b: _Block, X0: np.ndarray, s: PhaseSettings) -> _FGLA:
+    """A fast Griffin-Lim run on block ``b`` started from ``X0``, its context held fixed."""
+    return _FGLA(engine, b.Mt, engine.asarray(X0, True), n_fixed=b.C, momentum=s.momentum,
+                 frames=b.frames)
+
+
+def _run_phase(engine, b: _Block, s: PhaseSettings, params: CodecParams,
+               index: int) -> tuple[list[_FGLA], str, float | None]:
+    """Run the method of ``s`` on one block: its runs, the label to report, the coherence."""
+    if s.method == "griffinlim":
+        X0 = b.X_img.copy()
+        rng = np.random.default_rng([s.seed, index])
+        X0[b.C:] = b.M[b.C:] * np.exp(2j * np.pi * rng.random(X0[b.C:].shape))
+        return [_new_run(engine, b, X0, s).step(s.n_iter)], s.method, None
+    if s.method == "fgla" or (s.method == "auto" and b.has_phase):
+        return _image_start(engine, b, s, params)
+    run = _pghi_start(engine, b, s, params)      # "pghi", or "auto" on a grey image
+    _iterate(run, s, auto=s.method == "auto")
+    return [run], ("pghi" if s.method == "pghi" else "fgla (pghi start)"), None
+
+
+def _image_start(engine, b: _Block, s: PhaseSettings,
+                 params: CodecParams) -> tuple[list[_FGLA], str, float | None]:
+    """``fgla``, or ``auto`` with an image phase: score it, then keep, refine or race it."""
+    img = _new_run(engine, b, b.X_img, s).step(1)
+    coherence = img.history[0] if b.has_phase else None
+    runs = [img]
+    if s.method == "fgla":
+        img.step(max(s.n_iter - 1, 0))
+        return runs, "fgla", coherence
+    if coherence < s.clean_db:
+        return runs, "image", coherence
+    if coherence >= s.pghi_db:                   # no usable phase: PGHI alone
+        runs = [_pghi_start(engine, b, s, params)]
+        _iterate(runs[0], s, auto=True)
+        return runs, "fgla (pghi start)", coherence
+    label = "fgla (image start)"
+    if coherence >= s.race_db:
+        runs.append(_pghi_start(engine, b, s, params))
+        for r in runs:
+            r.step(max(min(s.race_iter, s.n_iter) - r.iterations, 0))
+        runs.sort(key=lambda r: _predict(r, s.n_iter))
+        if runs[0] is not img:
+            label = "fgla (pghi start)"
+    _iterate(runs[0], s, auto=True)
+    return runs, label, coherence
+
+
+def _pick_result(engine, b: _Block, runs: list[_FGLA], label: str) -> tuple[np.ndarray, float]:
+    """The tile's frames (frames-major) of the best run, and their SC."""
+    best = min(runs, key=lambda r: r.best_sc)
+    if label == "image":
+        return b.cur, best.history[0]
+    return engine.numpy(best.best)[b.frames], best.best_sc
 
 
 def _predict(run: _FGLA, n_total: int) -> float:
@@ -442,12 +486,13 @@ def _iterate(run: _FGLA, s: PhaseSettings, *, auto: bool):
             break
 
 
-def _pghi_start(engine, Mt, M, X_img, C, s: PhaseSettings, frames, params) -> _FGLA:
-    known = np.angle(X_img[:C]) if C else None
-    ph = pghi(M, n_fft=params.n_fft, hop_length=params.hop_length, known=known, n_known=C,
+def _pghi_start(engine, b: _Block, s: PhaseSettings, params: CodecParams) -> _FGLA:
+    """A run on block ``b`` started from PGHI's phase (its context's phase kept), one step in."""
+    C = b.C
+    known = np.angle(b.X_img[:C]) if C else None
+    ph = pghi(b.M, n_fft=params.n_fft, hop_length=params.hop_length, known=known, n_known=C,
               floor_db=s.pghi_floor_db)
-    X0 = (M * np.exp(1j * ph)).astype(np.complex64)
+    X0 = (b.M * np.exp(1j * ph)).astype(np.complex64)
     if C:
-        X0[:C] = X_img[:C]
-    return _FGLA(engine, Mt, engine.asarray(X0, True), n_fixed=C, momentum=s.momentum,
-                 frames=frames).step(1)
+        X0[:C] = b.X_img[:C]
+    return _new_run(engine, b, X0, s).step(1)

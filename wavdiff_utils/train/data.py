@@ -431,9 +431,8 @@ def shard_tiles(source: TileSource, split: str, *, planes: str = "all", crop: in
     from torch.utils.data import IterableDataset
 
     reader = ShardReader(source.root, split=split, shuffle=not fixed, seed=seed)
-    starts, at = {}, 0                     # each shard's first index in the split
-    for p in reader.paths:
-        starts[p.name], at = at, at + reader.counts[p.name]
+    stream = _ShardStream(source.root, reader, _shard_starts(reader), planes, crop, seed,
+                          fixed, limit, shuffle_buffer)
 
     class ShardTiles(IterableDataset):
         def __init__(self):
@@ -443,61 +442,102 @@ def shard_tiles(source: TileSource, split: str, *, planes: str = "all", crop: in
             self.epoch = int(epoch)
             reader.set_epoch(epoch)
 
-        def _share(self):
-            """This reader's paths, ``keep(i)`` (``i`` counts their samples) or None, and
-            ``(i, index)`` of each path's first sample."""
-            if fixed:
-                paths, keep = [p for p in reader.paths if starts[p.name] < (limit or reader.n)], None
-            else:
-                paths, keep = reader._share()
-            firsts, at = [], 0
-            for p in paths:
-                firsts.append((at, starts[p.name]))
-                at += reader.counts[p.name]
-            return paths, keep, firsts
-
-        def _samples(self):
-            from bisect import bisect_right
-
-            paths, keep, firsts = self._share()
-            heads = [f[0] for f in firsts]
-            last = [0]
-
-            def wanted(i: int) -> bool:
-                first, base = firsts[bisect_right(heads, i) - 1]
-                last[0] = base + i - first
-                return (not limit or last[0] < limit) and (keep is None or keep(i))
-
-            shape = None
-            for raw in iter_shard_raw(paths, wanted):
-                sample = decode_sample(raw)
-                px = _check_sample(source.root, sample, shape)
-                shape = px.shape
-                yield last[0], px, str(sample.get("caption") or "")
-
         def __iter__(self):
-            from torch.utils.data import get_worker_info
-
-            info = get_worker_info()
-            rng = np.random.default_rng([seed, self.epoch, info.id if info is not None else 0, 11])
-            buffer = []
-            for k, px, text in self._samples():
-                buffer.append((k, px, text))
-                if not fixed and len(buffer) < shuffle_buffer:
-                    continue
-                yield self._item(*buffer.pop(int(rng.integers(len(buffer))) if not fixed else 0))
-            while buffer:
-                yield self._item(*buffer.pop(int(rng.integers(len(buffer))) if not fixed else 0))
-
-        def _item(self, k, px, text):
-            x = tile_to_model(px, planes)
-            if crop and crop < px.shape[1]:
-                off = crop_offset(px.shape[1], crop, seed=seed, index=k,
-                                  epoch=-1 if fixed else self.epoch)
-                x = x[:, :, off:off + crop].contiguous()
-            return {"pixel_values": x, "text": text, "index": k}
+            yield from _stream_items(stream, self.epoch)
 
     return ShardTiles()
+
+
+@dataclass(frozen=True)
+class _ShardStream:
+    """One split of a shard folder as :func:`shard_tiles` streams it (its arguments)."""
+
+    root: Path
+    reader: ShardReader
+    starts: dict                # each shard's first index in the split
+    planes: str
+    crop: int
+    seed: int
+    fixed: bool
+    limit: int
+    shuffle_buffer: int
+
+
+def _shard_starts(reader: ShardReader) -> dict:
+    """Each shard's first index in the split (shard name -> index)."""
+    starts, at = {}, 0
+    for p in reader.paths:
+        starts[p.name], at = at, at + reader.counts[p.name]
+    return starts
+
+
+def _share_shards(stream: _ShardStream):
+    """This reader's paths, ``keep(i)`` (``i`` counts their samples) or None, and
+    ``(i, index)`` of each path's first sample."""
+    reader, starts = stream.reader, stream.starts
+    if stream.fixed:
+        paths = [p for p in reader.paths if starts[p.name] < (stream.limit or reader.n)]
+        keep = None
+    else:
+        paths, keep = reader._share()
+    firsts, at = [], 0
+    for p in paths:
+        firsts.append((at, starts[p.name]))
+        at += reader.counts[p.name]
+    return paths, keep, firsts
+
+
+def _read_samples(stream: _ShardStream):
+    """Decode and check this reader's samples: ``(index, pixels, caption)`` of each."""
+    from bisect import bisect_right
+
+    paths, keep, firsts = _share_shards(stream)
+    heads = [f[0] for f in firsts]
+    last = [0]
+    limit = stream.limit
+
+    def wanted(i: int) -> bool:
+        first, base = firsts[bisect_right(heads, i) - 1]
+        last[0] = base + i - first
+        return (not limit or last[0] < limit) and (keep is None or keep(i))
+
+    shape = None
+    for raw in iter_shard_raw(paths, wanted):
+        sample = decode_sample(raw)
+        px = _check_sample(stream.root, sample, shape)
+        shape = px.shape
+        yield last[0], px, str(sample.get("caption") or "")
+
+
+def _stream_items(stream: _ShardStream, epoch: int):
+    """The items of epoch ``epoch``, through the shuffle buffer unless ``fixed``."""
+    from torch.utils.data import get_worker_info
+
+    info = get_worker_info()
+    rng = np.random.default_rng([stream.seed, epoch, info.id if info is not None else 0, 11])
+    fixed, buffer = stream.fixed, []
+
+    def pop() -> tuple:
+        return buffer.pop(int(rng.integers(len(buffer))) if not fixed else 0)
+
+    for k, px, text in _read_samples(stream):
+        buffer.append((k, px, text))
+        if not fixed and len(buffer) < stream.shuffle_buffer:
+            continue
+        yield _shard_item(stream, epoch, *pop())
+    while buffer:
+        yield _shard_item(stream, epoch, *pop())
+
+
+def _shard_item(stream: _ShardStream, epoch: int, k: int, px: np.ndarray, text: str) -> dict:
+    """A training item from sample ``k``: model tensor (cropped), caption and index."""
+    x = tile_to_model(px, stream.planes)
+    crop = stream.crop
+    if crop and crop < px.shape[1]:
+        off = crop_offset(px.shape[1], crop, seed=stream.seed, index=k,
+                          epoch=-1 if stream.fixed else epoch)
+        x = x[:, :, off:off + crop].contiguous()
+    return {"pixel_values": x, "text": text, "index": k}
 
 # =========================================================================== the demo dataset
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..codec.params import load_yaml_params
@@ -200,21 +201,84 @@ def _resume_point(config: TrainConfig, out: Path, codec: dict, say) -> tuple[Pat
     return ckpt, notes
 
 
-def _train_locked(config: TrainConfig, source: TileSource, out: Path, width: int, *, progress,
-                  callback, say) -> TrainResult:
+class _Clock:
+    """Training time of this session, counted in laps between checkpoints."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def lap(self) -> float:
+        """Seconds since the last lap (or the start); the next lap starts now."""
+        elapsed = time.perf_counter() - self.start
+        self.start = time.perf_counter()
+        return elapsed
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What a training session works with: accelerator, prepared model and data, saved state."""
+
+    config: TrainConfig
+    out: Path
+    accelerator: object
+    unet: object
+    optimizer: object
+    lr_schedule: object
+    loader: object
+    data: object
+    schedule: object
+    encoder: TextEncoder | None
+    ema: object
+    state: TrainState
+    noise: _NoiseSource
+
+    @property
+    def device(self):
+        """The accelerator's device."""
+        return self.accelerator.device
+
+    def model_out(self, x, t, texts):
+        """The UNet's output for noisy ``x`` at timesteps ``t`` (given ``texts`` if captioned)."""
+        if self.encoder is None:
+            return self.unet(x, t).sample
+        states, mask = self.encoder.encode(texts)
+        return self.unet(x, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample
+
+    def target_of(self, x0, eps, t):
+        """What the UNet learns to predict (``prediction_type``) for ``x0`` noised with ``eps``."""
+        if self.config.prediction_type == "epsilon":
+            return eps
+        return x0 if self.config.prediction_type == "sample" else self.schedule.get_velocity(
+            x0, eps, t)
+
+
+@dataclass(frozen=True)
+class _Checks:
+    """The fixed losses' inputs: timesteps, the probe batch, the validation loader."""
+
+    timesteps: object
+    probe: dict | None
+    val_loader: object
+
+
+def _use_cuda(config: TrainConfig) -> bool:
+    """Whether the run trains on the GPU; raises for ``device='cuda'`` without one."""
     import torch
-    import torch.nn.functional as F
-    from accelerate import Accelerator, skip_first_batches
-    from accelerate.utils import ProjectConfiguration, set_seed
-    from diffusers.optimization import get_scheduler
-    from diffusers.training_utils import EMAModel
-    from tqdm.auto import tqdm
 
     if config.device == "cuda" and not torch.cuda.is_available():
         raise BadParameterError("device='cuda' but torch sees no GPU; use device='auto' or 'cpu'")
-    cuda = config.device != "cpu" and torch.cuda.is_available()
-    precision = _precision(config, cuda)
-    ckpt, notes = _resume_point(config, out, source.params.to_dict(), say)
+    return config.device != "cpu" and torch.cuda.is_available()
+
+
+def _prepare_run(config: TrainConfig, source: TileSource, out: Path, width: int, *,
+                 precision: str, cuda: bool) -> _Run:
+    """Build accelerator, encoder, UNet, optimizer, loader and EMA (this order fixes the RNG)."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
     _fresh_accelerate_state()
     accelerator = Accelerator(mixed_precision=precision, cpu=not cuda,
                               gradient_accumulation_steps=config.grad_accum,
@@ -223,8 +287,8 @@ def _train_locked(config: TrainConfig, source: TileSource, out: Path, width: int
     set_seed(config.seed)
     encoder = None
     if config.conditioning == "caption":
-
-        encoder = TextEncoder(config.text_encoder, device=device, max_tokens=config.max_text_tokens)
+        encoder = TextEncoder(config.text_encoder, device=device,
+                              max_tokens=config.max_text_tokens)
     channels = 1 if config.planes == "magnitude" else 3
     unet = build_unet(config, channels_in=channels, height=source.height, width=width,
                       cross_attention_dim=encoder.dim if encoder is not None else None)
@@ -235,7 +299,8 @@ def _train_locked(config: TrainConfig, source: TileSource, out: Path, width: int
                                 num_warmup_steps=config.lr_warmup_steps,
                                 num_training_steps=config.steps)
     loader, data = make_loader(config, source, width)
-    unet, optimizer, loader, lr_schedule = accelerator.prepare(unet, optimizer, loader, lr_schedule)
+    unet, optimizer, loader, lr_schedule = accelerator.prepare(unet, optimizer, loader,
+                                                               lr_schedule)
     ema = None
     if config.use_ema:
         ema = EMAModel(accelerator.unwrap_model(unet).parameters(), decay=config.ema_decay,
@@ -246,148 +311,204 @@ def _train_locked(config: TrainConfig, source: TileSource, out: Path, width: int
     accelerator.register_for_checkpointing(state, noise)
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
-    if ckpt is not None:
-        accelerator.load_state(str(ckpt))
-        say(f"resumed from {ckpt.name} (step {state.step}, epoch {state.epoch})")
-        for n in notes:
-            say(n)
+    return _Run(config, out, accelerator, unet, optimizer, lr_schedule, loader, data, schedule,
+                encoder, ema, state, noise)
+
+
+def _write_config(config: TrainConfig, source: TileSource, out: Path) -> None:
+    """Write the run's settings and the tiles' codec to ``train_config.json``."""
     with atomic_path(out / CONFIG_NAME) as tmp:
-        tmp.write_text(json.dumps({**config.to_dict(), "codec": source.params.to_dict()}, indent=1),
-                       encoding="utf-8")
+        saved = {**config.to_dict(), "codec": source.params.to_dict()}
+        tmp.write_text(json.dumps(saved, indent=1), encoding="utf-8")
 
-    timesteps = _fixed_timesteps(config)
+
+def _make_checks(config: TrainConfig, source: TileSource, width: int) -> _Checks:
+    """The fixed timesteps, probe batch and validation loader of the fixed losses."""
     probe = probe_batch(config, source, width) if config.probe_every else None
-    val_loader = validation_loader(config, source, width)
-    T = config.train_timesteps
+    return _Checks(_fixed_timesteps(config), probe, validation_loader(config, source, width))
 
-    def model_out(x, t, texts):
-        if encoder is None:
-            return unet(x, t).sample
-        states, mask = encoder.encode(texts)
-        return unet(x, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample
 
-    def target_of(x0, eps, t):
-        if config.prediction_type == "epsilon":
-            return eps
-        return x0 if config.prediction_type == "sample" else schedule.get_velocity(x0, eps, t)
+def _measure(run: _Run, checks: _Checks, batches) -> float:
+    """The fixed loss of the model on ``batches`` (in eval mode, without gradients)."""
+    import torch
 
-    def measure(batches) -> float:
-        unet.eval()
-        try:
-            with torch.no_grad(), accelerator.autocast():
-                value = fixed_loss(model_out, target_of, schedule, batches, timesteps, device,
-                                   seed=config.seed)
-        finally:
-            unet.train()
-        return value
-
-    def evaluate(record: dict) -> None:
-        if probe is not None and (state.step % config.probe_every == 0 or state.step == config.steps):
-            record["probe_loss"] = measure([probe])
-            state.probes.append([state.step, record["probe_loss"]])
-        if val_loader is not None and state.step and (state.step == config.steps or (
-                config.eval_every and state.step % config.eval_every == 0)):
-            value = measure(val_loader)
-            if value == value:               # NaN: a shard folder without validation samples
-                record["val_loss"] = value
-                state.val.append([state.step, value])
-
-    def checkpoint() -> None:
-        final = out / CHECKPOINTS / f"checkpoint-{state.step:06d}"
-        tmp = out / CHECKPOINTS / f".checkpoint-{state.step:06d}.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        state.seconds += time.perf_counter() - session_start[0]
-        session_start[0] = time.perf_counter()
-        accelerator.save_state(str(tmp))
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        state.last_checkpoint = state.step
-        for old in sorted(_checkpoints(out), key=lambda p: int(p.name.split("-")[1]))[
-                :-config.checkpoints_kept]:
-            shutil.rmtree(old, ignore_errors=True)
-
-    start_step = state.step
-    session_start = [time.perf_counter()]
-    unet.train()
-    if state.step == 0 and not state.probes:
-        evaluate({})                         # the untrained model: where the curves start
-    bar = tqdm(total=config.steps, initial=min(state.step, config.steps), desc="train", unit="step",
-               disable=not progress)
-    micro = []
+    run.unet.eval()
     try:
-        while state.step < config.steps:
-            data.use_epoch(state.epoch)
-            epoch_loader = skip_first_batches(loader, state.batch) if state.batch else loader
-            for batch in epoch_loader:
-                x0 = batch["pixel_values"]
-                with accelerator.accumulate(unet):
-                    g = noise.generator
-                    eps = torch.randn(x0.shape, generator=g, device=device, dtype=x0.dtype)
-                    t = torch.randint(0, T, (x0.shape[0],), generator=g, device=device)
-                    texts = batch["text"]
-                    if encoder is not None:
-                        drop = torch.rand(len(texts), generator=g, device=device) < config.caption_dropout
-                        texts = ["" if d else s for d, s in zip(drop.tolist(), texts)]
-                    pred = model_out(schedule.add_noise(x0, eps, t), t, texts)
-                    loss = F.mse_loss(pred.float(), target_of(x0, eps, t).float())
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients:
-                        accelerator.clip_grad_norm_(unet.parameters(), 1.0)
-                    optimizer.step()
-                    lr_schedule.step()
-                    optimizer.zero_grad(set_to_none=True)
-                state.batch += 1
-                micro.append(float(loss.detach()))
-                if not accelerator.sync_gradients:
-                    continue
-                if ema is not None:
-                    ema.step(accelerator.unwrap_model(unet).parameters())
-                state.step += 1
-                record = {"loss": sum(micro) / len(micro), "lr": lr_schedule.get_last_lr()[0]}
-                micro = []
-                state.history.append([state.step, record["loss"], record["lr"]])
-                evaluate(record)
-                if config.checkpoint_every and state.step % config.checkpoint_every == 0:
-                    checkpoint()
-                bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", **(
-                    {"probe": f"{record['probe_loss']:.4f}"} if "probe_loss" in record else {}))
-                if callback is not None:
-                    callback(state.step, record)
-                if state.step >= config.steps:
-                    break
-            else:
-                state.epoch += 1
-                state.batch = 0
-        if state.last_checkpoint != state.step:
-            checkpoint()
+        with torch.no_grad(), run.accelerator.autocast():
+            value = fixed_loss(run.model_out, run.target_of, run.schedule, batches,
+                               checks.timesteps, run.device, seed=run.config.seed)
+    finally:
+        run.unet.train()
+    return value
+
+
+def _evaluate(run: _Run, checks: _Checks, record: dict) -> None:
+    """Add the probe and validation losses due at this step to ``record`` and the state."""
+    state, config = run.state, run.config
+    if checks.probe is not None and (state.step % config.probe_every == 0
+                                     or state.step == config.steps):
+        record["probe_loss"] = _measure(run, checks, [checks.probe])
+        state.probes.append([state.step, record["probe_loss"]])
+    if checks.val_loader is not None and state.step and (state.step == config.steps or (
+            config.eval_every and state.step % config.eval_every == 0)):
+        value = _measure(run, checks, checks.val_loader)
+        if value == value:               # NaN: a shard folder without validation samples
+            record["val_loss"] = value
+            state.val.append([state.step, value])
+
+
+def _save_checkpoint(run: _Run, clock: _Clock) -> None:
+    """Save the state as ``checkpoint-<step>`` (atomically) and drop the oldest checkpoints."""
+    state, out = run.state, run.out
+    final = out / CHECKPOINTS / f"checkpoint-{state.step:06d}"
+    tmp = out / CHECKPOINTS / f".checkpoint-{state.step:06d}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    state.seconds += clock.lap()
+    run.accelerator.save_state(str(tmp))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    state.last_checkpoint = state.step
+    for old in sorted(_checkpoints(out), key=lambda p: int(p.name.split("-")[1]))[
+            :-run.config.checkpoints_kept]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _train_batch(run: _Run, batch: dict) -> float:
+    """Train on one micro-batch (noise, timesteps, caption dropout, backward); its loss."""
+    import torch
+    import torch.nn.functional as F
+
+    config, device, accelerator = run.config, run.device, run.accelerator
+    x0 = batch["pixel_values"]
+    with accelerator.accumulate(run.unet):
+        g = run.noise.generator
+        eps = torch.randn(x0.shape, generator=g, device=device, dtype=x0.dtype)
+        t = torch.randint(0, config.train_timesteps, (x0.shape[0],), generator=g, device=device)
+        texts = batch["text"]
+        if run.encoder is not None:
+            drop = torch.rand(len(texts), generator=g, device=device) < config.caption_dropout
+            texts = ["" if d else s for d, s in zip(drop.tolist(), texts)]
+        pred = run.model_out(run.schedule.add_noise(x0, eps, t), t, texts)
+        loss = F.mse_loss(pred.float(), run.target_of(x0, eps, t).float())
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(run.unet.parameters(), 1.0)
+        run.optimizer.step()
+        run.lr_schedule.step()
+        run.optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
+def _end_step(run: _Run, checks: _Checks, clock: _Clock, micro: list, bar, callback) -> None:
+    """Close an optimizer step: EMA, losses, checkpoint, progress bar and callback."""
+    state, config = run.state, run.config
+    if run.ema is not None:
+        run.ema.step(run.accelerator.unwrap_model(run.unet).parameters())
+    state.step += 1
+    record = {"loss": sum(micro) / len(micro), "lr": run.lr_schedule.get_last_lr()[0]}
+    state.history.append([state.step, record["loss"], record["lr"]])
+    _evaluate(run, checks, record)
+    if config.checkpoint_every and state.step % config.checkpoint_every == 0:
+        _save_checkpoint(run, clock)
+    bar.update(1)
+    bar.set_postfix(loss=f"{record['loss']:.4f}", **(
+        {"probe": f"{record['probe_loss']:.4f}"} if "probe_loss" in record else {}))
+    if callback is not None:
+        callback(state.step, record)
+
+
+def _train_epochs(run: _Run, checks: _Checks, clock: _Clock, bar, callback) -> None:
+    """Train up to ``steps``, epoch by epoch (a resumed epoch skips the batches seen)."""
+    from accelerate import skip_first_batches
+
+    state, config = run.state, run.config
+    micro = []
+    while state.step < config.steps:
+        run.data.use_epoch(state.epoch)
+        epoch_loader = skip_first_batches(run.loader, state.batch) if state.batch else run.loader
+        for batch in epoch_loader:
+            loss = _train_batch(run, batch)
+            state.batch += 1
+            micro.append(loss)
+            if not run.accelerator.sync_gradients:
+                continue
+            _end_step(run, checks, clock, micro, bar, callback)
+            micro = []
+            if state.step >= config.steps:
+                break
+        else:
+            state.epoch += 1
+            state.batch = 0
+    if state.last_checkpoint != state.step:
+        _save_checkpoint(run, clock)
+
+
+def _run_steps(run: _Run, checks: _Checks, clock: _Clock, *, progress, callback, say) -> None:
+    """Train with a progress bar; on Ctrl-C, say which checkpoint a new run resumes from."""
+    from tqdm.auto import tqdm
+
+    state, config = run.state, run.config
+    bar = tqdm(total=config.steps, initial=min(state.step, config.steps), desc="train",
+               unit="step", disable=not progress)
+    try:
+        _train_epochs(run, checks, clock, bar, callback)
     except KeyboardInterrupt:
         bar.close()
-        last = latest_checkpoint(out)
+        last = latest_checkpoint(run.out)
         say(f"interrupted at step {state.step}; " + (
             f"the newest checkpoint is {last.name}: run the same command again to resume from it"
             if last is not None else "no checkpoint was written yet"))
         raise
     bar.close()
-    state.seconds += time.perf_counter() - session_start[0]
-    if val_loader is not None and (not state.val or state.val[-1][0] != state.step):
-        value = measure(val_loader)
+
+
+def _save_weights(run: _Run, checks: _Checks, source: TileSource, width: int):
+    """Measure the last validation loss if due, save the (EMA) model; the unwrapped UNet."""
+    state = run.state
+    if checks.val_loader is not None and (not state.val or state.val[-1][0] != state.step):
+        value = _measure(run, checks, checks.val_loader)
         if value == value:
             state.val.append([state.step, value])
-    base = accelerator.unwrap_model(unet)
-    if ema is not None:
-        ema.store(base.parameters())
-        ema.copy_to(base.parameters())
-    model_dir = save_model(out / "model", base, schedule, config=config, params=source.params,
-                           train_size=(source.height, width), steps=state.step, ema=ema is not None)
-    if ema is not None:
-        ema.restore(base.parameters())
-    result = TrainResult(out, model_dir, config, source, state, start_step=start_step,
+    base = run.accelerator.unwrap_model(run.unet)
+    if run.ema is not None:
+        run.ema.store(base.parameters())
+        run.ema.copy_to(base.parameters())
+    model_dir = save_model(run.out / "model", base, run.schedule, config=run.config,
+                           params=source.params, train_size=(source.height, width),
+                           steps=state.step, ema=run.ema is not None)
+    if run.ema is not None:
+        run.ema.restore(base.parameters())
+    return base, model_dir
+
+
+def _train_locked(config: TrainConfig, source: TileSource, out: Path, width: int, *, progress,
+                  callback, say) -> TrainResult:
+    """Train with ``out`` locked: set up, resume, take the steps, save the model and losses."""
+    cuda = _use_cuda(config)
+    precision = _precision(config, cuda)
+    ckpt, notes = _resume_point(config, out, source.params.to_dict(), say)
+    run = _prepare_run(config, source, out, width, precision=precision, cuda=cuda)
+    if ckpt is not None:
+        run.accelerator.load_state(str(ckpt))
+        say(f"resumed from {ckpt.name} (step {run.state.step}, epoch {run.state.epoch})")
+        for n in notes:
+            say(n)
+    _write_config(config, source, out)
+    checks = _make_checks(config, source, width)
+    start_step = run.state.step
+    clock = _Clock()
+    run.unet.train()
+    if run.state.step == 0 and not run.state.probes:
+        _evaluate(run, checks, {})           # the untrained model: where the curves start
+    _run_steps(run, checks, clock, progress=progress, callback=callback, say=say)
+    run.state.seconds += clock.lap()
+    base, model_dir = _save_weights(run, checks, source, width)
+    result = TrainResult(out, model_dir, config, source, run.state, start_step=start_step,
                          resumed_from=ckpt.name if ckpt is not None else None, notes=notes,
-                         device=str(device), precision=precision,
+                         device=str(run.device), precision=precision,
                          parameters=sum(p.numel() for p in base.parameters()))
     write_losses(result)
-    accelerator.end_training()
+    run.accelerator.end_training()
     return result
 
 
@@ -452,14 +573,15 @@ def _settings(file, pairs) -> dict:
         try:
             values = load_yaml_params(file)
         except yaml.YAMLError as exc:
-            raise ValueError(f"{file}: not valid YAML ({one_line(exc)})") from None
+            raise BadParameterError(f"{file}: not valid YAML ({one_line(exc)})") from None
         check_setting_names(values, where=str(file))
         values = {k: _number(k, v) for k, v in values.items()}
     for name, text in pairs:
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ValueError(f"--set {name} {text!r}: not a YAML value ({one_line(exc)})") from None
+            raise BadParameterError(f"--set {name} {text!r}: not a YAML value "
+                                    f"({one_line(exc)})") from None
         check_setting_names([name], where="--set")
         values[name] = _number(name, value)
     return values

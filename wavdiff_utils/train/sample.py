@@ -106,30 +106,19 @@ def sample_tiles(model, output, *, n: int = 2, steps: int = 50, guidance_scale: 
 
     require_training()
     import torch
-    from diffusers import DDIMScheduler
     from tqdm.auto import tqdm
 
     if int(n) < 1 or int(steps) < 1 or int(batch_size) < 1:
-        raise BadParameterError(f"n, steps and batch_size must be >= 1, got {n}, {steps}, {batch_size}")
+        raise BadParameterError(f"n, steps and batch_size must be >= 1, got {n}, {steps}, "
+                                f"{batch_size}")
     dev = pick_device(device)
     if not isinstance(model, TrainedModel):
         model = load_model(model, device=dev)
     unet = model.unet.to(dev)
     p = model.params
-    down = 2 ** (len(unet.config.block_out_channels) - 1)
-    if p.size % down:
-        raise BadParameterError(f"tile size {p.size} is not a multiple of {down}, which the UNet's "
-                                f"resolutions need")
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    prompts = list(prompts or [])
-    texts = [prompts[k % len(prompts)] if prompts else "" for k in range(int(n))]
-    encoder = None
-    if model.conditioning == "caption":
-
-        encoder = TextEncoder(model.text_encoder, device=dev, max_tokens=model.max_text_tokens)
-    scheduler = DDIMScheduler.from_config(model.scheduler_config)
-    scheduler.set_timesteps(int(steps))
+    _check_resolutions(unet, p.size)
+    texts = _cycle_prompts(prompts, int(n))
+    sampler = _make_sampler(model, unet, dev, steps=int(steps), guidance_scale=guidance_scale)
     gen = torch.Generator().manual_seed(int(seed))
     noise = torch.randn(int(n), model.channels, p.size, p.size, generator=gen)
     t0 = time.perf_counter()
@@ -138,34 +127,83 @@ def sample_tiles(model, output, *, n: int = 2, steps: int = 50, guidance_scale: 
     try:
         for start in range(0, int(n), int(batch_size)):
             x = noise[start:start + int(batch_size)].to(dev)
-            batch_texts = texts[start:start + len(x)]
-            cond = None
-            if encoder is not None:
-                states, mask = encoder.encode(batch_texts)
-                null_s, null_m = encoder.null(len(x))
-                cond = (torch.cat([null_s, states]), torch.cat([null_m, mask]))
-            for t in scheduler.timesteps:
-                with torch.no_grad():
-                    if cond is None:
-                        pred = unet(x, t).sample
-                    else:
-                        both = unet(torch.cat([x, x]), t, encoder_hidden_states=cond[0],
-                                    encoder_attention_mask=cond[1]).sample
-                        uncond, conditioned = both.chunk(2)
-                        pred = uncond + float(guidance_scale) * (conditioned - uncond)
-                x = scheduler.step(pred, t, x).prev_sample
-                bar.update(len(x))
-            done.append(x.clamp(-1, 1).float().cpu())
+            done.append(_denoise(sampler, x, texts[start:start + len(x)], bar))
     finally:
         bar.close()
     tiles = model_to_tile(torch.cat(done), model.planes)
-    folder = Path(output)
+    paths = _write_samples(tiles, texts, Path(output), song=song, params=p)
+    return SampleResult(Path(output), paths, p, texts, int(steps), float(guidance_scale),
+                        time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class _Sampler:
+    """What the denoising needs: the UNet on its device, the text encoder, the DDIM schedule."""
+
+    unet: object
+    encoder: TextEncoder | None
+    scheduler: object
+    guidance_scale: float
+
+
+def _check_resolutions(unet, size: int) -> None:
+    """Raise when the tile size is not a multiple of the UNet's downsampling."""
+    down = 2 ** (len(unet.config.block_out_channels) - 1)
+    if size % down:
+        raise BadParameterError(f"tile size {size} is not a multiple of {down}, which the UNet's "
+                                f"resolutions need")
+
+
+def _cycle_prompts(prompts, n: int) -> list:
+    """The caption of each of ``n`` samples: ``prompts`` cycled (empty captions without any)."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    prompts = list(prompts or [])
+    return [prompts[k % len(prompts)] if prompts else "" for k in range(n)]
+
+
+def _make_sampler(model: TrainedModel, unet, dev, *, steps: int, guidance_scale) -> _Sampler:
+    """Load the text encoder of a captioned model and set the DDIM schedule to ``steps``."""
+    from diffusers import DDIMScheduler
+
+    encoder = None
+    if model.conditioning == "caption":
+        encoder = TextEncoder(model.text_encoder, device=dev, max_tokens=model.max_text_tokens)
+    scheduler = DDIMScheduler.from_config(model.scheduler_config)
+    scheduler.set_timesteps(steps)
+    return _Sampler(unet, encoder, scheduler, float(guidance_scale))
+
+
+def _denoise(sampler: _Sampler, x, texts: list, bar):
+    """Run the DDIM steps from noise ``x`` (guided by ``texts``); the clamped tiles on the CPU."""
+    import torch
+
+    cond = None
+    if sampler.encoder is not None:
+        states, mask = sampler.encoder.encode(texts)
+        null_s, null_m = sampler.encoder.null(len(x))
+        cond = (torch.cat([null_s, states]), torch.cat([null_m, mask]))
+    for t in sampler.scheduler.timesteps:
+        with torch.no_grad():
+            if cond is None:
+                pred = sampler.unet(x, t).sample
+            else:
+                both = sampler.unet(torch.cat([x, x]), t, encoder_hidden_states=cond[0],
+                                    encoder_attention_mask=cond[1]).sample
+                uncond, conditioned = both.chunk(2)
+                pred = uncond + sampler.guidance_scale * (conditioned - uncond)
+        x = sampler.scheduler.step(pred, t, x).prev_sample
+        bar.update(len(x))
+    return x.clamp(-1, 1).float().cpu()
+
+
+def _write_samples(tiles, texts: list, folder: Path, *, song: str, params: CodecParams) -> list:
+    """Replace earlier ``<song>_*`` files in ``folder`` with the tiles and their prompts."""
     folder.mkdir(parents=True, exist_ok=True)
     for old in list(folder.glob(f"{song}_*.png")) + list(folder.glob(f"{song}_*.txt")):
         old.unlink()
-    paths = write_tensor_tiles(tiles, folder, song=song, params=p)
+    paths = write_tensor_tiles(tiles, folder, song=song, params=params)
     for path, text in zip(paths, texts):
         if text:
             path.with_suffix(".txt").write_text(text + "\n", encoding="utf-8")
-    return SampleResult(folder, paths, p, texts, int(steps), float(guidance_scale),
-                        time.perf_counter() - t0)
+    return paths
