@@ -40,6 +40,7 @@ _EXPORTS = {
     "phase.reconstruct": ["PhaseSettings", "reconstruct_tiles", "pghi", "spectral_convergence",
                           "signal_sc"],
     "jobs.pipeline": ["run_pipeline"],
+    "jobs.settings": ["PipelineSettings"],
     "jobs.ray_engine": ["ray_session", "RayUnavailableError", "RayConnectError"],
     "jobs.shard_writer": ["write_shards"],
     "dataset.shards": ["iter_shard_samples", "read_shard_index"],
@@ -59,7 +60,7 @@ _EXPORTS = {
     "errors": ["WavdiffError", "BadAudioError", "BadTileError", "WeightsMissingError",
                "MissingInputError", "BadParameterError", "OutputConflictError",
                "UnreadableAudioError", "NonFiniteAudioError", "OutputLockedError",
-               "UnwritableOutputError"],
+               "UnwritableOutputError", "OutputIsAFileError"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

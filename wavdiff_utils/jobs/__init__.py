@@ -4,12 +4,13 @@ Names load on first use (``lazy_loader``)."""
 import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(__name__, submod_attrs={
-    "decode": ["DecodeResult", "DecodeBatch", "DecodeJob", "plan_decode", "decode_song", "decode_batch", "summary_markdown", "IMAGE_EXTENSIONS", "JOIN_MODES", "PEAK_MODES", "find_images"],
+    "decode": ["DecodeResult", "DecodeBatch", "DecodeJob", "plan_decode", "decode_song", "decode_batch", "summary_markdown", "IMAGE_EXTENSIONS", "JOIN_MODES", "PEAK_MODES", "MISSING_MODES", "find_images", "DecodeOptions"],
     "encode": ["encode_song", "encode_one", "encode_batch", "OutputExistsError", "capped_workers", "check_complete", "source_state", "verify"],
-    "pipeline": ["CAPTIONERS", "REPORT_NOTEBOOK", "run_pipeline", "encode_songs", "default_workers", "check_workers", "ensure_dataset"],
+    "pipeline": ["REPORT_NOTEBOOK", "run_pipeline", "encode_songs", "default_workers", "check_workers", "ensure_dataset"],
     "pipeline_result": ["PipelineResult", "write_summary"],
     "ray_captions": ["caption_actor_count", "run_captions", "caption_on_ray"],
     "ray_engine": ["ENGINES", "TASK_RETRIES", "OBJECT_STORE_BYTES", "RayUnavailableError", "RayConnectError", "RaySession", "ray_session", "run_encode", "run_shard_tasks", "check_engine"],
+    "settings": ["PipelineSettings", "CAPTIONERS", "CODEC_OPTIONS"],
     "shard_writer": ["ShardIndex", "ShardWriteError", "write_shards", "write_shard"],
     "workers": ["init_worker", "make_pool", "stop_pool", "silence_library_warnings", "die_with_parent", "native_stderr_silenced"],
 })

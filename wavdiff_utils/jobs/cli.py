@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -21,21 +22,19 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from ..codec.params import CodecParams, load_yaml_params
-from ..dataset.shards import parse_shard_size
+from ..codec.params import load_yaml_params
 from ..errors import BadParameterError, WavdiffError, one_line
 from ..paths import resolve
-from .pipeline import CAPTIONERS, run_pipeline
-from .ray_engine import ENGINES, RAY_EXTRA, RayUnavailableError
+from .pipeline import run_pipeline
+from .settings import CODEC_OPTIONS, PipelineSettings
+from .ray_engine import RAY_EXTRA, RayUnavailableError
 from .workers import native_stderr_silenced, silence_library_warnings
 
 #: Options a ``-f`` YAML file may set (the same names as the long options, with underscores).
-OPTIONS = ("input", "output", "artist", "title", "captioner", "model", "device", "workers",
-           "layout", "size", "sample_rate", "db_min", "db_max", "overwrite", "report",
-           "report_dir", "png_compression", "engine", "ray_address", "caption_actors", "shards",
-           "shard_size")
+OPTIONS = ("input", "output") + PipelineSettings.names()
 DEFAULT_OUTPUT = "outputs/dataset"
 EXAMPLE = "python -m wavdiff_utils --input song.mp3 --output outputs/dataset"
+_CODEC_TYPES = {"size": int, "sample_rate": int, "db_min": float, "db_max": float}
 
 
 class UsageError(BadParameterError):
@@ -49,6 +48,8 @@ def _png_level(text: str):
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The options: input and output, then every :class:`PipelineSettings` field (its help text
+    and how the command line spells it come from the field)."""
     ap = argparse.ArgumentParser(
         prog="python -m wavdiff_utils",
         description="Turn a song or a folder of songs into a training-ready dataset: 16-bit RGB "
@@ -63,78 +64,40 @@ def _parser() -> argparse.ArgumentParser:
                                           "to this folder, else to the repository)")
     ap.add_argument("-o", "--output", help=f"dataset folder (created, relative to this folder), "
                                            f"e.g. {DEFAULT_OUTPUT}")
-    ap.add_argument("--artist", help="caption prefix for every song; empty = from the file tags")
-    ap.add_argument("--title", help="caption prefix for every song; empty = from the file tags")
-    ap.add_argument("--captioner", help="muq (tags, default), qwen (prose), metadata (file tags "
-                                        "and tempo, no weights; also what stands in when the "
-                                        "model weights are missing) or none")
-    ap.add_argument("--model", help="captioning model: local folder or hub id "
-                                    "(default: the captioner's own; $WAVDIFF_MUQ_MODEL / "
-                                    "$WAVDIFF_QWEN_MODEL replace it)")
-    ap.add_argument("--device", help="captioner device: auto (default), cpu, cuda[:N], mps")
-    ap.add_argument("--workers", type=int, help="encode worker processes (0 = one per CPU, "
-                                                "at most 8; default 0); more than the CPU "
-                                                "cores is capped, with a note. With --engine "
-                                                "ray and no --ray-address: the CPUs of the "
-                                                "embedded Ray (same rule), which gets twice "
-                                                "that many songs in flight (one running per "
-                                                "CPU, one queued). With --ray-address: the songs "
-                                                "in flight on the cluster (Ray runs at most one "
-                                                "per CPU; 0 = twice the cluster's CPUs)")
-    ap.add_argument("--layout", help="tile layout: exact (default, lossless) or seed")
-    ap.add_argument("--size", type=int, help="tile edge in pixels (default 1024)")
-    ap.add_argument("--sample-rate", dest="sample_rate", type=int, help="codec sample rate in Hz "
-                                                                        "(default 44100)")
-    ap.add_argument("--db-min", dest="db_min", type=float, help="dB stored as pixel 0 (default -110)")
-    ap.add_argument("--db-max", dest="db_max", type=float, help="dB stored as pixel 65535 (default 10)")
-    ap.add_argument("--png-compression", dest="png_compression", type=_png_level,
-                    help="zlib level 0-9 of the tiles (default 0, fastest), or 'small' "
-                         "(21%% smaller files, about 4x the PNG time)")
-    ap.add_argument("--engine", help="local (default: worker processes here) or ray (one Ray "
-                                      "task per song, captioner actors; pip install -e '.[ray]')")
-    ap.add_argument("--ray-address", dest="ray_address",
-                    help="with --engine ray: 'auto' or host:port or ray://host:10001 joins that "
-                         "cluster (every node must see --input and --output at the same paths); "
-                         "default: an embedded Ray started here and shut down at the end")
-    ap.add_argument("--caption-actors", dest="caption_actors", type=int,
-                    help="with --engine ray: captioner actors (0 = one per GPU if the cluster "
-                         "has GPUs, else one per CPU for metadata and one for a model)")
-    ap.add_argument("--shards", nargs="?", const=True, default=None, metavar="DIR",
-                    help="also write WebDataset tar shards (16-bit PNG bytes, metadata JSON, "
-                         "captions) and shards.json into DIR (default <output>/shards)")
-    ap.add_argument("--shard-size", dest="shard_size",
-                    help="shard limit: a size with a unit (default 1GB; 500MB) or a number "
-                         "of samples (2000)")
-    ap.add_argument("--overwrite", action="store_true", default=None,
-                    help="re-encode songs finished with other codec parameters")
-    ap.add_argument("--no-report", dest="report", action="store_false", default=None,
-                    help="skip the HTML report")
-    ap.add_argument("--report-dir", dest="report_dir", help="report folder (default <output>/report)")
+    for f in dataclasses.fields(PipelineSettings):
+        if f.name == "params":
+            for name, text in CODEC_OPTIONS.items():
+                ap.add_argument(_flag(name), dest=name, type=_CODEC_TYPES.get(name), help=text)
+            continue
+        cli = dict(f.metadata["cli"])
+        flags = [cli.pop("flag", _flag(f.name))] + ([cli.pop("long")] if "long" in cli else [])
+        if cli.get("type") == "png_level":
+            cli["type"] = _png_level
+        if cli.get("action") in ("store_true", "store_false"):
+            cli["default"] = None
+        ap.add_argument(*flags, dest=f.name, help=f.metadata["help"], **cli)
     ap.add_argument("--interactive", action="store_true",
                     help="ask for input, output, artist and title (not given as options) even "
                          "when stdin is not a terminal")
-    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return ap
 
 
-def _settings(args) -> dict:
-    """Option values: defaults < YAML files (in order) < command line."""
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
-    values = {"artist": "", "title": "", "captioner": "muq", "model": None, "device": "auto",
-              "workers": 0, "layout": "exact", "size": 1024, "sample_rate": 44100,
-              "db_min": -110.0, "db_max": 10.0, "overwrite": False, "report": True,
-              "report_dir": None, "png_compression": 0, "input": None, "output": None,
-              "engine": "local", "ray_address": None, "caption_actors": 0, "shards": False,
-              "shard_size": "1GB"}
+
+def _settings(args) -> dict:
+    """Option values given: YAML files (in order) < command line; the rest are the defaults."""
+    values: dict = {}
     for f in args.file:
         try:
             data = load_yaml_params(f)
         except (OSError, ValueError) as exc:
             raise UsageError(str(exc)) from None
-        unknown = sorted(set(data) - set(OPTIONS))
-        if unknown:
-            raise UsageError(f"{f}: unknown option(s) {', '.join(map(repr, unknown))}; known: "
-                             f"{', '.join(OPTIONS)}")
+        try:
+            PipelineSettings.check_names(data, source=str(f), allowed=("input", "output"))
+        except BadParameterError as exc:
+            raise UsageError(str(exc)) from None
         values.update(data)
     for k in OPTIONS:
         v = getattr(args, k, None)
@@ -203,7 +166,7 @@ def main(argv=None) -> int:
             raise UsageError(f"no --{' or --'.join(missing)} given and {why}. Run e.g. "
                              f"`{EXAMPLE}`, use -f params/pipeline.yaml, or add --interactive "
                              f"to answer the prompts from stdin")
-        params, run = _checked(values)
+        inp, out, settings = _checked(values)
     except UsageError as exc:
         ap.print_usage(sys.stderr)
         print(f"error: {one_line(exc)}", file=sys.stderr)
@@ -217,7 +180,8 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _terminate)      # SIGTERM ends the run as Ctrl-C does
     try:
         with native_stderr_silenced():
-            result = run_pipeline(params=params, progress=not args.quiet, **run)
+            result = run_pipeline(inp, out, settings,
+                                  log=lambda line: print(line, file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         print("\ninterrupted: finished songs and tiles are kept; run the same command again to "
               "resume", file=sys.stderr)
@@ -249,73 +213,40 @@ def _here(path) -> Path:
 
 
 def _checked(values: dict):
-    """CodecParams and run_pipeline's keyword arguments, every value checked."""
-
-    cap = str(values["captioner"]).strip().lower()
-    if cap not in CAPTIONERS:
-        raise UsageError(f"--captioner must be one of {', '.join(CAPTIONERS)}, got "
-                         f"{values['captioner']!r}")
-    v = values["workers"]
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise UsageError(f"--workers must be a whole number >= 0, got {v!r}")
-    pc = values["png_compression"]
-    if pc != "small" and (isinstance(pc, bool) or not isinstance(pc, int) or not 0 <= pc <= 9):
-        raise UsageError(f"--png-compression must be 0-9 or 'small', got {pc!r}")
-    try:
-        params = CodecParams(sample_rate=values["sample_rate"], layout=values["layout"],
-                             size=values["size"], db_min=values["db_min"], db_max=values["db_max"])
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"codec option: {exc}") from None
+    """The input, the output and the :class:`PipelineSettings`, every value checked; a bad one
+    is a :class:`UsageError` naming its option as the command line spells it."""
     inp = resolve(str(values["input"]))
     if not inp.exists():
         raise UsageError(f"--input {str(values['input'])!r} does not exist (looked for {inp})")
     out = _here(values["output"])          # outputs: from the launch folder, never the repository
     if out.exists() and not out.is_dir():
         raise UsageError(f"--output {str(values['output'])!r} is a file; give a folder")
-    engine, shards, shard_size = _checked_scale(values)
-    model = values["model"]
-    run = dict(input=inp, output=out, captioner=cap, artist=str(values["artist"] or ""),
-               title=str(values["title"] or ""), workers=values["workers"],
-               model=str(model) if model else None, device=str(values["device"] or "auto"),
-               overwrite=bool(values["overwrite"]), report=bool(values["report"]),
-               report_dir=_here(values["report_dir"]) if values["report_dir"] else None,
-               png_compression=values["png_compression"], engine=engine,
-               ray_address=str(values["ray_address"]) if values["ray_address"] else None,
-               caption_actors=values["caption_actors"], shards=shards, shard_size=shard_size,
-               log=lambda line: print(line, file=sys.stderr, flush=True))
-    return params, run
+    given = {k: v for k, v in values.items() if k not in ("input", "output")}
+    for key in ("report_dir", "shards"):
+        if given.get(key) not in (None, "", True, False):
+            given[key] = _here(given[key])
+    try:
+        settings = PipelineSettings.from_mapping(given)
+    except BadParameterError as exc:
+        raise UsageError(_as_option(str(exc))) from None
+    _check_extras(settings)
+    return inp, out, settings
 
 
-def _checked_scale(values: dict):
-    """``--engine``, ``--ray-address``, ``--caption-actors``, ``--shards`` and ``--shard-size``
-    checked (the extras they need included): ``(engine, shards, shard_size)``."""
+def _as_option(message: str) -> str:
+    """A settings message with its leading field name spelt as the command-line option."""
+    name = message.split(" ", 1)[0].rstrip(":")
+    if name in PipelineSettings.names():
+        return _flag(name) + message[len(name):]
+    return f"codec option: {message}" if message.split(" ", 1)[0] in CODEC_OPTIONS else message
+
+
+def _check_extras(settings: PipelineSettings) -> None:
+    """The packages ``--engine ray`` and ``--shards`` need are installed (one line if not)."""
     import importlib.util
 
-    engine = str(values["engine"] or "local").strip().lower()
-    if engine not in ENGINES:
-        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {values['engine']!r}")
-    if values["ray_address"] and engine != "ray":
-        raise UsageError(f"--ray-address {values['ray_address']} is for --engine ray; add "
-                         f"--engine ray")
-    if engine == "ray" and importlib.util.find_spec("ray") is None:   # one line, no usage
+    if settings.engine == "ray" and importlib.util.find_spec("ray") is None:
         raise RayUnavailableError(f"--engine ray needs Ray, which is not installed: {RAY_EXTRA}")
-    n = values["caption_actors"]
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise UsageError(f"--caption-actors must be a whole number >= 0, got {n!r}")
-    shards = values["shards"]
-    if shards in (None, False, "", "false", "no"):
-        shards = None
-    elif shards is not True:
-        shards = _here(shards)
-    if shards is not None:
-        if importlib.util.find_spec("webdataset") is None:
-            raise RayUnavailableError(f"--shards needs webdataset, which is not installed: "
-                                      f"{RAY_EXTRA}")     # one line, no usage
-        try:
-            parse_shard_size(values["shard_size"])
-        except ValueError as exc:
-            raise UsageError(f"--shard-size: {exc}") from None
-    return engine, shards, values["shard_size"]
-
-if __name__ == "__main__":
-    sys.exit(main())
+    if settings.shards is not None and importlib.util.find_spec("webdataset") is None:
+        raise RayUnavailableError(f"--shards needs webdataset, which is not installed: "
+                                  f"{RAY_EXTRA}")

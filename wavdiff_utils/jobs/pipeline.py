@@ -41,9 +41,8 @@ from ..codec.params import CodecParams
 from ..codec.threads import usable_cores
 from ..codec.tiling import n_tiles_for
 from ..dataset.export import METADATA_NAME, export_dataset
-from ..dataset.shards import parse_shard_size
-from ..errors import (BadParameterError, MissingInputError, WavdiffError, WeightsMissingError,
-                      first_line)
+from ..errors import (BadParameterError, MissingInputError, OutputIsAFileError, WavdiffError,
+                      WeightsMissingError, first_line)
 from ..io.audio import audio_info, find_audio_files
 from ..io.locking import output_lock
 from ..paths import REPO_ROOT, remove_temporaries, resolve, song_ids
@@ -51,16 +50,15 @@ from ..results import BatchResult, SUMMARY_NAME
 from ..views.report import run_notebook
 from .encode import capped_workers, encode_one, verify
 from .pipeline_result import PipelineResult, write_summary
+from .settings import PipelineSettings
 from .ray_captions import caption_on_ray
 from .ray_engine import check_engine, ray_session, run_encode
 from .shard_writer import write_shards
 from .workers import make_pool, stop_pool
 
-__all__ = ["CAPTIONERS", "REPORT_NOTEBOOK", "run_pipeline", "encode_songs", "default_workers", "check_workers",
+__all__ = ["REPORT_NOTEBOOK", "run_pipeline", "encode_songs", "default_workers", "check_workers",
            "ensure_dataset"]
 
-#: Captioner choices: MuQ-MuLan tags, Qwen2-Audio prose, file tags and tempo, or no captions.
-CAPTIONERS = ("muq", "qwen", "metadata", "none")
 #: The per-batch report notebook.
 REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "06_batch_report.ipynb"
 #: Name of the report files in the report folder.
@@ -189,6 +187,7 @@ def _ray_limit(session, workers: int) -> int:
 
 def _encode_songs_locked(files, output, *, params, workers, overwrite, png_compression, progress,
                          _bar, session=None, raw=0) -> BatchResult:
+    """Encode ``files`` into ``output`` (locked) on the engine given: Ray, this process, or a pool."""
     ids = song_ids(files)
     est = {ids[f]: _estimate_tiles(f, params) for f in files}
     own = _bar is None
@@ -221,50 +220,9 @@ def _encode_songs_locked(files, output, *, params, workers, overwrite, png_compr
         if session is not None:
             run_encode(jobs, limit=_ray_limit(session, raw), on_tiles=tiles, on_done=finish)
         elif workers == 1 or len(jobs) == 1:
-            global _PROGRESS
-
-            class _Here:                        # in this process: move the bar at once
-                @staticmethod
-                def put(item):
-                    tiles(*item)
-
-            _PROGRESS, old = _Here, _PROGRESS
-            try:
-                for job in jobs:
-                    finish(*_encode_job(*job), job[3])
-            finally:
-                _PROGRESS = old
+            _encode_here(jobs, tiles=tiles, finish=finish)
         else:
-            q = mp.get_context().Queue()
-            pool = make_pool(min(workers, len(jobs)), q, _init_worker)
-            try:
-                futures = {pool.submit(_encode_job, *job): job for job in jobs}
-                pending = set(futures)
-
-                def drain():
-                    while True:
-                        try:
-                            s, n = q.get_nowait()
-                        except _queue.Empty:
-                            return
-                        tiles(s, n)
-
-                while pending:
-                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                    drain()
-                    for fut in done:
-                        job = futures[fut]
-                        try:
-                            res, fail = fut.result()
-                        except Exception as exc:      # a worker died (killed, out of memory)
-                            res, fail = None, (str(job[0]), f"{job[0]}: worker failed: "
-                                                            f"{type(exc).__name__}: {exc}")
-                        finish(res, fail, job[3])
-                drain()
-            except BaseException:          # Ctrl-C, SIGTERM: no worker goes on writing alone
-                stop_pool(pool)
-                raise
-            pool.shutdown(wait=True)
+            _encode_in_pool(jobs, workers, tiles=tiles, finish=finish)
     finally:
         if own:
             bar.close()
@@ -273,22 +231,73 @@ def _encode_songs_locked(files, output, *, params, workers, overwrite, png_compr
     return verify(batch)
 
 
+def _encode_here(jobs, *, tiles, finish) -> None:
+    """Encode the songs one after the other in this process, the bar moving with each tile."""
+    global _PROGRESS
+
+    class _Here:                        # in this process: move the bar at once
+        @staticmethod
+        def put(item):
+            tiles(*item)
+
+    _PROGRESS, old = _Here, _PROGRESS
+    try:
+        for job in jobs:
+            finish(*_encode_job(*job), job[3])
+    finally:
+        _PROGRESS = old
+
+
+def _encode_in_pool(jobs, workers: int, *, tiles, finish) -> None:
+    """Encode the songs in worker processes; their tiles are counted as the workers write them."""
+    q = mp.get_context().Queue()
+    pool = make_pool(min(workers, len(jobs)), q, _init_worker)
+    try:
+        futures = {pool.submit(_encode_job, *job): job for job in jobs}
+        pending = set(futures)
+
+        def drain():
+            while True:
+                try:
+                    s, n = q.get_nowait()
+                except _queue.Empty:
+                    return
+                tiles(s, n)
+
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            drain()
+            for fut in done:
+                job = futures[fut]
+                try:
+                    res, fail = fut.result()
+                except Exception as exc:      # a worker died (killed, out of memory)
+                    res, fail = None, (str(job[0]), f"{job[0]}: worker failed: "
+                                                    f"{type(exc).__name__}: {exc}")
+                finish(res, fail, job[3])
+        drain()
+    except BaseException:          # Ctrl-C, SIGTERM: no worker goes on writing alone
+        stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
 def check_workers(workers, *, auto: bool = False) -> int:
     """``workers`` checked; 0 becomes :func:`default_workers` (kept 0 with ``auto``)."""
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
-        raise ValueError(f"workers must be a whole number >= 0 (0 = one per CPU, at most 8), "
+        raise BadParameterError(f"workers must be a whole number >= 0 (0 = one per CPU, at most 8), "
                          f"got {workers!r}")
     return int(workers) or (0 if auto else default_workers())
 
 # =========================================================================== caption
 
 
-def _caption(input, files, output, *, name, params, model, device, artist, title, bar, res):
+def _caption(input, files, output, s: PipelineSettings, *, bar, res):
     """Caption the encoded songs with one captioner, loaded once; metadata captions stand in
     (with a one-line notice) when its weights are missing."""
-
-    cap, res.caption_notice = captioner_or_fallback(name, model=model, device=device)
-    kw = dict(params=params, artist=artist, title=title, only=files, progress=False,
+    name = s.captioner
+    cap, res.caption_notice = captioner_or_fallback(name, model=s.model, device=s.device)
+    kw = dict(params=s.params, artist=s.artist, title=s.title, only=files, progress=False,
               on_song=lambda r: bar.song_done(r.n_tiles if r is not None else 0))
     try:
         batch = caption_songs(cap, input, output, **kw)
@@ -302,14 +311,13 @@ def _caption(input, files, output, *, name, params, model, device, artist, title
     res.caption_failures += batch.failures
 
 
-def _caption_ray(files, ok, output, *, name, params, model, device, artist, title, bar, res,
-                 session, actors):
-    """:func:`_caption` on a Ray actor pool (see :func:`wavdiff_utils.jobs.ray_engine.caption_on_ray`)."""
-
+def _caption_ray(files, ok, output, s: PipelineSettings, *, bar, res, session):
+    """:func:`_caption` on a Ray actor pool (see :func:`wavdiff_utils.jobs.ray_captions.caption_on_ray`)."""
     ids = song_ids(files)
-    jobs = [(str(f), str(output), ids[f], params, artist, title) for f in ok]
+    jobs = [(str(f), str(output), ids[f], s.params, s.artist, s.title) for f in ok]
     source, res.caption_notice, results, failures = caption_on_ray(
-        name, jobs, model=model, device=device, session=session, actors=actors,
+        s.captioner, jobs, model=s.model, device=s.device, session=session,
+        actors=s.caption_actors,
         on_song=lambda r: bar.song_done(r.n_tiles if r is not None else 0),
         restart=lambda label: bar.step(label))
     res.caption_source = source
@@ -350,12 +358,8 @@ def _shards(res: PipelineResult, folder: Path, *, shard_size, engine: str, bar: 
 # =========================================================================== pipeline
 
 
-def run_pipeline(input, output, *, params: CodecParams | None = None, captioner: str = "muq",
-                 artist: str = "", title: str = "", workers: int = 0, model: str | None = None,
-                 device: str = "auto", overwrite: bool = False, report: bool = True,
-                 report_dir=None, png_compression: int = 0, progress: bool = True,
-                 engine: str = "local", ray_address: str | None = None, caption_actors: int = 0,
-                 shards=None, shard_size="1GB", log=print) -> PipelineResult:
+def run_pipeline(input, output, settings: PipelineSettings | None = None, *, log=print,
+                 **overrides) -> PipelineResult:
     """Encode, caption, export and report a batch of songs (see the module notes).
 
     Parameters
@@ -365,50 +369,15 @@ def run_pipeline(input, output, *, params: CodecParams | None = None, captioner:
     output : path-like
         Dataset folder (created): ``<song>/<song>_<index:04d>.png`` + ``.txt``,
         ``metadata.jsonl``, ``README.md``, ``report/``.
-    params : CodecParams, optional
-        Codec (default ``CodecParams()``: exact 1024x1024 tiles).
-    captioner : {"muq", "qwen", "metadata", "none"}
-        MuQ-MuLan tag captions, Qwen2-Audio prose, captions from the file tags and
-        tempo (no weights; also what stands in when the model weights are missing), or none.
-    artist, title : str
-        Caption prefix for every song; empty means "from each file's tags".
-    workers : int
-        Encode worker processes; 0 (default) = one per CPU, at most 8.  With the Ray
-        engine: the CPUs of an embedded Ray, or the songs in flight on a cluster (0 = all
-        its CPUs).
-    model : str, optional
-        Captioning model (hub id or local folder); default the captioner's
-        own default, which ``$WAVDIFF_MUQ_MODEL`` / ``$WAVDIFF_QWEN_MODEL`` replace.
-    device : str
-        ``"auto"``, ``"cpu"``, ``"cuda[:N]"`` or ``"mps"`` for the captioner.
-    overwrite : bool
-        Re-encode songs finished with other codec parameters.
-    report : bool
-        Execute ``06_batch_report`` and render ``<report_dir>/batch_report.html``.
-    report_dir : path-like, optional
-        Default ``<output>/report``.
-    png_compression : int
-        zlib level 0-9 of the tiles.
-    progress : bool
-        Show the progress bar.
-    engine : {"local", "ray"}
-        ``"local"``: worker processes on this machine.  ``"ray"``: one Ray task per song
-        and an actor pool of captioners (:mod:`wavdiff_utils.jobs.ray_engine`); the same
-        tiles, captions, resume and failure rules.
-    ray_address : str, optional
-        With ``engine="ray"``: ``None`` starts an embedded Ray here (shut down at the end);
-        ``"auto"``, ``"host:port"`` or ``"ray://host:10001"`` joins that cluster, whose
-        nodes must all see ``input`` and ``output`` at the same paths.
-    caption_actors : int
-        With ``engine="ray"``: captioner actors (0 = one per GPU when the cluster has
-        GPUs, else one per CPU for ``"metadata"`` and one for a model).
-    shards : bool or path-like, optional
-        Also write WebDataset shards of the dataset (:mod:`wavdiff_utils.dataset.shards`):
-        ``True`` into ``<output>/shards``, a path into that folder.
-    shard_size : str or int
-        Shard limit: a size with a unit (``"1GB"``, ``"500MB"``) or a number of samples.
+    settings : PipelineSettings, optional
+        Every other option (default ``PipelineSettings()``: exact 1024x1024 tiles, MuQ
+        captions, one worker per CPU, a report); its fields say what each does.
     log : callable
         Receives one-line notes (captions skipped, report being written); ``None`` silences them.
+    **overrides
+        Fields of :class:`~wavdiff_utils.jobs.PipelineSettings` replacing those of
+        ``settings`` (``params=CodecParams(size=256)``, ``captioner="metadata"``,
+        ``workers=2``, ``shards=True``, ...), or flat codec options (``size=256``).
 
     Returns
     -------
@@ -417,9 +386,9 @@ def run_pipeline(input, output, *, params: CodecParams | None = None, captioner:
 
     Raises
     ------
-    FileNotFoundError
+    MissingInputError
         ``input`` does not exist.
-    ValueError
+    BadParameterError
         A bad option (the message names it), or ``input`` holds no audio.
     OutputLockedError
         Another run is writing to ``output``; the message names its pid and host.
@@ -429,31 +398,14 @@ def run_pipeline(input, output, *, params: CodecParams | None = None, captioner:
         Passed on; finished songs and tiles stay, and a re-run resumes.  Worker
         processes are ended first; they also end by themselves if this process dies.
     """
-    say = log or (lambda *_: None)
-    if captioner not in CAPTIONERS:
-        raise BadParameterError(f"captioner must be one of {', '.join(CAPTIONERS)}, got {captioner!r}")
-
-    engine = check_engine(engine)
-    raw = check_workers(workers, auto=engine == "ray")
-    params = params or CodecParams()
+    s = (settings or PipelineSettings()).replace(**overrides)
+    raw = check_workers(s.workers, auto=s.engine == "ray")
     input, output = Path(input), Path(output)
     if output.exists() and not output.is_dir():
-        raise NotADirectoryError(f"output {str(output)!r} exists and is a file, not a folder")
-    shards_dir = None if shards in (None, False, "") else \
-        output / "shards" if shards is True else Path(shards)
-    if shards_dir is not None:
-        parse_shard_size(shard_size)
-    if isinstance(caption_actors, bool) or not isinstance(caption_actors, int) or caption_actors < 0:
-        raise BadParameterError(f"caption_actors must be a whole number >= 0, got {caption_actors!r}")
+        raise OutputIsAFileError(f"output {str(output)!r} exists and is a file, not a folder")
     files = find_audio_files(input)
     with output_lock(output):           # one run per output folder
-        return _run_locked(input, output, files, params=params, captioner=captioner,
-                           artist=artist, title=title, workers=raw or default_workers(),
-                           model=model, device=device, overwrite=overwrite, report=report,
-                           report_dir=report_dir, png_compression=png_compression,
-                           progress=progress, say=say, engine=engine, ray_address=ray_address,
-                           raw=raw, caption_actors=caption_actors, shards_dir=shards_dir,
-                           shard_size=shard_size)
+        return _run_locked(input, output, files, s, raw=raw, say=log or (lambda *_: None))
 
 
 def _library_warning(w) -> bool:
@@ -464,74 +416,83 @@ def _library_warning(w) -> bool:
     return "wavdiff_utils" not in str(w.filename)
 
 
-def _run_locked(input, output, files, *, params, captioner, artist, title, workers, model, device,
-                overwrite, report, report_dir, png_compression, progress, say, engine="local",
-                ray_address=None, raw=0, caption_actors=0, shards_dir=None,
-                shard_size="1GB") -> PipelineResult:
-    res = PipelineResult(input, output, captioner=captioner)
+def _run_locked(input, output, files, s: PipelineSettings, *, raw: int, say) -> PipelineResult:
+    """The whole run, the output folder locked: each step, the record, then the report."""
+    res = PipelineResult(input, output, captioner=s.captioner)
     # what atomic writes of a killed run left behind (we hold the lock: nobody is writing)
     remove_temporaries(output, ["metadata.jsonl", "README.md", SUMMARY_NAME])
-    est = sum(_estimate_tiles(f, params) for f in files)
-    steps = 1 + (captioner != "none") + (shards_dir is not None)
-    starting = engine == "ray" and not ray_address     # an embedded Ray: seconds to start
+    est = sum(_estimate_tiles(f, s.params) for f in files)
+    shards_dir = s.shards_folder(output)
+    steps = 1 + (s.captioner != "none") + (shards_dir is not None)
+    starting = s.engine == "ray" and not s.ray_address     # an embedded Ray: seconds to start
     with contextlib.ExitStack() as stack:
         # joining a cluster takes a moment, and its errors come before any progress bar
-        ray = _engine_session(engine, ray_address, raw)
+        ray = _engine_session(s.engine, s.ray_address, raw)
         session = None if starting else stack.enter_context(ray)
-        bar = _Bar(est * steps, len(files), progress, "ray start-up" if starting else "encode")
+        bar = _Bar(est * steps, len(files), s.progress,
+                   "ray start-up" if starting else "encode")
         stack.callback(bar.close)
         if starting:
             session = stack.enter_context(ray)
             bar.step("encode")
         if session is not None:
             res.seconds["ray start"] = session.start_seconds
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            t0 = time.perf_counter()
-            res.encode = _encode_songs_locked(files, output, params=params, workers=workers,
-                                              overwrite=overwrite, png_compression=png_compression,
-                                              progress=progress, _bar=bar, session=session,
-                                              raw=raw)
-            res.seconds["encode"] = time.perf_counter() - t0
-            if captioner != "none":
-                t0 = time.perf_counter()
-                done = {r.source for r in res.encode.results}
-                ok = [f for f in files if str(f) in done]
-                bar.retotal(sum(r.n_tiles for r in res.encode.results) - est)
-                bar.step(f"caption ({captioner})")
-                if ok and session is not None:
-                    _caption_ray(files, ok, output, name=captioner, params=params, model=model,
-                                 device=device, artist=artist, title=title, bar=bar, res=res,
-                                 session=session, actors=caption_actors)
-                elif ok:
-                    _caption(input, ok, output, name=captioner, params=params, model=model,
-                             device=device, artist=artist, title=title, bar=bar, res=res)
-                res.seconds["caption"] = time.perf_counter() - t0
-        res.warnings += _unique([str(w.message) for w in caught if not _library_warning(w)])
+        _encode_and_caption(input, output, files, s, res=res, bar=bar, session=session,
+                            raw=raw, est=est)
         _export(res)
         if shards_dir is not None:
-            _shards(res, shards_dir, shard_size=shard_size, engine=engine, bar=bar)
+            _shards(res, shards_dir, shard_size=s.shard_size, engine=s.engine, bar=bar)
     write_summary(res)
-
-    if report and res.export is not None:
-        t0 = time.perf_counter()
-        folder = Path(report_dir) if report_dir else output / "report"
-        say(f"report: executing {REPORT_NOTEBOOK.name} for the batch ...")
-        log_path = folder.resolve() / f"{REPORT_NAME}.log"
-        try:
-            with _stderr_to(log_path):    # the kernel's own chatter goes to the log, not the terminal
-                _, html = run_notebook(REPORT_NOTEBOOK,
-                                       parameters={"output": str(output.resolve()), "input": ""},
-                                       output=folder.resolve(), name=REPORT_NAME, hide_code=True)
-            res.report = html
-        except ImportError as exc:        # a codec-only install: say which extra adds the report
-            res.report_error = (f"the notebooks extra is not installed (no module {exc.name!r}): "
-                                f"pip install -e '.[notebooks]'")
-        except Exception as exc:          # the dataset is made; a report problem is one line
-            res.report_error = f"{type(exc).__name__}: {first_line(exc)} (details: {log_path})"
-        res.seconds["report"] = time.perf_counter() - t0
-        write_summary(res)
+    if s.report and res.export is not None:
+        _report(res, output, s.report_dir, say)
     return res
+
+
+def _encode_and_caption(input, output, files, s: PipelineSettings, *, res, bar, session, raw,
+                        est) -> None:
+    """Encode every song, then caption the encoded ones; the warnings raised go to ``res``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t0 = time.perf_counter()
+        res.encode = _encode_songs_locked(files, output, params=s.params,
+                                          workers=raw or default_workers(),
+                                          overwrite=s.overwrite,
+                                          png_compression=s.png_compression,
+                                          progress=s.progress, _bar=bar, session=session, raw=raw)
+        res.seconds["encode"] = time.perf_counter() - t0
+        if s.captioner != "none":
+            t0 = time.perf_counter()
+            done = {r.source for r in res.encode.results}
+            ok = [f for f in files if str(f) in done]
+            bar.retotal(sum(r.n_tiles for r in res.encode.results) - est)
+            bar.step(f"caption ({s.captioner})")
+            if ok and session is not None:
+                _caption_ray(files, ok, output, s, bar=bar, res=res, session=session)
+            elif ok:
+                _caption(input, ok, output, s, bar=bar, res=res)
+            res.seconds["caption"] = time.perf_counter() - t0
+    res.warnings += _unique([str(w.message) for w in caught if not _library_warning(w)])
+
+
+def _report(res: PipelineResult, output: Path, report_dir, say) -> None:
+    """Execute ``06_batch_report`` for the batch and render it; a problem is one line in ``res``."""
+    t0 = time.perf_counter()
+    folder = Path(report_dir) if report_dir else output / "report"
+    say(f"report: executing {REPORT_NOTEBOOK.name} for the batch ...")
+    log_path = folder.resolve() / f"{REPORT_NAME}.log"
+    try:
+        with _stderr_to(log_path):    # the kernel's own chatter goes to the log, not the terminal
+            _, html = run_notebook(REPORT_NOTEBOOK,
+                                   parameters={"output": str(output.resolve()), "input": ""},
+                                   output=folder.resolve(), name=REPORT_NAME, hide_code=True)
+        res.report = html
+    except ImportError as exc:        # a codec-only install: say which extra adds the report
+        res.report_error = (f"the notebooks extra is not installed (no module {exc.name!r}): "
+                            f"pip install -e '.[notebooks]'")
+    except Exception as exc:          # the dataset is made; a report problem is one line
+        res.report_error = f"{type(exc).__name__}: {first_line(exc)} (details: {log_path})"
+    res.seconds["report"] = time.perf_counter() - t0
+    write_summary(res)
 
 
 @contextlib.contextmanager
