@@ -7,7 +7,9 @@
 - no module ``__getattr__`` outside the lazy faces (no classes built on first use);
 - at most 4 modules at the top level besides ``__init__``, ``__main__`` and ``errors``;
 - no torch import from any subpackage's ``__init__``; no module over 600 lines;
-- the import-linter contracts in ``pyproject.toml`` (layers, independence) kept.
+- the import-linter contracts in ``pyproject.toml`` (layers, independence) kept;
+- no function over 80 lines, and no ``raise ValueError(`` (a user's bad value is a
+  ``BadParameterError``, which still is a ``ValueError``).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ PACKAGE = Path(wavdiff_utils.__file__).resolve().parent
 NAME = PACKAGE.name
 MAX_TOP_MODULES = 4
 MAX_LINES = 600
+MAX_FUNCTION_LINES = 80
 
 
 def _modules() -> dict[str, Path]:
@@ -199,3 +202,17 @@ def test_import_linter_contracts_kept():
     out = subprocess.run([exe], capture_output=True, text=True, cwd=PACKAGE.parent)
     assert out.returncode == 0, out.stdout[-3000:]
     assert "Contracts: 2 kept, 0 broken." in out.stdout
+
+
+def test_no_function_over_80_lines():
+    long = [f"{m}.{n.name}: {n.end_lineno - n.lineno + 1} lines" for m, tree in TREES.items()
+            for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES]
+    assert long == []
+
+
+def test_no_plain_value_error_raised():
+    plain = [f"{m}:{n.lineno}" for m, tree in TREES.items() for n in ast.walk(tree)
+             if isinstance(n, ast.Raise) and isinstance(n.exc, ast.Call)
+             and isinstance(n.exc.func, ast.Name) and n.exc.func.id == "ValueError"]
+    assert plain == []
