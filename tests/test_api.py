@@ -96,3 +96,20 @@ def test_a_codec_only_install_is_told_which_extra_to_add(tmp_path, monkeypatch):
                        report=True, progress=False)
     assert res.report is None and "pip install -e '.[notebooks]'" in res.report_error
     assert (tmp_path / "out" / "metadata.jsonl").is_file()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: wavdiff_utils.CodecParams(size=7),
+    lambda: wavdiff_utils.CodecParams(layout="wide"),
+    lambda: wavdiff_utils.CodecParams(size="big"),
+    lambda: wavdiff_utils.PhaseSettings(n_iter=-1),
+    lambda: wavdiff_utils.PipelineSettings(workers=-1),
+    lambda: wavdiff_utils.TrainConfig(steps=0),
+    lambda: wavdiff_utils.tile_spans(100, frames_per_tile=0, hop_length=512),
+], ids=["size", "layout", "size-type", "n_iter", "workers", "steps", "tile_spans"])
+def test_a_bad_value_is_a_wavdiff_error_and_still_a_value_error(make):
+    """A notebook catching WavdiffError shows one line; code catching ValueError still works."""
+    with pytest.raises(wavdiff_utils.BadParameterError) as info:
+        make()
+    assert isinstance(info.value, wavdiff_utils.WavdiffError) and isinstance(info.value, ValueError)
+    assert "\n" not in str(info.value)

@@ -545,7 +545,8 @@ def verify(batch: BatchResult) -> BatchResult:
     return batch
 
 
-def encode_one(path, output, params, song, overwrite, png_compression, progress=None):
+def encode_one(path, output, *, params: CodecParams, song: str, overwrite: bool = False,
+               png_compression=0, progress=None):
     """Encode one song (a local worker process, a Ray task or here) with
     :func:`~wavdiff_utils.jobs.encode.encode_song`; returns ``(result, None)``, or ``(None,
     (path, message))`` when it failed.  ``progress(n)`` is called as tiles are written."""

@@ -84,7 +84,8 @@ def _encode_job(path, output, params, song, overwrite, png_compression):
     def tick(n):
         if _PROGRESS is not None:
             _PROGRESS.put((song, n))
-    return encode_one(path, output, params, song, overwrite, png_compression, tick)
+    return encode_one(path, output, params=params, song=song, overwrite=overwrite,
+                      png_compression=png_compression, progress=tick)
 
 
 def _estimate_tiles(path: Path, params: CodecParams) -> int:

@@ -399,8 +399,9 @@ def _encode_task(path, output, params, song, overwrite, png_compression):
     if problem:
         yield "done", (None, (str(path), problem))
         return
-    yield from _stream(lambda tick: encode_one(path, output, params, song, overwrite,
-                                               png_compression, tick),
+    yield from _stream(lambda tick: encode_one(path, output, params=params, song=song,
+                                               overwrite=overwrite,
+                                               png_compression=png_compression, progress=tick),
                        lambda why: (None, (str(path), f"{path}: encode task failed: {why}")))
 
 _REMOTE: dict = {}
