@@ -14,11 +14,11 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import BadParameterError, OutputIsAFileError
+from .errors import BadParameterError, OutputIsAFileError, UnwritableOutputError, WavdiffError
 
 __all__ = ["REPO_ROOT", "SAMPLE_AUDIO", "resolve", "output_dir", "song_id",
            "atomic_path", "AUDIO_EXTENSIONS", "display_path", "display_message",
-           "shorten_name", "stable_hash", "MAX_SONG_BYTES", "remove_temporaries", "song_ids"]
+           "shorten_name", "stable_hash", "MAX_SONG_BYTES", "remove_temporaries", "song_ids", "writing"]
 
 #: Root of the repository (the folder holding ``wavdiff_utils``).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -201,3 +201,15 @@ def song_ids(files) -> dict[Path, str]:
             break
         out = {f: step(f) if s in clash else s for f, s in out.items()}
     return out
+
+
+@contextmanager
+def writing(path):
+    """Turn an OSError of the writes inside into :class:`UnwritableOutputError` naming ``path``
+    (the final path, not a temporary one): full disk, read-only, no permission, one line."""
+    try:
+        yield
+    except WavdiffError:
+        raise
+    except OSError as exc:
+        raise UnwritableOutputError(path, exc) from None

@@ -7,7 +7,6 @@ its error is collected and reported at the end.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import os
@@ -24,12 +23,12 @@ from .. import __version__
 from ..codec.params import CodecParams
 from ..codec.threads import prefetched, tile_threads, usable_cores
 from ..codec.transform import encode_stream
-from ..errors import BadParameterError, OutputConflictError, UnwritableOutputError, WavdiffError
+from ..errors import BadParameterError, OutputConflictError, WavdiffError
 from ..io.audio import AudioError, AudioStream, AudioUnreadableError, find_audio_files
 from ..io.locking import output_lock
 from ..io.manifest import MANIFEST_NAME, manifest_params, read_manifest, same_codec, write_manifest
 from ..io.tiles import read_tile_metadata, tile_metadata, tile_name, write_tile
-from ..paths import atomic_path, remove_temporaries, song_id, song_ids
+from ..paths import atomic_path, remove_temporaries, song_id, song_ids, writing
 from ..results import BatchResult, SongResult
 from .workers import make_pool, native_stderr_silenced, stop_pool
 
@@ -73,17 +72,6 @@ def source_state(path) -> dict:
     except OSError as exc:
         raise AudioUnreadableError(path, f"cannot be read ({exc.strerror or exc})") from None
     return {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
-
-
-@contextlib.contextmanager
-def _writing(path):
-    """Turn an OSError of a write into :class:`UnwritableOutputError` naming ``path``."""
-    try:
-        yield
-    except WavdiffError:
-        raise
-    except OSError as exc:
-        raise UnwritableOutputError(path, exc) from None
 
 
 def _hash_source(path: Path, params: CodecParams) -> str:
@@ -183,7 +171,7 @@ def _skip_finished(job: _SongJob, manifest: dict) -> SongResult:
     if any(manifest.get(k) != v for k, v in state.items()):
         # an older manifest (or a touched file with the same samples): record the
         # source's state without re-encoding
-        with _writing(folder / MANIFEST_NAME):
+        with writing(folder / MANIFEST_NAME):
             write_manifest(folder, {**{k: v for k, v in manifest.items()
                                        if k not in ("format", "version")}, **state})
     # left by a run killed just after it published the song
@@ -221,7 +209,7 @@ def _prepare_partial(job: _SongJob) -> dict:
     state = source_state(job.path)
     partial = job.partial
     stamp = partial / "source.json"
-    with _writing(partial):
+    with writing(partial):
         try:
             same = json.loads(stamp.read_text(encoding="utf-8")) == state
         except (OSError, ValueError):
@@ -236,7 +224,7 @@ def _prepare_partial(job: _SongJob) -> dict:
 
 def _write_one_tile(target: Path, pixels, meta: dict, compression) -> None:
     """Write one tile PNG, an OSError becoming :class:`UnwritableOutputError`."""
-    with _writing(target):
+    with writing(target):
         write_tile(target, pixels, meta, compression=compression)
 
 
@@ -341,7 +329,7 @@ def _song_manifest(job: _SongJob, stream: AudioStream, done: _StreamedTiles,
 def _publish_song(job: _SongJob, manifest: dict, *, changed: bool) -> None:
     """Replace any old output by the partial folder's tiles, writing the manifest last."""
     folder = job.folder
-    with _writing(folder):
+    with writing(folder):
         folder.mkdir(parents=True, exist_ok=True)
         old = read_manifest(folder)
         if old is not None:                   # overwrite or changed source: old tiles go first
