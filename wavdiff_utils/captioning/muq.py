@@ -174,7 +174,7 @@ def _resolve_files(name: str, *, cache_dir=None, local_files_only=None) -> tuple
             problems.append(f"{names[kind] or key} ({kind} tower): {exc}")
     if not problems:
         return folder, config, towers
-    target = name.rstrip("/").split("/")[-1] if is_hub else str(folder or name)
+    target = f"models/{name.rstrip('/').split('/')[-1]}" if is_hub else str(folder or name)
     downloads = [f"hf download {name if is_hub else DEFAULT_MODEL} --local-dir {target}"] \
         if (is_hub or config is None) else []
     downloads += [f"hf download {names[k]}{_TOWERS[k][3]} --local-dir {target}/{names[k].split('/')[-1]}"
@@ -473,11 +473,13 @@ class MuQCaptioner(Captioner):
         if isinstance(model, MuQMuLanModel):
             self.mulan, self.model_name, self._key = model, model.name, model.key
             return
-        _check_transformers()
         self.mulan, self.model_name = None, resolve_model(model)
-        self._device = pick_device(device)
+        # the weights are looked up before torch and transformers are imported (5-7 s here):
+        # without them the metadata captioner stands in at once
         self._files = _resolve_files(self.model_name, cache_dir=cache_dir,
                                      local_files_only=local_files_only)
+        _check_transformers()
+        self._device = pick_device(device)
         self._key = _weights_key(_weights_file(self._files[0]))
 
     def identity(self) -> dict:

@@ -10,12 +10,13 @@ command, and the parameter to point at a local copy.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from ..errors import BadParameterError, WeightsMissingError, first_line
 from ..paths import resolve
 
-__all__ = ["model_name", "looks_local", "local_folder", "hub_folder", "offline_reason",
+__all__ = ["model_name", "looks_local", "local_folder", "hub_folder", "hub_reachable", "offline_reason",
            "weights_missing", "fingerprint"]
 
 
@@ -61,21 +62,43 @@ def offline_reason(local_files_only: bool | None) -> str:
     return ""
 
 
+_REACHABLE: dict = {}
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the hub's host answers a connection within ``timeout`` seconds (asked once per
+    process): an offline machine learns it in at most that long, not in a download's 20 s."""
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    key = (url.hostname, url.port or (443 if url.scheme == "https" else 80))
+    if key not in _REACHABLE:
+        try:
+            socket.create_connection(key, timeout=timeout).close()
+            _REACHABLE[key] = True
+        except OSError:
+            _REACHABLE[key] = False
+    return _REACHABLE[key]
+
+
 def hub_folder(repo: str, *, cache_dir=None, local_files_only: bool | None = None,
                allow_patterns=None) -> Path:
     """The snapshot folder of ``repo``: from the cache, else downloaded when allowed
     (:class:`Unavailable` with the reason otherwise)."""
-    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub import snapshot_download
 
-    cache = str(cache_dir or constants.HF_HUB_CACHE)
+    cache = "the local Hugging Face cache" + (f" ({cache_dir})" if cache_dir else "")
     try:
         return Path(snapshot_download(repo, cache_dir=cache_dir, local_files_only=True,
                                       allow_patterns=allow_patterns))
     except Exception:                  # LocalEntryNotFoundError, or a damaged cache entry
         pass
-    why = offline_reason(local_files_only)
+    why = offline_reason(local_files_only) or ("" if hub_reachable() else
+                                               "the hub cannot be reached (offline)")
     if why:
-        raise Unavailable(f"not in the local Hugging Face cache ({cache}) and {why}")
+        raise Unavailable(f"not in {cache}, and {why}")
     try:
         return Path(snapshot_download(repo, cache_dir=cache_dir, allow_patterns=allow_patterns))
     except Exception as exc:
@@ -83,7 +106,7 @@ def hub_folder(repo: str, *, cache_dir=None, local_files_only: bool | None = Non
         why = ("the hub cannot be reached" if kind == "LocalEntryNotFoundError" else
                "the hub has no such model, or it is gated or private" if "Repository" in kind
                or "Gated" in kind else f"the hub did not give it ({kind}: {first_line(exc)[:120]})")
-        raise Unavailable(f"not in the local Hugging Face cache ({cache}), and {why}") from None
+        raise Unavailable(f"not in {cache}, and {why}") from None
 
 
 def weights_missing(label: str, model: str, why: str, *, downloads: list[str], folder: str,
