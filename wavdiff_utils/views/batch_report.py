@@ -58,6 +58,7 @@ def batch_overview(folder) -> tuple[str, list[dict], dict]:
         if batch.get("caption_notice"):
             lines.append(f"- {batch['caption_notice']}")
         lines += [f"- **FAILED** `{f['path']}`: {f['message']}" for f in batch.get("failures", [])]
+        lines += _warning_lines(batch)
     cost = eight_bit_cost(first)
     lines.append(f"- an 8-bit reader (Pillow, as most trainers use) would cost on `{first.name}`: "
                  f"pixel PSNR {cost['psnr_db']:.1f} dB, magnitude error up to "
@@ -65,6 +66,14 @@ def batch_overview(folder) -> tuple[str, list[dict], dict]:
                  f"against the 16-bit read; load with `wavdiff_utils.dataset.load_tile_dataset` "
                  f"to keep all 16 bits")
     return "\n".join(lines), rows, batch
+
+
+def _warning_lines(batch: dict) -> list[str]:
+    """The run's warnings in the words the terminal printed: each song's (truncated stream,
+    input at full scale, resampled, ...), then the run's own."""
+    songs = [f"- **warning** `{s['song']}` ({Path(s.get('source', '')).name}): {w}"
+             for s in batch.get("songs", []) for w in s.get("warnings", [])]
+    return songs + [f"- **warning** {w}" for w in batch.get("warnings", [])]
 
 
 def _caption_table(tiles: list[dict]) -> str:

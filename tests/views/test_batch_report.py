@@ -1,0 +1,28 @@
+"""The batch report shows every song's warnings in the words the terminal printed."""
+import json
+
+import numpy as np
+import soundfile as sf
+
+from tests.audio_fixtures import music_like
+from wavdiff_utils.jobs.pipeline import run_pipeline
+from wavdiff_utils.results import SUMMARY_NAME
+from wavdiff_utils.views.batch_report import batch_overview
+
+
+def test_song_warnings_reach_the_report(tmp_path):
+    y = music_like(3.0, 44100)
+    loud = y / np.abs(y).max() * 1.6                   # decoded MP3s beyond +-1 are common
+    sf.write(tmp_path / "loud.wav", loud.astype(np.float32), 44100, subtype="FLOAT")
+    res = run_pipeline(tmp_path / "loud.wav", tmp_path / "out", captioner="none", size=128,
+                       report=False, progress=False, workers=1, log=None)
+    printed = [line.split("warning:", 1)[1].strip() for line in res.summary().splitlines()
+               if "warning:" in line]
+    assert printed, res.summary()
+    text, _, batch = batch_overview(tmp_path / "out")
+    record = json.loads((tmp_path / "out" / SUMMARY_NAME).read_text())
+    assert batch == record
+    for w in record["songs"][0]["warnings"]:
+        assert w in text
+    for line in printed:                               # the same words as the terminal
+        assert line.split(": ", 1)[-1] in text
