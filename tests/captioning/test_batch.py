@@ -60,11 +60,11 @@ def test_metadata_captioner_without_tags_gives_tempo_only(tmp_path):
     res = C.caption_songs(MetadataCaptioner(), src, tmp_path / "o", params=params,
                           progress=False).results[0]
     (tile,) = res.tiles
-    assert tile.caption.startswith("A track. ") and tile.caption.endswith(" BPM.")
+    assert tile.caption.startswith("plain. A track. ") and tile.caption.endswith(" BPM.")
     assert abs(tile.bpm - 120) <= 3 and tile.tags["artist"] == ""
     no_tempo = C.caption_songs(MetadataCaptioner(tempo=False), src, tmp_path / "o2", params=params,
                                progress=False).results[0]
-    assert no_tempo.tiles[0].caption == "A track."
+    assert no_tempo.tiles[0].caption == "plain. A track."
 
 
 def test_metadata_caption_text():
@@ -222,3 +222,15 @@ def test_the_cli_names_a_folder_without_audio_in_one_line(tmp_path):
                        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert "folder holds no audio files" in r.stderr and str(tmp_path / "empty") in r.stderr
+
+
+def test_untagged_files_are_titled_by_their_name(tmp_path):
+    """A file without tags is captioned with its name as the title, not just 'A track.'."""
+    src = write(tmp_path / "01_night-drive.wav", music_like(0.5, SR), SR)
+    batch = C.caption_songs(MetadataCaptioner(tempo=False), src, tmp_path / "out",
+                            params=CodecParams(size=64), progress=False)
+    texts = [t.caption for r in batch.results for t in r.tiles]
+    assert texts and all(t.startswith("01 night drive. A track.") for t in texts), texts
+    tagged = C.caption_songs(MetadataCaptioner(tempo=False), src, tmp_path / "out2",
+                             params=CodecParams(size=64), title="Given", progress=False)
+    assert all(t.caption.startswith("Given. ") for r in tagged.results for t in r.tiles)

@@ -186,7 +186,7 @@ def test_missing_weights_give_metadata_captions_and_one_line(songs, tmp_path):
     assert "no-such-model" in said[0] and "--model" in said[0] and "hf download" in said[0]
     assert "captions: metadata: " in r.stdout
     rows = read_metadata(out)
-    assert rows and all(row["text"] == "A track." and row["caption_source"] == "metadata"
+    assert rows and all(row["text"] == "one. A track." and row["caption_source"] == "metadata"
                         for row in rows)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..io.audio import find_audio_files
 from .interface import (Captioner, SongTiles, caption_path, caption_prefix, check_tile_length,
-                        song_tiles, tags_from_file, write_caption)
+                        song_tiles, tags_from_file, title_from_name, write_caption)
 from .registry import CAPTIONER_CLASSES
 from .results import CaptionBatch, CaptionResult, TileCaption
 from ..errors import BadParameterError, OutputConflictError, WeightsMissingError
@@ -120,7 +120,7 @@ def caption_song(captioner: Captioner, path, output, *, song: str | None = None,
     check_tile_length(tiles, captioner.max_seconds, who=captioner.label or captioner.name)
     tags = tags_from_file(path)
     prefix = caption_prefix((artist or "").strip() or tags["artist"],
-                            (title or "").strip() or tags["title"])
+                            (title or "").strip() or tags["title"] or title_from_name(path))
     key_data = {"captioner": captioner.name, "identity": captioner.identity(), "prefix": prefix,
                 "tags": tags, "spans": [(s.start, s.end) for s in tiles.spans],
                 "codec": tiles.params.to_dict()}

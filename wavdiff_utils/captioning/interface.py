@@ -6,6 +6,7 @@ and ``suffix``, implement ``identity`` and ``caption_tiles`` (and ``load``), and
 """
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,8 @@ from ..io.tiles import tile_name
 from ..codec.tiling import TileSpan, tile_spans
 
 __all__ = ["Captioner", "SongTiles", "song_tiles", "caption_path", "write_caption",
-           "tags_from_file", "caption_prefix", "pick_device", "positive_int", "check_tile_length"]
+           "tags_from_file", "caption_prefix", "pick_device", "positive_int", "check_tile_length",
+           "title_from_name"]
 
 # =========================================================================== tiles of a song
 
@@ -127,6 +129,12 @@ def tags_from_file(path) -> dict:
         return {k: str(getattr(tag, k, None) or "").strip() for k in keys}
     except Exception:
         return dict.fromkeys(keys, "")
+
+
+def title_from_name(path) -> str:
+    """A title for a file without one in its tags: its name, ``_`` and ``-`` read as spaces
+    (``01_night-drive.mp3`` -> ``01 night drive``)."""
+    return " ".join(re.split(r"[\s_\-]+", Path(path).stem)).strip()
 
 
 def caption_prefix(artist: str = "", title: str = "") -> str:
