@@ -8,6 +8,7 @@ here (the PNG chunk layout is four fields: length, type, data, CRC-32).
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 import warnings
@@ -23,9 +24,10 @@ from ..codec.params import CodecParams
 from ..errors import BadParameterError, BadTileError
 from ..paths import atomic_path
 
-__all__ = ["TILE_FORMAT", "tile_metadata", "TileImageError", "write_tile", "read_tile", "read_tile_metadata", "TILE_NAME",
-           "tile_name", "parse_tile_name", "find_tiles", "LoadedTile", "png_header", "decode_image",
-           "check_tile_metadata", "natural_key"]
+__all__ = ["TILE_FORMAT", "tile_metadata", "TileImageError", "CorruptMetadataError", "write_tile",
+           "read_tile", "read_tile_metadata", "TILE_NAME", "tile_name", "parse_tile_name",
+           "find_tiles", "LoadedTile", "png_header", "decode_image", "check_tile_metadata",
+           "natural_key", "BAD_METADATA_MODES"]
 
 #: The ``format`` field of every tile's metadata.
 TILE_FORMAT = "wavdiff-tile"
@@ -34,6 +36,8 @@ _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _KEYWORD = b"wavdiff"
 #: Tile file names: ``<song>_<index:04d>.png``.
 TILE_NAME = re.compile(r"^(?P<song>.+)_(?P<index>\d{4,})\.png$", re.IGNORECASE)
+#: What :func:`read_tile` does with corrupt metadata: raise, or read the pixels without it.
+BAD_METADATA_MODES = ("error", "ignore")
 
 
 class TileImageError(BadTileError):
@@ -43,6 +47,18 @@ class TileImageError(BadTileError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class CorruptMetadataError(TileImageError):
+    """A tile whose ``wavdiff`` metadata is unreadable or makes no sense.
+
+    The message names the file and the JSON error or the bad field; ``reason`` holds
+    that part alone.
+    """
+
+    def __init__(self, path, reason: str):
+        self.reason = reason
+        super().__init__(path, f"wavdiff metadata is corrupt: {reason}")
 
 
 def tile_name(song: str, index: int, ext: str = ".png") -> str:
@@ -110,6 +126,66 @@ def metadata_from_bytes(buf: bytes) -> dict | None:
     return None
 
 
+#: :func:`_metadata_in`'s answer when the bytes read so far end before the metadata does.
+_SHORT = object()
+
+
+def _json_kind(value) -> str:
+    """What a JSON value is, in words: ``"a string"``, ``"a list"``, ``"a number"``, ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    return {str: "a string", list: "a list", dict: "an object"}.get(type(value), "a number")
+
+
+def _chunk_json(data: bytes, path):
+    """Parse the data of the ``wavdiff`` iTXt chunk; :class:`CorruptMetadataError` if it cannot."""
+    rest = data[len(_KEYWORD) + 1:]
+    if len(rest) < 2:
+        raise CorruptMetadataError(path, "it is cut short")
+    flag, rest = rest[0], rest[2:]
+    _lang, _, rest = rest.partition(b"\x00")
+    _trans, _, text = rest.partition(b"\x00")
+    try:
+        if flag:
+            text = zlib.decompress(text)
+        return json.loads(text.decode("utf-8"))
+    except zlib.error:
+        raise CorruptMetadataError(path, "its compressed text cannot be unpacked") from None
+    except UnicodeDecodeError as exc:
+        raise CorruptMetadataError(path, f"it is not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise CorruptMetadataError(path, f"it is not valid JSON ({exc.msg} at line {exc.lineno} "
+                                         f"column {exc.colno})") from None
+    except RecursionError:
+        raise CorruptMetadataError(path, "it is not valid JSON (nested too deeply)") from None
+
+
+def _metadata_in(buf: bytes, path, *, at_end: bool):
+    """The parsed ``wavdiff`` chunk in ``buf`` (a PNG's start), None when the pixels (or the file)
+    come first, or ``_SHORT`` when ``buf`` ends before saying; ``at_end``: nothing follows ``buf``.
+
+    Raises :class:`CorruptMetadataError` for a chunk that is there but unreadable.
+    """
+    pos = len(_PNG_SIG)
+    while pos + 8 <= len(buf):
+        (length,) = struct.unpack(">I", buf[pos:pos + 4])
+        ctype = buf[pos + 4:pos + 8]
+        if ctype in (b"IDAT", b"IEND"):      # text chunks written here come before the pixels
+            return None
+        if ctype == b"iTXt" and buf[pos + 8:pos + 9 + len(_KEYWORD)] == _KEYWORD + b"\x00":
+            end = pos + 8 + length
+            if end <= len(buf):
+                return _chunk_json(buf[pos + 8:end], path)
+            if at_end:
+                raise CorruptMetadataError(path, "it is cut short (the file ends "
+                                                 "inside it)")
+            return _SHORT
+        pos += 12 + length
+    return None if at_end else _SHORT
+
+
 def write_tile(path, rgb16: np.ndarray, metadata: dict | None = None, *, compression: int = 0) -> Path:
     """Write a 16-bit RGB tile atomically, with ``metadata`` as JSON in an ``iTXt`` chunk.
 
@@ -146,7 +222,7 @@ def write_tile(path, rgb16: np.ndarray, metadata: dict | None = None, *, compres
         bgr = cv2.cvtColor(np.ascontiguousarray(rgb16), cv2.COLOR_RGB2BGR)
     ok, enc = cv2.imencode(".png", bgr, flags)
     if not ok:
-        raise OSError(f"OpenCV could not encode {path}")
+        raise OSError(f"{path}: the pixels could not be encoded as PNG")
     data = memoryview(enc).cast("B")
     ihdr_end = len(_PNG_SIG) + 25                 # signature 8 bytes + IHDR chunk 25 bytes
     chunk = b""
@@ -206,23 +282,46 @@ def tile_metadata(params, song: str, span, *, source: str, is_last: bool,
     return meta
 
 
-def read_tile_metadata(path) -> dict | None:
-    """The ``wavdiff`` metadata of a tile, or ``None`` for images without it."""
+def read_tile_metadata(path, *, strict: bool = False) -> dict | None:
+    """The ``wavdiff`` metadata of a tile, or ``None`` for images without it.
+
+    Parameters
+    ----------
+    path : path-like
+        The image.
+    strict : bool
+        Raise :class:`CorruptMetadataError` for a ``wavdiff`` chunk that cannot be read
+        (not JSON, not UTF-8, cut short) instead of returning ``None``.  The fields are
+        not checked here (:func:`check_tile_metadata` does that), and a file that
+        cannot be opened is a :class:`TileImageError` rather than an ``OSError``.
+    """
     path = Path(path)
+    try:
+        return _read_metadata(path, strict)
+    except OSError as exc:
+        if not strict:
+            raise
+        raise TileImageError(path, f"cannot be read ({exc.strerror or exc})") from None
+
+
+def _read_metadata(path: Path, strict: bool):
+    """The body of :func:`read_tile_metadata`."""
     with open(path, "rb") as fh:
         buf = fh.read(1 << 16)                 # IHDR + iTXt sit in the first few KB
         if buf[:8] != _PNG_SIG:
             return None
-        while True:                            # make sure the first IDAT (or the end) is in buf
+        at_end = len(buf) < (1 << 16)
+        while True:                            # read on until the chunk (or the pixels) is in buf
             try:
-                meta = metadata_from_bytes(buf)
-            except (ValueError, UnicodeDecodeError, zlib.error, IndexError, struct.error):
-                meta = None
-            if meta is not None or b"IDAT" in buf or len(buf) % (1 << 16):
+                meta = _metadata_in(buf, path, at_end=at_end)
+            except CorruptMetadataError:
+                if strict:
+                    raise
+                return None
+            if meta is not _SHORT:
                 return meta
             more = fh.read(1 << 20)
-            if not more:
-                return meta
+            at_end = len(more) < (1 << 20)
             buf += more
 
 
@@ -237,12 +336,15 @@ class LoadedTile:
     bit_depth : int
         Bit depth of the file (8 or 16); 8-bit pixels are scaled to 16 bits.
     path : Path
+    metadata_problem : str or None
+        Why the metadata was set aside (read with ``bad_metadata="ignore"``), or None.
     """
 
     pixels: np.ndarray
     metadata: dict | None
     bit_depth: int
     path: Path
+    metadata_problem: str | None = None
 
     @property
     def has_phase(self) -> bool:
@@ -286,7 +388,7 @@ def decode_image(data, label, *, warn: bool = True) -> tuple[np.ndarray, int]:
     data = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
-        raise TileImageError(label, "is not a readable image (OpenCV could not decode it)")
+        raise TileImageError(label, "is not a readable image (its pixel data cannot be decoded)")
     if img.dtype == np.uint8:
         depth = 8
         if warn:
@@ -351,59 +453,84 @@ def check_tile_metadata(meta, path) -> dict:
 
     Raises
     ------
-    TileImageError
+    CorruptMetadataError
         Not an object, or (for tile metadata, ``format: wavdiff-tile``) a field
         of the wrong type or value.
     """
 
     if not isinstance(meta, dict):
-        raise TileImageError(path, f"wavdiff metadata must be a JSON object, got "
-                                   f"{type(meta).__name__}")
+        raise CorruptMetadataError(path, f"it must be a JSON object, got {_json_kind(meta)}")
     if meta.get("format") != "wavdiff-tile":
         return meta                          # free-form metadata of the caller's own, not a tile's
     codec = meta.get("codec")
     if not isinstance(codec, dict):
-        raise TileImageError(path, f"metadata field 'codec' must be an object, got {codec!r}")
+        raise CorruptMetadataError(path, f"field 'codec' must be an object, got {codec!r}")
     try:
         CodecParams.from_dict(codec)
     except (TypeError, ValueError) as exc:
-        raise TileImageError(path, f"metadata field 'codec' is invalid: {exc}") from None
+        raise CorruptMetadataError(path, f"field 'codec' is invalid: {exc}") from None
+    for name in ("db_min", "db_max"):            # JSON allows NaN and Infinity; audio does not
+        v = codec.get(name, 0.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise CorruptMetadataError(path, f"field 'codec' is invalid: {name} must be a "
+                                             f"finite number, got {v!r}")
     for name in _INT_FIELDS:
         v = meta.get(name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise TileImageError(path, f"metadata field {name!r} must be an integer >= 0, "
-                                       f"got {v!r}")
+            raise CorruptMetadataError(path, f"field {name!r} must be an integer >= 0, got {v!r}")
     if not meta["start"] <= meta["end"] <= meta["stop"] or meta["pad"] != meta["stop"] - meta["end"]:
-        raise TileImageError(path, f"metadata fields 'start', 'end', 'stop', 'pad' disagree "
-                                   f"({meta['start']}, {meta['end']}, {meta['stop']}, {meta['pad']}): "
-                                   f"need start <= end <= stop and pad = stop - end")
+        raise CorruptMetadataError(path, f"fields 'start', 'end', 'stop', 'pad' disagree "
+                                         f"({meta['start']}, {meta['end']}, {meta['stop']}, "
+                                         f"{meta['pad']}): need start <= end <= stop and "
+                                         f"pad = stop - end")
     for name in ("is_last", "generated"):
         if name in meta and not isinstance(meta[name], bool):
-            raise TileImageError(path, f"metadata field {name!r} must be true or false, "
-                                       f"got {meta[name]!r}")
+            raise CorruptMetadataError(path, f"field {name!r} must be true or false, "
+                                             f"got {meta[name]!r}")
     if not isinstance(meta.get("song", ""), str):
-        raise TileImageError(path, f"metadata field 'song' must be a string, got {meta['song']!r}")
+        raise CorruptMetadataError(path, f"field 'song' must be a string, got {meta['song']!r}")
     return meta
 
 
-def read_tile(path, *, expected_size: int | None = None, warn: bool = True) -> LoadedTile:
+def read_tile(path, *, expected_size: int | None = None, warn: bool = True,
+              bad_metadata: str = "error") -> LoadedTile:
     """Read a tile, checking it can be decoded.
 
     16-bit RGB is the native form.  8-bit images are scaled to 16 bits and
     grey (one channel) images are returned as magnitude only; both with a
     warning, because they lose fidelity.  An alpha channel is dropped.
 
+    Parameters
+    ----------
+    path : path-like
+        The image.
+    expected_size : int, optional
+        Width and height the image must have.
+    warn : bool
+        Warn about 8-bit and grey images.
+    bad_metadata : {"error", "ignore"}
+        Corrupt ``wavdiff`` metadata (not JSON, a field of the wrong type) raises
+        :class:`CorruptMetadataError`, or is set aside: ``metadata`` is None and
+        ``metadata_problem`` says why.
+
     Raises
     ------
     TileImageError
         Missing, unreadable, truncated or non-PNG file, unsupported channel
         count or depth, a size that differs from ``expected_size``, or
-        metadata that makes no sense (:func:`check_tile_metadata`).
+        (:class:`CorruptMetadataError`) metadata that cannot be read or makes no
+        sense (:func:`check_tile_metadata`).
     """
+    if bad_metadata not in BAD_METADATA_MODES:
+        raise BadParameterError(f"bad_metadata must be one of {BAD_METADATA_MODES}, "
+                                f"got {bad_metadata!r}")
     path = Path(path)
     if not path.is_file():
         raise TileImageError(path, "file does not exist")
-    data = np.fromfile(str(path), dtype=np.uint8)
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as exc:
+        raise TileImageError(path, f"cannot be read ({exc.strerror or exc})") from None
     problem = _not_png(data)
     if problem:
         raise TileImageError(path, problem)
@@ -412,11 +539,13 @@ def read_tile(path, *, expected_size: int | None = None, warn: bool = True) -> L
         raise TileImageError(path, f"is {img.shape[1]}x{img.shape[0]} pixels; expected "
                                    f"{expected_size}x{expected_size} (the codec 'size' parameter)")
     try:
-        meta = metadata_from_bytes(data[: 1 << 16].tobytes())
-    except (ValueError, UnicodeDecodeError, zlib.error, IndexError, struct.error):
-        meta = None
-    if meta is None and data.size > (1 << 16):
-        meta = read_tile_metadata(path)
-    if meta is not None:
-        check_tile_metadata(meta, path)
+        meta = _metadata_in(data[: 1 << 16].tobytes(), path, at_end=data.size <= (1 << 16))
+        if meta is _SHORT:                     # a big chunk before the pixels: look further
+            meta = _metadata_in(data.tobytes(), path, at_end=True)
+        if meta is not None:
+            check_tile_metadata(meta, path)
+    except CorruptMetadataError as exc:
+        if bad_metadata == "error":
+            raise
+        return LoadedTile(img, None, depth, path, metadata_problem=str(exc))
     return LoadedTile(img, meta, depth, path)

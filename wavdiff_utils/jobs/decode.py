@@ -27,6 +27,14 @@ Rebuilt audio can exceed full scale.  ``peak="keep"`` writes the true values
 (32-bit float WAV keeps them; FLAC and Ogg cannot, so they are limited there
 with a warning), ``"limit"`` clips to [-1, 1] and ``"normalize"`` scales the
 file to a -1 dBFS peak.  Out-of-range audio is always reported.
+
+Damage and faults
+-----------------
+A tile whose wavdiff metadata is corrupt (not JSON, a field of the wrong type) is
+refused, naming the file and the error, unless ``bad_metadata="defaults"`` asks to
+decode it as an image without metadata.  Audio is written atomically
+(:mod:`wavdiff_utils.jobs.decode_audio`); a full disk, a read-only folder or a missing
+permission is one line naming the audio file, listed among :func:`decode_batch`'s failures.
 """
 from __future__ import annotations
 
@@ -40,17 +48,18 @@ import numpy as np
 from ..codec.params import CodecParams
 from ..codec.threads import prefetched, tile_threads
 from ..codec.transform import istft_stream, pixels_to_stft
-from ..errors import BadParameterError, MissingInputError
+from ..errors import BadParameterError, MissingInputError, OutputIsAFileError
 from ..io.manifest import MANIFEST_NAME, manifest_params, read_manifest
-from ..io.tiles import (TileImageError, check_tile_metadata, image_warnings, natural_key,
-                        parse_tile_name, read_tile, read_tile_metadata, tile_name)
-from ..paths import atomic_path, display_message, display_path
+from ..io.tiles import (CorruptMetadataError, TileImageError, check_tile_metadata, image_warnings,
+                        natural_key, parse_tile_name, read_tile, read_tile_metadata, tile_name)
+from ..paths import display_message, display_path
 from ..phase.reconstruct import METHODS, PhaseSettings, TileReport, reconstruct_tiles
 from ..results import BatchResult, SongResult, failure_lines
+from .decode_audio import level_warnings, write_decoded_audio
 
 __all__ = ["DecodeResult", "DecodeBatch", "DecodeJob", "plan_decode", "decode_song", "decode_batch",
            "summary_markdown", "IMAGE_EXTENSIONS", "JOIN_MODES", "PEAK_MODES", "MISSING_MODES",
-           "find_images", "DecodeOptions"]
+           "find_images", "DecodeOptions", "BAD_METADATA_MODES"]
 
 #: Files looked at when a folder is decoded (non-PNG ones are reported, not decoded).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
@@ -58,8 +67,8 @@ JOIN_MODES = ("auto", "song", "none")
 PEAK_MODES = ("keep", "limit", "normalize")
 MISSING_MODES = ("error", "silence")
 AUDIO_FORMATS = ("wav", "flac", "ogg")
-#: Level ``peak="normalize"`` scales to: -1 dBFS.
-NORMALIZED_PEAK = 10 ** (-1 / 20)
+#: What a tile whose metadata is corrupt gets: refused, or decoded as an image without metadata.
+BAD_METADATA_MODES = ("error", "defaults")
 
 
 @dataclass
@@ -177,9 +186,11 @@ def find_images(folder) -> list[Path]:
 
 def _has_metadata(path: Path) -> bool:
     try:
-        meta = read_tile_metadata(path)
-    except OSError:
-        return False
+        meta = read_tile_metadata(path, strict=True)
+    except CorruptMetadataError:
+        return True                  # ours, damaged: decoding it says so
+    except TileImageError:
+        return False                 # unreadable: decoding it says so
     # a wavdiff chunk that is not an object is ours too, so that reading it reports the damage
     return meta is not None and (not isinstance(meta, dict) or meta.get("format") == "wavdiff-tile")
 
@@ -301,9 +312,11 @@ class DecodeOptions:
     missing: str = "error"
     peak: str = "keep"
     settings: PhaseSettings | None = None
+    bad_metadata: str = "error"
 
     def __post_init__(self):
-        for name, ok in (("phase", METHODS), ("peak", PEAK_MODES), ("missing", MISSING_MODES)):
+        for name, ok in (("phase", METHODS), ("peak", PEAK_MODES), ("missing", MISSING_MODES),
+                         ("bad_metadata", BAD_METADATA_MODES)):
             if (value := getattr(self, name)) not in ok:
                 raise BadParameterError(f"{name} must be one of {ok}, got {value!r}")
 
@@ -311,7 +324,7 @@ class DecodeOptions:
 def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str = "auto",
                 n_iter: int = 64, missing: str = "error", song: str | None = None,
                 peak: str = "keep", settings: PhaseSettings | None = None,
-                progress=None) -> DecodeResult:
+                bad_metadata: str = "error", progress=None) -> DecodeResult:
     """Decode the tiles of one song (or one image) into one audio file, written atomically.
 
     Parameters
@@ -336,6 +349,9 @@ def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str 
         What to do with audio beyond full scale (see the module notes).
     settings : PhaseSettings, optional
         Every phase setting; ``phase`` and ``n_iter`` are applied on top.
+    bad_metadata : {"error", "defaults"}
+        A tile whose wavdiff metadata is corrupt (not JSON, a field of the wrong
+        type) is refused, or decoded as an image without metadata (with a warning).
     progress : callable, optional
         Called with 1 after each tile.
 
@@ -346,11 +362,14 @@ def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str 
     Raises
     ------
     TileImageError
-        An image that cannot be used (the message names it), or a gap with
-        ``missing="error"``.
+        An image that cannot be used (the message names it), a gap with
+        ``missing="error"``, or corrupt metadata with ``bad_metadata="error"``.
+    UnwritableOutputError
+        ``output`` cannot be written (full disk, read-only, no permission); nothing
+        is left under its name.
     """
     opts = DecodeOptions(params=params, phase=phase, n_iter=n_iter, missing=missing, peak=peak,
-                         settings=settings)
+                         settings=settings, bad_metadata=bad_metadata)
     return _decode_file(tiles, output, opts, song=song, progress=progress)
 
 
@@ -362,9 +381,9 @@ def _decode_file(tiles, output, opts: DecodeOptions, *, song=None, progress) -> 
     t0 = time.perf_counter()
     job = _resolve_job(tiles, song)
     song = song or job.name
-    first, metas = _read_tiles(job, song, opts.missing)
+    first, metas, warn = _read_tiles(job, song, opts)
     params, n_samples, assumed = _codec_for(job.tiles, metas, opts.params, job.folder)
-    warn = ([assumed] if assumed else []) + _sequence_warnings(job.tiles, metas)
+    warn += ([assumed] if assumed else []) + _sequence_warnings(job.tiles, metas)
     own = None not in job.tiles and all(m is not None and not m.get("generated") for m in metas)
     method = "image" if opts.phase == "auto" and own and first.bit_depth == 16 \
         and first.has_phase else opts.phase
@@ -375,7 +394,7 @@ def _decode_file(tiles, output, opts: DecodeOptions, *, song=None, progress) -> 
     reports, peak_abs, clipped, n_written = _write_song(
         _tile_stfts(job.tiles, params, warn, progress), params, st, output,
         n_samples=n_samples, peak=opts.peak)
-    warn += _level_warnings(reports, peak_abs, clipped, output, opts.peak)
+    warn += level_warnings(reports, peak_abs, clipped, output, opts.peak)
     return DecodeResult(song, str(first.path.parent), str(output), "decoded", len(job.tiles),
                         n_written, params.sample_rate, time.perf_counter() - t0, warnings=warn,
                         phase=opts.phase, tiles=reports, peak=peak_abs, clipped=clipped,
@@ -398,25 +417,43 @@ def _resolve_job(tiles, song: str | None) -> DecodeJob:
     return DecodeJob(song or next(p for p in paths if p).stem, paths)
 
 
-def _read_tiles(job: DecodeJob, song: str, missing: str) -> tuple:
-    """Check gaps and read the first tile and every tile's metadata, before any output."""
+def _read_tiles(job: DecodeJob, song: str, opts: DecodeOptions) -> tuple:
+    """Check gaps and read the first tile and every tile's metadata, before any output:
+    (first tile, metadata per tile, warnings about metadata set aside)."""
     real = [t for t in job.tiles if t is not None]
     gaps = [i for i, t in enumerate(job.tiles) if t is None]
-    if gaps and missing == "error":
+    if gaps and opts.missing == "error":
         head = parse_tile_name(real[0].name)
         names = ", ".join(tile_name(head[0], head[1] + i) if head else f"#{i}" for i in gaps[:5])
         raise TileImageError(real[0].parent, f"tile(s) missing from song {song!r}: {names}"
                                              f"{' ...' if len(gaps) > 5 else ''} (pass "
                                              f"missing='silence' to fill them with silence)")
-    loaded_first = read_tile(real[0], warn=False)
+    warn: list[str] = []
+    try:
+        loaded_first = read_tile(real[0], warn=False)
+    except CorruptMetadataError as exc:
+        _set_aside(exc, opts, warn)
+        loaded_first = read_tile(real[0], warn=False, bad_metadata="ignore")
     metas = [loaded_first.metadata if t == real[0] else None for t in job.tiles]
     for i, t in enumerate(job.tiles):
         if t is not None and t != real[0]:
-            m = read_tile_metadata(t)
-            if m is not None:
-                check_tile_metadata(m, t)
+            try:
+                m = read_tile_metadata(t, strict=True)
+                if m is not None:
+                    check_tile_metadata(m, t)
+            except CorruptMetadataError as exc:
+                m = _set_aside(exc, opts, warn)
             metas[i] = m if isinstance(m, dict) and m.get("format") == "wavdiff-tile" else None
-    return loaded_first, metas
+    return loaded_first, metas, warn
+
+
+def _set_aside(exc: CorruptMetadataError, opts: DecodeOptions, warn: list) -> None:
+    """Corrupt metadata: refused (the message names the option), or warned about and ignored."""
+    if opts.bad_metadata == "error":
+        raise CorruptMetadataError(exc.path, f"{exc.reason}; pass bad_metadata='defaults' to "
+                                             f"decode it as an image without metadata") from None
+    warn.append(f"{Path(exc.path).name}: wavdiff metadata is corrupt: {exc.reason}; decoded as "
+                f"an image without metadata (bad_metadata='defaults')")
 
 
 def _tile_stfts(tiles: list, params: CodecParams, warn: list, progress):
@@ -425,7 +462,8 @@ def _tile_stfts(tiles: list, params: CodecParams, warn: list, progress):
 
     def loaded():        # runs in the read-ahead thread: file and PNG decode, pixels to STFT
         for t in tiles:
-            tile = None if t is None else read_tile(t, expected_size=params.size, warn=False)
+            tile = None if t is None else read_tile(t, expected_size=params.size, warn=False,
+                                                    bad_metadata="ignore")
             yield tile, None if tile is None else pixels_to_stft(tile.pixels, params)
 
     with prefetched(loaded()) as loaded_tiles:
@@ -461,56 +499,8 @@ def _write_song(stfts, params: CodecParams, st: PhaseSettings, output: Path, *, 
             yield b
 
     blocks = istft_stream(audio_blocks(), params, n_samples=n_samples, threads=tile_threads())
-    return (reports, *_write_audio(measured(blocks), output, params.sample_rate, peak=peak))
+    return (reports, *write_decoded_audio(measured(blocks), output, params.sample_rate, peak=peak))
 
-
-def _level_warnings(reports, peak_abs: float, clipped: int, output: Path, peak: str) -> list:
-    """Warnings about tiles and a file beyond full scale, saying what ``peak`` did about it."""
-    loud = [r.index for r in reports if r.clipped]
-    warn = [f"tile(s) {', '.join(map(str, loud[:8]))}{' ...' if len(loud) > 8 else ''} "
-            f"decode beyond full scale"] if loud else []
-    if peak_abs > 1.0:
-        how = {"limit": "limited to full scale", "normalize": "the file was scaled to -1 dBFS",
-               "keep": "kept as float values (pass peak='limit' or 'normalize' to bring them in)"
-               if output.suffix.lower() == ".wav" else f"limited to full scale: {output.suffix} "
-               "cannot hold them (write .wav to keep them, or pass peak='normalize')"}[peak]
-        warn.append(f"decoded audio peaks at {peak_abs:.2f} ({20 * np.log10(peak_abs):+.1f} "
-                    f"dBFS): {clipped} sample(s) beyond full scale, {how}")
-    return warn
-
-
-def _write_audio(blocks, output: Path, sample_rate: int, *, peak: str) -> tuple[float, int, int]:
-    """Stream float blocks to ``output`` atomically; returns (peak, samples beyond 1, length)."""
-    import soundfile as sf
-
-    fmt = output.suffix[1:].upper()
-    direct = fmt == "WAV" and peak == "keep"
-    top, over, n = 0.0, 0, 0
-    with atomic_path(output) as tmp:
-        raw = tmp if direct else tmp.with_name(tmp.name + ".raw.wav")
-        try:
-            with sf.SoundFile(str(raw), "w", samplerate=sample_rate, channels=1, format="WAV",
-                              subtype="FLOAT") as fh:
-                for b in blocks:
-                    if len(b):
-                        a = np.abs(b)
-                        top = max(top, float(a.max()))
-                        over += int(np.count_nonzero(a > 1.0))
-                        n += len(b)
-                    fh.write(b)
-            if not direct:
-                gain = NORMALIZED_PEAK / top if peak == "normalize" and top > 0 else 1.0
-                sub = "FLOAT" if fmt == "WAV" else None
-                with sf.SoundFile(str(raw)) as src, sf.SoundFile(
-                        str(tmp), "w", samplerate=sample_rate, channels=1, format=fmt,
-                        subtype=sub) as dst:
-                    for b in src.blocks(blocksize=1 << 18, dtype="float32"):
-                        b = b * np.float32(gain)
-                        dst.write(np.clip(b, -1.0, 1.0))
-        finally:
-            if not direct:
-                raw.unlink(missing_ok=True)
-    return top, over, n
 
 # --------------------------------------------------------------------------- many files
 
@@ -518,7 +508,7 @@ def _write_audio(blocks, output: Path, sample_rate: int, *, peak: str) -> tuple[
 def decode_batch(input, output, *, params: CodecParams | None = None, phase: str = "auto",
                  n_iter: int = 64, join: str = "auto", missing: str = "error", fmt: str = "wav",
                  peak: str = "keep", overwrite: bool = True, settings: PhaseSettings | None = None,
-                 progress: bool = True) -> DecodeBatch:
+                 bad_metadata: str = "error", progress: bool = True) -> DecodeBatch:
     """Decode every song and clip found under ``input`` into ``output/<name>.<fmt>``.
 
     Parameters
@@ -528,7 +518,7 @@ def decode_batch(input, output, *, params: CodecParams | None = None, phase: str
     output : path-like
         Folder (created); a name ending in .wav/.flac/.ogg names the file when
         ``input`` makes exactly one.
-    params, phase, n_iter, missing, peak, settings
+    params, phase, n_iter, missing, peak, settings, bad_metadata
         As in :func:`decode_song`.
     join : {"auto", "song", "none"}
         How images become files (module notes).
@@ -542,17 +532,21 @@ def decode_batch(input, output, *, params: CodecParams | None = None, phase: str
     Returns
     -------
     DecodeBatch
-        One bad image fails only its own file; failures are listed, not raised.
+        One bad image, or an output that cannot be written (full disk, read-only,
+        no permission: the message names the audio file), fails only its own
+        file; failures are listed, not raised.
     """
     from tqdm.auto import tqdm
 
     if fmt not in AUDIO_FORMATS:
         raise BadParameterError(f"fmt must be one of {AUDIO_FORMATS}, got {fmt!r}")
-    opts = DecodeOptions(params=params, phase=phase, n_iter=n_iter, missing=missing,
-                         peak=peak, settings=settings)      # before any file is looked at
+    opts = DecodeOptions(params=params, phase=phase, n_iter=n_iter, missing=missing, peak=peak,
+                         settings=settings, bad_metadata=bad_metadata)   # before any file is read
     jobs = plan_decode(input, join=join)
     out = Path(output)
     single_file = out.suffix.lower()[1:] in AUDIO_FORMATS
+    if not single_file and out.exists() and not out.is_dir():
+        raise OutputIsAFileError(f"output {str(out)!r} exists and is a file, not a folder")
     if single_file and len(jobs) > 1:
         raise BadParameterError(f"output {str(out)!r} names one file but {len(jobs)} songs or "
                                 f"clips were found under {str(input)!r}; give a folder")
