@@ -11,6 +11,7 @@ from wavdiff_utils.compare.tiles import AVERAGE_KEY, compare_tiles
 from wavdiff_utils.compare.preview import HEADER_PX, SEPARATOR_PX, render_preview
 from wavdiff_utils.codec.metrics import lsd_db
 from wavdiff_utils.codec.params import CodecParams
+from wavdiff_utils.jobs.encode import encode_batch
 from wavdiff_utils.io.tiles import TileImageError, write_tile
 
 N = 32                                   # tiny tiles: every code path, milliseconds each
@@ -309,3 +310,19 @@ def test_compare_inputs_makes_the_demo_round_trip(tmp_path):
     with pytest.warns(UserWarning, match="audio scores skipped"):
         half = compare_inputs(inp.original, inp.reconstructed, audio_original=inp.audio_original)
     assert half.audio_original is None and half.what == ""
+
+
+def test_folders_whose_names_do_not_pair_point_at_08_evaluate(tmp_path):
+    """Generated tiles have no namesake among real ones: the comparison says so and where to go."""
+    from wavdiff_utils.compare.notebook import headline_markdown
+    from wavdiff_utils.compare.tiles import UNPAIRED_HINT
+
+    a, b = tmp_path / "real", tmp_path / "generated"
+    encode_batch(write(tmp_path / "x.wav", music_like(1.0, 44100), 44100), a,
+                 params=CodecParams(size=64), progress=False)
+    encode_batch(write(tmp_path / "y.wav", music_like(1.0, 44100, seed=3), 44100), b,
+                 params=CodecParams(size=64), progress=False)
+    res = compare_tiles(a, b, tmp_path / "report")
+    assert res.unpaired and not res.tiles
+    assert UNPAIRED_HINT in res.summary() and "08_evaluate" in UNPAIRED_HINT
+    assert "08_evaluate" in headline_markdown(res)

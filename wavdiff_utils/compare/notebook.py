@@ -14,7 +14,7 @@ from ..jobs.encode import encode_batch
 from ..paths import SAMPLE_AUDIO, display_path, output_dir, resolve
 from ..views.plots import audio_player
 from .scores import fmt_db
-from .tiles import ComparisonResult, round_trip_tiles
+from .tiles import UNPAIRED_HINT, ComparisonResult, round_trip_tiles
 
 __all__ = ["CompareInputs", "compare_inputs", "headline_markdown", "show_previews", "show_audio"]
 
@@ -44,6 +44,8 @@ def headline_markdown(result: ComparisonResult, *, what: str = "") -> str:
     lines = [f"**What is compared:** {what}" if what else
              f"**What is compared:** tiles in `{Path(result.original).name}` (original) with those "
              f"in `{Path(result.reconstructed).name}` (reconstructed)."]
+    if result.unpaired:
+        lines.append(f"- **Nothing paired:** {UNPAIRED_HINT}.")
     for a in result.audio:
         lines.append(f"- **Audio `{a.song}`: SNR {fmt_db(a.snr_db)}, log-spectral distance "
                      f"{a.lsd_db:.2f} dB.** SNR compares waveforms (above ~60 dB the difference "

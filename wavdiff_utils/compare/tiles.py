@@ -42,7 +42,7 @@ from .preview import DIFF_GAIN, DIFF_MODES, colormap_lut, write_png8, render_pre
 from .scores import pair_audio, codec, finite_mean, fmt_db, score_audio, score_pair
 
 __all__ = ["compare_tiles", "ComparisonResult", "MATCH_MODES", "SCORES_CSV", "AUDIO_CSV",
-           "SUMMARY_TXT", "PREVIEW_DIR", "AVERAGE_KEY"]
+           "SUMMARY_TXT", "PREVIEW_DIR", "AVERAGE_KEY", "UNPAIRED_HINT"]
 
 #: How tiles are paired: by file name anywhere below each root, or by path relative to the root.
 MATCH_MODES = ("name", "path")
@@ -53,6 +53,12 @@ SUMMARY_TXT = "summary.txt"
 PREVIEW_DIR = "previews"
 #: ``key`` of the average row of ``scores.csv``.
 AVERAGE_KEY = "AVERAGE"
+
+#: What a comparison of two sets whose names never pair says.
+UNPAIRED_HINT = ("no tile of one folder has a namesake in the other, so there is nothing to "
+                 "compare tile by tile; generated tiles have no original to be paired with: "
+                 "measure such a set as a whole against real music with 08_evaluate "
+                 "(python -m wavdiff_utils.evaluate GENERATED REFERENCE)")
 
 _TILE_COLUMNS = ["key", "original", "reconstructed", "width", "height", "psnr_db",
                  "psnr_magnitude_db", "psnr_phase_db", "psnr_phase_nonsilent_db", "stft_snr_db",
@@ -182,6 +188,12 @@ class ComparisonResult:
         import pandas as pd
         return pd.DataFrame([a.row() for a in self.audio], columns=_AUDIO_COLUMNS)
 
+    @property
+    def unpaired(self) -> bool:
+        """True when both sides hold tiles but no name pairs up (e.g. a model's samples against
+        a dataset): a tile-by-tile comparison has nothing to say; see :data:`UNPAIRED_HINT`."""
+        return not self.tiles and bool(self.only_original) and bool(self.only_reconstructed)
+
     def summary(self, *, max_listed: int = 10) -> str:
         """Human-readable report: averages, audio scores, then every problem.
 
@@ -196,6 +208,8 @@ class ComparisonResult:
                  f"{len(self.only_original)} only in original, "
                  f"{len(self.only_reconstructed)} only in reconstructed, "
                  f"{len(self.errors)} error(s), {self.seconds:.1f} s"]
+        if self.unpaired:
+            lines.append(UNPAIRED_HINT)
         if self.tiles:
             lines.append(f"mean PSNR {fmt_db(self.mean_psnr)} (magnitude "
                          f"{fmt_db(self.mean_psnr_magnitude)}, phase "
@@ -248,7 +262,8 @@ def _index_tiles(root: Path, match: str, exclude: Path | None, side: str):
         return {root.name: root}, []          # a single file is compared whatever its name
     groups = find_tiles(root)
     paths = [p for tiles in groups.values() for p in tiles]
-    if exclude is not None:
+    if exclude is not None and not root.resolve().is_relative_to(exclude):
+        # the report folder (previews) inside the tiles' folder is not tiles
         paths = [p for p in paths if not p.resolve().is_relative_to(exclude)]
     if not paths:
         raise TileImageError(root, f"{side}: holds no tiles named <song>_<index:04d>.png")

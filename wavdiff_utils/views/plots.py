@@ -263,34 +263,51 @@ def _static_slices(folder: Path, man: dict, params: CodecParams, plt, *, n: int 
 
 
 def plot_spectrogram_pair(a: np.ndarray, b: np.ndarray, sample_rate: int, *, labels=("original", "decoded"),
-                          n_fft: int = 2048, hop_length: int = 512, seconds: float | None = 12.0):
-    """Two log spectrograms one above the other, and their difference in dB."""
+                          n_fft: int = 2048, hop_length: int = 512, seconds: float | None = 12.0,
+                          floor_db: float = 60.0, name: str = ""):
+    """Two log spectrograms one above the other, and their difference in dB.
+
+    The span shown (the first ``seconds``) is named in the titles. The difference is drawn only
+    where the original is within ``floor_db`` of its loudest bin (elsewhere it is white: dB
+    differences of near-silence say nothing about what is heard), on a scale set by what it
+    shows (its 99th percentile, at least 0.1 dB), said in its title.
+    """
     import librosa
     import librosa.display
     plt = _plt()
     n = min(len(a), len(b))
     if seconds:
         n = min(n, int(seconds * sample_rate))
-    A = librosa.amplitude_to_db(np.abs(librosa.stft(a[:n], n_fft=n_fft, hop_length=hop_length)), ref=1.0, top_db=None)
-    B = librosa.amplitude_to_db(np.abs(librosa.stft(b[:n], n_fft=n_fft, hop_length=hop_length)), ref=1.0, top_db=None)
-    fig, axes = plt.subplots(3, 1, figsize=(12, 8), sharex=True)
+    A, B = (librosa.amplitude_to_db(np.abs(librosa.stft(x[:n], n_fft=n_fft, hop_length=hop_length)),
+                                    ref=1.0, top_db=None) for x in (a, b))
+    span = f"{name + ': ' if name else ''}0-{n / sample_rate:.1f} s"
+    fig, axes = plt.subplots(3, 1, figsize=(12, 8.5), sharex=True, layout="constrained")
     vmax = max(A.max(), B.max())
     for ax, S, lab in zip(axes, (A, B), labels):
         img = librosa.display.specshow(S, sr=sample_rate, hop_length=hop_length, x_axis="time",
                                        y_axis="hz", ax=ax, vmin=vmax - 110, vmax=vmax, cmap="magma")
-        ax.set_title(lab)
+        ax.set_title(f"{lab} ({span})")
+        ax.set_xlabel("")
     fig.colorbar(img, ax=axes[:2], label="dB")
-    d = librosa.display.specshow(np.clip(B - A, -3, 3), sr=sample_rate, hop_length=hop_length,
-                                 x_axis="time", y_axis="hz", ax=axes[2], cmap="coolwarm", vmin=-3, vmax=3)
-    axes[2].set_title(f"{labels[1]} - {labels[0]} (dB, clipped to +-3)")
+    diff = np.ma.masked_where(A < A.max() - floor_db, B - A)
+    scale = max(0.1, float(np.percentile(np.abs(diff.compressed()), 99))) if diff.count() else 1.0
+    cmap = plt.get_cmap("coolwarm").with_extremes(bad="white")
+    d = librosa.display.specshow(diff.filled(np.nan), sr=sample_rate, hop_length=hop_length, x_axis="time",
+                                 y_axis="hz", ax=axes[2], cmap=cmap, vmin=-scale, vmax=scale)
+    top = float(np.abs(diff).max()) if diff.count() else 0.0
+    axes[2].set_title(f"{labels[1]} - {labels[0]} in dB where the original is within {floor_db:g} "
+                      f"dB of its peak (white: quieter); scale +-{scale:.2g} dB (99% of the "
+                      f"values), largest {top:.2g} dB", fontsize=10)
+    axes[2].set_xlabel("seconds")
     fig.colorbar(d, ax=axes[2], label="dB")
     return fig
 
 
-def plot_compare_scores(result):
-    """Bar chart of a :class:`wavdiff_utils.compare.ComparisonResult`: PSNR per channel and STFT SNR per tile.
+def plot_compare_scores(result, *, max_bars: int = 12):
+    """PSNR per channel and STFT SNR per tile of a :class:`wavdiff_utils.compare.ComparisonResult`.
 
-    Identical tiles (PSNR = inf) are drawn as hatched bars at the top of the axis.
+    Up to ``max_bars`` tiles as grouped bars (identical tiles, PSNR = inf, hatched at the top of
+    the axis); more as lines over the tile number, on a figure of fixed width.
     """
     plt = _plt()
     df = result.table()
@@ -299,22 +316,27 @@ def plot_compare_scores(result):
               "STFT SNR": "stft_snr_db"}
     finite = df[list(series.values())].replace([np.inf, -np.inf], np.nan)
     top = float(np.nanmax(finite.to_numpy())) * 1.1 if finite.notna().any().any() else 100.0
+    names = [Path(str(k)).stem for k in df["key"]]
     x = np.arange(len(df))
-    width = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(df) * len(series) / 2), 4))
+    many = len(df) > max_bars
+    fig, ax = plt.subplots(figsize=(12, 4.5), layout="constrained")
     for i, (label, col) in enumerate(series.items()):
-        v = df[col].to_numpy(dtype=float)
-        inf = np.isinf(v)
-        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, np.where(inf, top, v), width, label=label)
-        for b, is_inf in zip(bars, inf):
+        v = np.where(np.isinf(df[col].to_numpy(dtype=float)), top, df[col].to_numpy(dtype=float))
+        if many:
+            ax.plot(x, v, marker=".", lw=1, label=label)
+            continue
+        width = 0.8 / len(series)
+        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, v, width, label=label)
+        for b, is_inf in zip(bars, np.isinf(df[col].to_numpy(dtype=float))):
             if is_inf:
                 b.set_hatch("//")
     ax.axhline(result.mean_psnr, color="k", lw=1, ls="--", label=f"mean PSNR {result.mean_psnr:.1f} dB")
-    many = len(df) > 4
-    ax.set_xticks(x, df["key"], rotation=30 if many else 0, ha="right" if many else "center")
+    step = max(1, len(df) // max_bars)
+    ax.set_xticks(x[::step], names[::step], rotation=30 if len(x[::step]) > 4 else 0,
+                  ha="right" if len(x[::step]) > 4 else "center")
     ax.set_ylabel("dB")
     ax.set_ylim(0, top * 1.05)
-    ax.set_title("PSNR (16-bit scale) and STFT SNR per tile")
+    ax.set_title("PSNR (16-bit scale) and STFT SNR per tile" + (" (inf drawn at the top)" if not many else ""))
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
@@ -415,7 +437,7 @@ def show_decoded(batch, *, max_files: int = 3):
         y, sr = sf.read(r.output, dtype="float32")
         score, ref = source_scores(r, y, sr)
         if ref is not None:
-            plot_spectrogram_pair(ref, y, sr, labels=("original", "decoded"))
+            plot_spectrogram_pair(ref, y, sr, labels=("original", "decoded"), name=r.song)
             plt.show()
             display(audio_player(ref, sr, label=f"{r.song} original"))
         plot_waveform(y, sr, title=f"{r.song} decoded ({r.methods() or r.phase})")
