@@ -7,8 +7,9 @@ are read sequentially, a shard per worker.  :func:`wavdiff_utils.jobs.write_shar
 the pipeline's output (after :func:`~wavdiff_utils.dataset.export_dataset`) into::
 
     <shards>/train-000000.tar, train-000001.tar, ..., validation-000000.tar, test-000000.tar
-    <shards>/shards.json          the index: every shard with its sample count, the totals,
-                                  the codec parameters
+    <shards>/shards.json          the index: every shard with its sample count, size, first
+                                  and last key and each sample's checksum, the totals, the
+                                  codec parameters
 
 Each sample (``__key__`` ``<song>_<index:04d>``, dots in a song id made safe) holds:
 
@@ -30,28 +31,43 @@ Reading: :func:`iter_shard_samples` yields decoded samples (the contract:
 same items as :class:`~wavdiff_utils.dataset.TileDataset` (float tensors in [-1, 1]),
 split over ``DataLoader`` workers and distributed ranks.  Decoding is OpenCV's: the
 ``webdataset`` library's own image decoders go through Pillow, which keeps 8 of the 16 bits.
+
+Reading checks every shard against the index as it goes (no extra pass): the size of each
+shard before it is read, the checksum of each sample read (:func:`sample_checksum`; a reader
+that skips other workers' samples checks its own), the keys (none twice, the first and last
+as indexed) and the sample count.  Whatever is wrong (a tar cut short, emptied, garbage,
+replaced by a copy of another shard, a changed member) is one :class:`BadShardError` line
+naming the ``.tar`` file and the member.  An index written before checksums existed gets the
+size, key and count checks, and one warning saying so.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import tarfile
+import warnings
 from pathlib import Path
+
 
 from .export import SPLITS
 from ..io.png16 import decode_png16
 from .tensors import pixels_to_tensor
-from ..errors import BadParameterError, BadShardError, MissingInputError, one_line
+from ..errors import BadParameterError, BadShardError, MissingInputError, WavdiffError, one_line
 from ..paths import stable_hash
 
 __all__ = ["SHARD_INDEX", "DEFAULT_SHARD_SIZE", "parse_shard_size", "read_shard_index",
-           "shard_paths", "iter_shard_raw", "decode_sample", "iter_shard_samples", "sample_key"]
+           "shard_paths", "iter_shard_raw", "decode_sample", "iter_shard_samples", "sample_key",
+           "sample_checksum", "verify_shard"]
 
 #: The index file in a shard folder.
 SHARD_INDEX = "shards.json"
 #: Default shard limit: about 1 GB (some 160 tiles of 1024x1024 at PNG level 0).
 DEFAULT_SHARD_SIZE = "1GB"
 FORMAT = "wavdiff-shards"
+#: A tar member's sample key and field, as WebDataset splits them (at the name's first dot).
+_KEY_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
 _UNITS = {"": 1, "k": 10 ** 3, "m": 10 ** 6, "g": 10 ** 9, "t": 10 ** 12,
           "ki": 2 ** 10, "mi": 2 ** 20, "gi": 2 ** 30, "ti": 2 ** 40}
 
@@ -121,7 +137,142 @@ def read_shard_index(folder) -> dict:
     return data
 
 
-# =========================================================================== writing
+# =========================================================================== checking
+
+
+def sample_checksum(sample: dict) -> str:
+    """The checksum of a sample that ``shards.json`` records (16 hex digits): BLAKE2b over its
+    key, then each member's name, length and bytes in name order (fields starting with ``_``,
+    such as ``__url__``, left out).  The writer computes it from what it writes, the reader from
+    what it reads."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(str(sample["__key__"]).encode("utf-8") + b"\0")
+    for ext in sorted(k for k in sample if not k.startswith("_")):
+        data = sample[ext]
+        h.update(ext.encode("utf-8") + b"\0" + len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+_INDEXES: dict = {}          # index path -> (its stat stamp, {shard name: entry})
+_NOTED: set = set()          # indexes already warned about (no checksums)
+
+
+def _entries(folder: Path) -> dict | None:
+    """``{shard name: index entry}`` of ``folder``'s index (cached while it is unchanged), or
+    None without one; an index with no checksums is warned about once."""
+    path = folder / SHARD_INDEX
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+    cached = _INDEXES.get(str(path))
+    if cached is None or cached[0] != stamp:
+        shards = read_shard_index(folder).get("shards")
+        if not isinstance(shards, list) or not all(isinstance(s, dict) and "name" in s
+                                                   for s in shards):
+            raise BadShardError(f"{path}: not a wavdiff shard index (its shard list is damaged)")
+        cached = (stamp, {s["name"]: s for s in shards})
+        _INDEXES.clear()
+        _INDEXES[str(path)] = cached
+    if any("checksums" not in s for s in cached[1].values()) and str(path) not in _NOTED:
+        _NOTED.add(str(path))
+        warnings.warn(f"{path} was written before shards had sample checksums: only each "
+                      f"shard's size and sample count are checked; write the shards again to "
+                      f"check every sample", stacklevel=3)
+    return cached[1]
+
+
+def _bad(path, member, problem: str) -> BadShardError:
+    """One line naming the shard, the member (when known: a name, or a list of names) and the
+    problem."""
+    if isinstance(member, list):
+        where = f" (members {', '.join(member)})"
+    else:
+        where = f" (member {member})" if member else ""
+    return BadShardError(f"{path}: damaged shard{where}: {problem}; write the shards again")
+
+
+class _ShardCheck:
+    """What one shard is checked against while it is read: its size (at once), then each
+    sample's key (no duplicates; first and last as indexed), checksum and the count."""
+
+    def __init__(self, path: Path, entry: dict | None, seen: set):
+        self.path, self.entry, self.seen = path, entry or {}, seen
+        sums = self.entry.get("checksums")
+        self.sums = sums if isinstance(sums, list) else None
+        self.n, self.key = 0, None
+
+    def size(self, fh) -> None:
+        _check_size(self.path, self.entry, os.fstat(fh.fileno()).st_size)
+
+    def start(self, key: str, member: str) -> None:
+        if key in self.seen:
+            raise _bad(self.path, member, f"sample key {key} appears twice (a duplicated or "
+                                          f"copied shard?)")
+        self.seen.add(key)
+        first = self.entry.get("first_key")
+        if self.n == 0 and first is not None and key != first:
+            raise _bad(self.path, member, f"its first sample is {key}, {SHARD_INDEX} says "
+                                          f"{first} (replaced by another shard?)")
+        self.n += 1
+        self.key = key
+
+    def sample(self, sample: dict) -> None:
+        if self.sums is None:
+            return
+        j = self.n - 1
+        members = [f"{sample['__key__']}.{e}" for e in sorted(sample) if e[0] != "_"]
+        if j >= len(self.sums):
+            raise _bad(self.path, members, f"more samples than the {len(self.sums)} in "
+                                           f"{SHARD_INDEX}")
+        if sample_checksum(sample) != self.sums[j]:
+            raise _bad(self.path, members, f"sample {sample['__key__']} differs from its "
+                                           f"checksum in {SHARD_INDEX}")
+
+    def end(self) -> None:
+        want, last = self.entry.get("samples"), self.entry.get("last_key")
+        if want is not None and self.n != want:
+            raise _bad(self.path, None, f"it holds {self.n} samples, {SHARD_INDEX} says {want}")
+        if last is not None and self.key is not None and self.key != last:
+            raise _bad(self.path, None, f"its last sample is {self.key}, {SHARD_INDEX} says "
+                                        f"{last} (replaced by another shard?)")
+
+
+def _check_size(path: Path, entry: dict, have: int | None = None) -> None:
+    """A shard's size against its index entry (``have``: its size, else looked up)."""
+    want = entry.get("bytes")
+    if want is None:
+        return
+    if have is None:
+        try:
+            have = path.stat().st_size
+        except OSError:
+            raise MissingInputError(f"{path}: shard listed in {SHARD_INDEX} is missing; write "
+                                    f"the shards again") from None
+    if have != want:
+        raise _bad(path, None, f"it is {have} bytes, {SHARD_INDEX} says {want} (cut short, "
+                               f"grown or replaced)")
+
+
+def _members(path: Path, fh):
+    """``(key, ext, member)`` of each file in the tar ``fh``, tar errors as :class:`BadShardError`."""
+    last = None
+    try:
+        with tarfile.open(fileobj=fh, mode="r:") as tar:
+            while True:
+                m = tar.next()
+                if m is None:
+                    return
+                last = m.name
+                match = _KEY_EXT.match(m.name) if m.isfile() else None
+                if match:
+                    yield match.group(1), match.group(2).lower(), m
+    except (tarfile.TarError, EOFError, UnicodeError, OSError) as exc:
+        problem = "not readable as a tar file" if last is None else "unreadable after this member"
+        why = (exc.strerror if isinstance(exc, OSError) else None) or one_line(exc)
+        raise _bad(path, last, f"{problem} ({why})") from None
 
 
 # =========================================================================== reading
@@ -143,42 +294,110 @@ def iter_shard_raw(paths, keep=None):
 
     The files are read with seeks (they are plain tars): with ``keep(i)`` (``i`` counts the
     samples over all ``paths``) the members of samples not kept are skipped unread.
+
+    Each shard listed in its folder's ``shards.json`` is checked as it is read, with no extra
+    pass: its size before anything is read, each kept sample against its checksum, every
+    sample's key (no key twice; first and last as indexed) and the number of samples at its
+    end.  An index written before checksums existed gets the size and count checks (and a
+    warning, once).
+
+    Raises
+    ------
+    MissingInputError
+        A shard file is missing.
+    BadShardError
+        A shard is damaged, cut short, replaced, holds a duplicate key or differs from the
+        index: one line naming the ``.tar`` file and the member.
     """
-    import tarfile
-
-    from webdataset.tariterators import base_plus_ext
-
-    i = -1
+    i = [-1]
+    seen: set = set()
     for p in paths:
-        if not Path(p).is_file():
+        p = Path(p)
+        if not p.is_file():
             raise MissingInputError(f"{p}: shard listed in {SHARD_INDEX} is missing; write the "
                                     f"shards again")
-        with open(p, "rb") as fh, tarfile.open(fileobj=fh, mode="r:") as tar:
-            sample, wanted = None, False
-            for m in tar:
-                key, ext = base_plus_ext(m.name) if m.isfile() else (None, None)
-                if key is None:
-                    continue
-                if sample is None or key != sample["__key__"]:
-                    if wanted:
-                        yield sample
-                    i += 1
-                    wanted = keep is None or keep(i)
-                    sample = {"__key__": key, "__url__": str(p)}
-                if wanted:                   # one read, where the member's data lies
-                    sample[ext.lower()] = os.pread(fh.fileno(), m.size, m.offset_data)
-            if wanted:
-                yield sample
+        entries = _entries(p.parent)
+        entry = entries.get(p.name) if entries is not None else None
+        yield from _read_shard(p, entry, keep, i, seen)
+
+
+def verify_shard(path, entry: dict) -> None:
+    """Read the whole shard ``path`` and check it against its index ``entry`` (size, keys,
+    every sample's checksum, count); raises :class:`BadShardError` naming what differs."""
+    for _ in _read_shard(Path(path), entry, None, [-1], set()):
+        pass
+
+
+def _read_shard(path: Path, entry, keep, i: list, seen: set):
+    """The samples of one shard (see :func:`iter_shard_raw`); ``i[0]`` counts samples over
+    every shard read, ``seen`` holds their keys."""
+    check = _ShardCheck(path, entry, seen)
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise BadShardError(f"{path}: shard cannot be read ({exc.strerror or exc})") from None
+    with fh:
+        check.size(fh)
+        sample, wanted = None, False
+        for key, ext, m in _members(path, fh):
+            if sample is None or key != sample["__key__"]:
+                if wanted:
+                    check.sample(sample)
+                    yield sample
+                check.start(key, m.name)
+                i[0] += 1
+                wanted = keep is None or keep(i[0])
+                sample, exts = {"__key__": key, "__url__": str(path)}, set()
+            if ext in exts:
+                raise _bad(path, m.name, "the member appears twice")
+            exts.add(ext)
+            if wanted:                       # one read, where the member's data lies
+                try:
+                    data = os.pread(fh.fileno(), m.size, m.offset_data)
+                except OSError as exc:
+                    raise _bad(path, m.name, f"cannot be read ({exc.strerror or exc})") from None
+                if len(data) != m.size:
+                    raise _bad(path, m.name, f"cut short: {len(data)} of {m.size} bytes")
+                sample[ext] = data
+        if wanted:
+            check.sample(sample)
+            yield sample
+        check.end()
 
 
 def decode_sample(raw: dict) -> dict:
-    """A raw sample as :func:`iter_shard_samples` yields it (pixels decoded at 16 bits)."""
-    key = raw["__key__"]
-    meta = json.loads(raw["json"])
-    return {"key": key,
-            "pixels": decode_png16(raw["png"], name=f"{raw.get('__url__', 'shard')}:{key}.png"),
-            "meta": meta, "caption": raw.get("txt", b"").decode("utf-8"),
+    """A raw sample as :func:`iter_shard_samples` yields it (pixels decoded at 16 bits).
+
+    Raises
+    ------
+    BadShardError
+        A member is missing or cannot be decoded: naming the shard and the member.
+    """
+    key, url = raw.get("__key__", "?"), raw.get("__url__", "shard")
+    for ext in ("png", "json"):
+        if ext not in raw:
+            raise _member_error(url, f"{key}.{ext}", "missing from its sample")
+    try:
+        meta = json.loads(raw["json"])
+    except ValueError as exc:
+        raise _member_error(url, f"{key}.json", f"not valid JSON ({one_line(exc)})") from None
+    if not isinstance(meta, dict):
+        raise _member_error(url, f"{key}.json", f"holds a {type(meta).__name__}, not an object")
+    try:
+        caption = raw.get("txt", b"").decode("utf-8")
+    except UnicodeDecodeError:
+        raise _member_error(url, f"{key}.txt", "not UTF-8 text") from None
+    try:
+        pixels = decode_png16(raw["png"], name=f"{url}:{key}.png")
+    except WavdiffError as exc:
+        raise _member_error(url, f"{key}.png", getattr(exc, "problem", None) or one_line(exc)) \
+            from None
+    return {"key": key, "pixels": pixels, "meta": meta, "caption": caption,
             "split": str(meta.get("split", ""))}
+
+
+def _member_error(url, member: str, problem: str) -> BadShardError:
+    return BadShardError(f"{url}: member {member}: {problem}; write the shards again")
 
 
 def iter_shard_samples(folder, *, split: str | None = None):
@@ -220,13 +439,26 @@ class ShardReader:
     ``torch.distributed`` is initialised) each reads its own shards, or, when whole shards
     cannot be shared out evenly (fewer or unequal shards), every reader reads them all and
     keeps its own share of the samples: every sample is given once per epoch.
+
+    ``len()`` is the index's count, and what is read: every shard's size is checked here,
+    and each shard's samples as they are read (see :func:`iter_shard_raw`).
+
+    Raises
+    ------
+    MissingInputError
+        No index, or a shard it lists is missing.
+    BadShardError
+        A shard's size differs from the index (cut short, replaced): naming the ``.tar`` file.
     """
 
     def __init__(self, folder, *, split: str | None = "train", image_key: str = "pixel_values",
                  transform=None, shuffle: bool = False, seed: int = 0):
         self.folder = Path(folder)
         self.paths = shard_paths(self.folder, split=split)
-        self.counts = {s["name"]: s["samples"] for s in read_shard_index(self.folder)["shards"]}
+        entries = _entries(self.folder) or {}
+        self.counts = {name: s["samples"] for name, s in entries.items()}
+        for p in self.paths:                 # len() is what will be read: sizes checked now
+            _check_size(p, entries[p.name])
         self.n = sum(self.counts[p.name] for p in self.paths)
         self.split, self.image_key, self.transform = split, image_key, transform
         self.shuffle, self.seed, self.epoch = bool(shuffle), int(seed), 0
