@@ -14,7 +14,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import BadParameterError, OutputIsAFileError, UnwritableOutputError, WavdiffError
+from .errors import (BadParameterError, MissingInputError, OutputIsAFileError,
+                     UnwritableOutputError, WavdiffError)
 
 __all__ = ["REPO_ROOT", "SAMPLE_AUDIO", "resolve", "output_dir", "song_id",
            "atomic_path", "AUDIO_EXTENSIONS", "display_path", "display_message",
@@ -37,7 +38,7 @@ def _base() -> Path:
     return REPO_ROOT if cwd == (REPO_ROOT / "notebooks").resolve() else cwd
 
 
-def resolve(path: str | os.PathLike) -> Path:
+def resolve(path: str | os.PathLike, *, must_exist: bool = False) -> Path:
     """Resolve a user-given path independently of where a notebook runs.
 
     Parameters
@@ -48,32 +49,65 @@ def resolve(path: str | os.PathLike) -> Path:
         run notebooks, relative paths start from the repository root instead.
         An existing path that is not found there is looked up in the repository
         root too, so ``sample_data/...`` works from anywhere.  ``~`` is expanded.
+    must_exist : bool
+        Refuse a path that does not exist (an input: checked before any output is made).
 
     Returns
     -------
     pathlib.Path
         An absolute path; it need not exist (outputs are created later).
+
+    Raises
+    ------
+    MissingInputError
+        With ``must_exist``, the path does not exist; the message names it.
     """
     if path is None or str(path).strip() == "":
         raise BadParameterError("empty path given; pass a file or folder name")
     p = Path(os.path.expanduser(str(path)))
     if p.is_absolute():
+        if must_exist and not os.path.lexists(p):
+            raise MissingInputError(f"input {str(p)!r} does not exist")
         return p
     here = _base() / p
-    if here.exists():
-        return here.resolve()
+    if _exists(here):
+        return _real(here)
     in_repo = REPO_ROOT / p
-    if in_repo.exists():
-        return in_repo.resolve()
-    return here.resolve()
+    if _exists(in_repo):
+        return _real(in_repo)
+    if must_exist:
+        raise MissingInputError(f"input {str(_real(here))!r} does not exist")
+    return _real(here)
+
+
+def _exists(p: Path) -> bool:
+    """``p.exists()``, False where the system cannot even look (a name too long, a link loop)."""
+    try:
+        return p.exists()
+    except OSError:
+        return False
 
 
 def output_dir(path: str | os.PathLike) -> Path:
-    """Resolve ``path`` with :func:`resolve` and create the folder (papermill does not)."""
+    """Resolve ``path`` with :func:`resolve` and create the folder (papermill does not).
+
+    Raises
+    ------
+    OutputIsAFileError
+        ``path``, or a folder above it, is a file.
+    UnwritableOutputError
+        The folder cannot be created (read-only disk, no permission, a name too long, disk
+        full); one line naming ``path`` and the reason.
+    """
     p = resolve(path)
-    if p.exists() and not p.is_dir():
+    if _exists(p) and not p.is_dir():
         raise OutputIsAFileError(f"output {str(p)!r} exists and is a file, not a folder")
-    p.mkdir(parents=True, exist_ok=True)
+    above = next((a for a in p.parents if os.path.lexists(a)), None)
+    if above is not None and above.exists() and not above.is_dir():
+        raise OutputIsAFileError(f"output {str(p)!r} cannot be made: {str(above)!r} is a file, "
+                                 f"not a folder")
+    with writing(p):
+        p.mkdir(parents=True, exist_ok=True)
     return p
 
 
@@ -157,14 +191,20 @@ def display_path(path, base=None) -> str:
     """``path`` as a report shows it: relative to ``base`` (a folder, or several: the run's
     output and input folders) or to the repository when it lies inside one of them, else just
     its name, so that a shared report never shows the folders of the machine that made it."""
-    p = Path(path)
+    p = _real(path)
     bases = [] if base is None else [base] if isinstance(base, (str, os.PathLike)) else list(base)
     for root in [Path(b) for b in bases if b is not None] + [REPO_ROOT]:
         try:
-            return p.resolve().relative_to(Path(root).resolve()).as_posix()
+            return p.relative_to(_real(root)).as_posix()
         except ValueError:
             continue
     return p.name
+
+
+def _real(path) -> Path:
+    """``path`` made absolute with its links followed as far as they go: a symlink loop or a
+    dangling link is shown as it is, never an error (``Path.resolve`` raises on a loop)."""
+    return Path(os.path.realpath(os.path.abspath(os.fspath(path))))
 
 
 def display_message(message: str, base=None) -> str:

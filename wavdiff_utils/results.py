@@ -6,12 +6,42 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import WavdiffError, one_line
 from .paths import display_message, display_path
 
-__all__ = ["SongResult", "BatchResult", "failure_lines", "warning_lines", "SUMMARY_NAME"]
+__all__ = ["SongResult", "BatchResult", "BatchFailedError", "failure_lines", "warning_lines",
+           "SUMMARY_NAME", "error_names", "plain_failure"]
 
 #: Where a pipeline run records what it did, in its output folder.
 SUMMARY_NAME = "wavdiff_batch.json"
+
+
+class BatchFailedError(WavdiffError, RuntimeError):
+    """Some files of a batch failed (:meth:`BatchResult.raise_if_failed`); one line listing each
+    failure with its file and reason (in a notebook: that line, no traceback).  ``except
+    RuntimeError`` still catches it."""
+
+
+def error_names() -> set[str]:
+    """Class names of every :class:`WavdiffError` kind (their messages say all; a name is noise)."""
+    names, todo = set(), [WavdiffError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo += cls.__subclasses__()
+    return names
+
+
+def plain_failure(fail: tuple) -> tuple:
+    """``(path, message)`` without a wavdiff error's class name after the file's name
+    (``a.wav: UnwritableOutputError: x.png: cannot be written ...`` -> ``a.wav: x.png: ...``)."""
+    path, msg = fail
+    head = f"{path}: "
+    if str(msg).startswith(head):
+        kind, sep, rest = str(msg)[len(head):].partition(": ")
+        if sep and kind in error_names():
+            return path, head + rest
+    return fail
 
 
 def failure_lines(failures) -> list[str]:
@@ -70,9 +100,13 @@ class BatchResult:
                 "notes": list(self.notes)}
 
     def raise_if_failed(self):
-        """Raise ``RuntimeError`` listing every failure, if any."""
+        """Raise :class:`BatchFailedError` (a ``RuntimeError``) listing every failure on one line
+        (each naming its file and reason), if any."""
         if self.failures:
-            raise RuntimeError(self.summary())
+            items = [one_line(m) if str(p) in str(m) else f"{p}: {one_line(m)}"
+                     for p, m in self.failures]
+            raise BatchFailedError(f"{len(self.failures)} failed, {len(self.results)} done: "
+                                   + "; ".join(items))
 
     def table(self):
         """Results as a pandas DataFrame (one row per song)."""

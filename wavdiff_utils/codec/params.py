@@ -13,14 +13,55 @@ import yaml
 
 from ..errors import BadParameterError, MissingInputError
 from ..paths import resolve
+from . import resources
 
-__all__ = ["CodecParams", "LAYOUTS", "load_yaml_params"]
+__all__ = ["CodecParams", "LAYOUTS", "load_yaml_params", "tile_memory", "MAX_SIZE", "MAX_N_FFT"]
 
 #: Supported tile layouts.
 LAYOUTS = ("exact", "seed")
 
 #: dB reference: a full-scale sine wave's peak STFT bin reads 0 dB.
 DB_REFERENCE = "full-scale sine peak bin"
+
+#: Largest tile edge: a 16384 x 16384 tile is 1.6 GB of 16-bit pixels (diffusion models train on
+#: 64 to 2048); beyond it no estimate is trusted.
+MAX_SIZE = 16384
+#: Largest FFT: the exact layout's at :data:`MAX_SIZE` (``2 * size``).
+MAX_N_FFT = 2 * MAX_SIZE
+#: Peak bytes per pixel of one tile being encoded (the STFT block, its complex spectrum, float
+#: planes, 16-bit pixels and the PNG buffer), measured on the 2-core development machine with
+#: ``encode_song(..., threads=1)``, peak RSS less the RSS before, a 2.5-tile clip, layout exact:
+#: size 1024: 83 MB (79 B/px), 2048: 306 MB (73 B/px), 4096: 1058 MB (63 B/px); layout seed,
+#: n_fft 4096 at size 256: 191 MB (46 B/px of the 2049 x 2049 spectrum).  The decoder holds
+#: about twice as much per tile (133-206 B/px measured at 2048: two tiles and their overlap).
+TILE_BYTES_PER_PIXEL = 80
+#: Estimates below this are not checked against the machine (any machine has that much).
+_UNCHECKED_BYTES = 256 << 20
+
+
+def tile_memory(size: int, n_fft: int) -> int:
+    """Estimated peak bytes of one tile being encoded (one tile thread): the larger of the tile
+    (``size`` x ``size``) and the spectrum before any resize (``n_fft/2+1`` squared), times
+    :data:`TILE_BYTES_PER_PIXEL`.
+
+    >>> round(tile_memory(1024, 2048) / 1e6)
+    84
+    """
+    edge = max(int(size), int(n_fft) // 2 + 1)
+    return TILE_BYTES_PER_PIXEL * edge * edge
+
+
+def _check_edge(name: str, value: int, need_for, maximum: int) -> None:
+    """``value`` of ``name`` fits the machine's memory (one tile) and the hard ``maximum``: the
+    message gives whichever limit is lower."""
+    if need_for(value) < _UNCHECKED_BYTES:
+        return
+    why = "the largest tile wavdiff makes"
+    budget = resources.MEMORY_SHARE * resources.available_memory()
+    if value > maximum and need_for(maximum) <= budget:
+        resources.check_at_most(name, value, maximum, why)      # memory would allow more
+    resources.check_memory(name, value, need_for)
+    resources.check_at_most(name, value, maximum, why)
 
 
 @dataclass(frozen=True)
@@ -76,6 +117,7 @@ class CodecParams:
             raise BadParameterError(f"sample_rate {self.sample_rate} Hz is outside 8000..384000 Hz")
         if self.size < 16:
             raise BadParameterError(f"size must be at least 16 pixels, got {self.size}")
+        _check_edge("size", self.size, lambda v: tile_memory(v, 2 * v), MAX_SIZE)
         n_fft = self.n_fft
         if n_fft is None:
             n_fft = 2 * self.size if self.layout == "exact" else 2048
@@ -87,6 +129,8 @@ class CodecParams:
                 f"layout 'exact' stores n_fft/2 bins in a size x size tile, so it needs "
                 f"n_fft == 2*size; got n_fft={n_fft}, size={self.size}. Leave n_fft unset "
                 f"to derive it, or use layout='seed' to resize.")
+        if self.layout == "seed":
+            _check_edge("n_fft", n_fft, lambda v: tile_memory(self.size, v), MAX_N_FFT)
         setf("n_fft", n_fft)
         hop = self.hop_length if self.hop_length is not None else n_fft // 4
         hop = int(hop)
@@ -119,6 +163,11 @@ class CodecParams:
     def tile_seconds(self) -> float:
         """Seconds of audio per tile."""
         return self.tile_samples / self.sample_rate
+
+    @property
+    def tile_memory(self) -> int:
+        """Estimated peak bytes of one tile being encoded (see :func:`tile_memory`)."""
+        return tile_memory(self.size, self.n_fft)
 
     @property
     def db_scale(self) -> float:

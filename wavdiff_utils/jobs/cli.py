@@ -147,7 +147,8 @@ def main(argv=None) -> int:
     0: every song made (captions may have been skipped, said in one line);
     1: some songs failed (the rest are made; the summary says why);
     2: a usage error or any other :class:`~wavdiff_utils.errors.WavdiffError` (printed as one
-    line, no traceback); 130: interrupted (run the same command again to resume).
+    line, no traceback), or an output asked for (the dataset, ``--shards``, the report) was not
+    written (the summary says why); 130: interrupted (run the same command again to resume).
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     ap = _parser()
@@ -199,7 +200,7 @@ def main(argv=None) -> int:
     finally:
         signal.signal(signal.SIGTERM, old_term)
     print(result.summary())
-    return 0 if result.ok else 1
+    return result.exit_status
 
 
 def _terminate(signum, frame):

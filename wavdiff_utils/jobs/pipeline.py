@@ -38,19 +38,20 @@ import numpy as np
 from ..captioning.batch import caption_songs
 from ..captioning.registry import captioner_or_fallback, fallback_notice, make_captioner
 from ..codec.params import CodecParams
+from ..codec import resources
 from ..codec.threads import usable_cores
 from ..codec.tiling import n_tiles_for
 from ..dataset.export import METADATA_NAME, export_dataset
 from ..errors import (BadParameterError, MissingInputError, OutputIsAFileError, WavdiffError,
-                      WeightsMissingError, first_line)
+                      WeightsMissingError, first_line, one_line)
 from ..io.audio import audio_info, find_audio_files
 from ..io.locking import output_lock
-from ..paths import REPO_ROOT, remove_temporaries, resolve, song_ids
-from ..results import BatchResult, SUMMARY_NAME
-from ..views.report import run_notebook
+from ..paths import REPO_ROOT, remove_temporaries, resolve, song_ids, writing
+from ..results import BatchResult, SUMMARY_NAME, plain_failure
+from ..views.report import failure_line, run_notebook
 from .encode import capped_workers, encode_one, verify
 from .pipeline_result import PipelineResult, write_summary
-from .settings import PipelineSettings
+from .settings import PipelineSettings, check_workers_memory, song_memory
 from .ray_captions import caption_on_ray
 from .ray_engine import check_engine, ray_session, run_encode
 from .shard_writer import write_shards
@@ -65,9 +66,15 @@ REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "06_batch_report.ipynb"
 REPORT_NAME = "batch_report"
 
 
-def default_workers() -> int:
-    """Encode worker processes used when ``workers=0``: the usable CPU cores, at most 8."""
-    return max(1, min(8, usable_cores()))
+def default_workers(params: CodecParams | None = None) -> int:
+    """Encode worker processes used when ``workers=0``: the usable CPU cores, at most 8, and
+    with ``params`` no more songs at once than the memory available holds
+    (:func:`~wavdiff_utils.jobs.settings.song_memory` each)."""
+    n = max(1, min(8, usable_cores()))
+    if params is not None:
+        budget = resources.MEMORY_SHARE * resources.available_memory()
+        n = max(1, min(n, int(budget // song_memory(params))))
+    return n
 
 # =========================================================================== encode
 
@@ -154,24 +161,27 @@ def encode_songs(input, output, *, params: CodecParams | None = None, workers: i
     params = params or CodecParams()
     engine = check_engine(engine)
     raw = check_workers(workers, auto=engine == "ray")
-    workers = raw or default_workers()
+    if not ray_address:
+        check_workers_memory(raw, params)
+    workers = raw or default_workers(params)
     files = find_audio_files(input)
     output = Path(output)
-    with output_lock(output), _engine_session(engine, ray_address, raw) as session:
+    with output_lock(output), _engine_session(engine, ray_address, raw, params) as session:
         return _encode_songs_locked(files, output, params=params, workers=workers,
                                     overwrite=overwrite, png_compression=png_compression,
                                     progress=progress, _bar=_bar, session=session, raw=raw)
 
 
 @contextlib.contextmanager
-def _engine_session(engine: str, address, workers: int):
+def _engine_session(engine: str, address, workers: int, params: CodecParams):
     """``None`` for the local engine; the :class:`~wavdiff_utils.jobs.ray_engine.RaySession` of the
-    Ray engine (an embedded Ray gets ``workers`` CPUs, capped at the cores; 0 = all)."""
+    Ray engine (an embedded Ray gets ``workers`` CPUs, capped at the cores; 0 = as many as the
+    cores and the memory allow)."""
     if engine != "ray":
         yield None
         return
 
-    cpus, note = (None, "") if address else capped_workers(workers or default_workers())
+    cpus, note = (None, "") if address else capped_workers(workers or default_workers(params))
     with ray_session(address, num_cpus=cpus) as session:
         if note and session.started:
             session.notes.append(note)
@@ -208,7 +218,7 @@ def _encode_songs_locked(files, output, *, params, workers, overwrite, png_compr
             bar.retotal(res.n_tiles - est[song])
             bar.song_done(res.n_tiles - counted[song])
         else:
-            batch.failures.append(fail)
+            batch.failures.append(plain_failure(fail))
             bar.retotal(counted[song] - est[song])
             bar.song_done(0)
 
@@ -272,15 +282,22 @@ def _encode_in_pool(jobs, workers: int, *, tiles, finish) -> None:
                 job = futures[fut]
                 try:
                     res, fail = fut.result()
-                except Exception as exc:      # a worker died (killed, out of memory)
-                    res, fail = None, (str(job[0]), f"{job[0]}: worker failed: "
-                                                    f"{type(exc).__name__}: {exc}")
+                except Exception:             # a worker died (killed, out of memory)
+                    res, fail = None, (str(job[0]), _worker_died(job[0], job[2]))
                 finish(res, fail, job[3])
         drain()
     except BaseException:          # Ctrl-C, SIGTERM: no worker goes on writing alone
         stop_pool(pool)
         raise
     pool.shutdown(wait=True)
+
+
+def _worker_died(path, params: CodecParams) -> str:
+    """Why a song failed whose worker process ended without a word (killed, out of memory)."""
+    return (f"{path}: the worker process encoding it ended unexpectedly (killed, or out of "
+            f"memory: one {params.size} x {params.size} tile needs about "
+            f"{resources.gb(params.tile_memory)}); run again to resume, with fewer --workers or "
+            f"a smaller --size if it happens again")
 
 
 def check_workers(workers, *, auto: bool = False) -> int:
@@ -420,6 +437,7 @@ def _library_warning(w) -> bool:
 def _run_locked(input, output, files, s: PipelineSettings, *, raw: int, say) -> PipelineResult:
     """The whole run, the output folder locked: each step, the record, then the report."""
     res = PipelineResult(input, output, captioner=s.captioner)
+    res.asked = ("dataset",) + ("shards",) * (s.shards is not None) + ("report",) * s.report
     # what atomic writes of a killed run left behind (we hold the lock: nobody is writing)
     remove_temporaries(output, ["metadata.jsonl", "README.md", SUMMARY_NAME])
     est = sum(_estimate_tiles(f, s.params) for f in files)
@@ -428,7 +446,7 @@ def _run_locked(input, output, files, s: PipelineSettings, *, raw: int, say) -> 
     starting = s.engine == "ray" and not s.ray_address     # an embedded Ray: seconds to start
     with contextlib.ExitStack() as stack:
         # joining a cluster takes a moment, and its errors come before any progress bar
-        ray = _engine_session(s.engine, s.ray_address, raw)
+        ray = _engine_session(s.engine, s.ray_address, raw, s.params)
         session = None if starting else stack.enter_context(ray)
         bar = _Bar(est * steps, len(files), s.progress,
                    "ray start-up" if starting else "encode")
@@ -456,7 +474,7 @@ def _encode_and_caption(input, output, files, s: PipelineSettings, *, res, bar, 
         warnings.simplefilter("always")
         t0 = time.perf_counter()
         res.encode = _encode_songs_locked(files, output, params=s.params,
-                                          workers=raw or default_workers(),
+                                          workers=raw or default_workers(s.params),
                                           overwrite=s.overwrite,
                                           png_compression=s.png_compression,
                                           progress=s.progress, _bar=bar, session=session, raw=raw)
@@ -490,8 +508,12 @@ def _report(res: PipelineResult, output: Path, report_dir, say) -> None:
     except ImportError as exc:        # a codec-only install: say which extra adds the report
         res.report_error = (f"the notebooks extra is not installed (no module {exc.name!r}): "
                             f"pip install -e '.[notebooks]'")
+    except WavdiffError as exc:       # e.g. the report folder cannot be written: its one line
+        res.report_error = one_line(exc)
     except Exception as exc:          # the dataset is made; a report problem is one line
-        res.report_error = f"{type(exc).__name__}: {first_line(exc)} (details: {log_path})"
+        why = (failure_line(exc) if getattr(exc, "ename", None)
+               else f"{type(exc).__name__}: {first_line(exc)}")
+        res.report_error = f"{why} (details: {log_path})"
     res.seconds["report"] = time.perf_counter() - t0
     write_summary(res)
 
@@ -499,10 +521,11 @@ def _report(res: PipelineResult, output: Path, report_dir, say) -> None:
 @contextlib.contextmanager
 def _stderr_to(path: Path):
     """Send file descriptor 2 (this process and the children it starts) to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     sys.stderr.flush()
     saved = os.dup(2)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
         os.dup2(fd, 2)
         yield

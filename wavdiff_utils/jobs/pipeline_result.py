@@ -50,6 +50,9 @@ class PipelineResult:
     seconds : dict
         Wall time per step.
     warnings : list of str
+    asked : tuple of str
+        The outputs the run was asked for besides the songs: ``"dataset"`` always, and
+        ``"shards"``, ``"report"`` when asked (see :attr:`missing`).
     """
 
     input: Path
@@ -68,6 +71,23 @@ class PipelineResult:
     shards_error: str = ""
     seconds: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    asked: tuple = ("dataset",)
+
+    @property
+    def missing(self) -> list:
+        """The outputs asked for that were not written for a reason of their own (a full disk, a
+        read-only folder): ``"dataset"``, ``"shards"``, ``"report"``.  Nothing is missing when
+        no song was made at all: the song failures say why."""
+        if not self.encode.results:
+            return []
+        made = {"dataset": self.export, "shards": self.shards, "report": self.report}
+        return [name for name in self.asked if made.get(name) is None]
+
+    @property
+    def exit_status(self) -> int:
+        """What ``python -m wavdiff_utils`` exits with: 0 all made; 1 some songs failed (the rest
+        made); 2 an output asked for was not written (:attr:`missing`)."""
+        return 2 if self.missing else 0 if self.ok else 1
 
     @property
     def failures(self) -> list:
@@ -117,6 +137,9 @@ class PipelineResult:
             lines.append(f"  report:   not written: {self.report_error}")
         lines += warning_lines(enc)
         lines += [f"  warning:  {w}" for w in self.warnings]
+        if self.missing:
+            lines.append(f"  NOT WRITTEN: {', '.join(self.missing)} (asked for; the reason is on "
+                         f"its line above); fix it and run again: finished songs are kept")
         return "\n".join(lines + failure_lines(self.failures))
 
     def to_dict(self) -> dict:
@@ -139,7 +162,7 @@ class PipelineResult:
                 "captioned": self.export.n_captioned, "seconds": round(self.export.seconds, 3)},
             "export_error": self.export_error, "warnings": self.warnings,
             "shards": None if self.shards is None else self.shards.record(),
-            "shards_error": self.shards_error,
+            "shards_error": self.shards_error, "missing": self.missing,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
 

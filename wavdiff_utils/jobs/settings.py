@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..codec.params import CodecParams, load_yaml_params
+from ..codec.resources import check_memory
+from ..codec.threads import usable_cores
 from ..dataset.shards import parse_shard_size
 from ..errors import BadParameterError
 from .ray_engine import ENGINES
 
-__all__ = ["PipelineSettings", "CAPTIONERS", "CODEC_OPTIONS"]
+__all__ = ["PipelineSettings", "CAPTIONERS", "CODEC_OPTIONS", "WORKER_BYTES", "song_memory",
+           "check_workers_memory"]
 
 #: Captioner choices: MuQ-MuLan tags, Qwen2-Audio prose, file tags and tempo, or no captions.
 CAPTIONERS = ("muq", "qwen", "metadata", "none")
@@ -27,6 +30,27 @@ CODEC_OPTIONS = {"layout": "tile layout: exact (default, lossless) or seed",
                  "sample_rate": "codec sample rate in Hz (default 44100)",
                  "db_min": "dB stored as pixel 0 (default -110)",
                  "db_max": "dB stored as pixel 65535 (default 10)"}
+
+
+#: Bytes of one encode worker process besides its tile: about 75 MB resident after its imports
+#: (measured), plus the audio read ahead and the PNG being written.
+WORKER_BYTES = 150_000_000
+
+
+def song_memory(params: CodecParams) -> int:
+    """Estimated peak bytes of one song being encoded in a worker process (one tile at a time)."""
+    return WORKER_BYTES + params.tile_memory
+
+
+def check_workers_memory(workers: int, params: CodecParams) -> None:
+    """Refuse ``workers`` (2 or more) songs encoded at once when they do not fit the memory
+    available (:func:`~wavdiff_utils.codec.resources.check_memory`: one line with the estimate
+    and the most that fit); workers beyond the usable cores are capped, so they count as the
+    cores."""
+    if workers < 2:
+        return
+    per_song = song_memory(params)
+    check_memory("workers", workers, lambda w: min(w, usable_cores()) * per_song)
 
 
 def _opt(default, text: str, **cli):
@@ -88,6 +112,7 @@ class PipelineSettings:
         self._check_choices()
         self._check_counts()
         self._check_text()
+        self._check_memory()
         if self.shards is not None and self.shards is not False:
             parse_shard_size(self.shard_size)
 
@@ -115,6 +140,12 @@ class PipelineSettings:
         pc = self.png_compression
         if pc != "small" and (isinstance(pc, bool) or not isinstance(pc, int) or not 0 <= pc <= 9):
             raise BadParameterError(f"png_compression must be 0-9 or 'small', got {pc!r}")
+
+    def _check_memory(self) -> None:
+        """``workers`` songs at once fit the memory here (workers beyond the cores are capped, so
+        they count as the cores); 0 picks a count that fits, and a cluster's is its own."""
+        if not self.ray_address:
+            check_workers_memory(self.workers, self.params)
 
     def _check_text(self) -> None:
         """Text options as strings (None where "not given" means the default)."""

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import BadParameterError, MissingInputError
-from ..paths import atomic_path, output_dir, resolve
+from ..codec.params import load_yaml_params
+from ..errors import MissingInputError, WavdiffError, one_line
+from ..paths import atomic_path, output_dir, resolve, writing
+from ..results import error_names
 
-__all__ = ["run_notebook", "render_html", "external_urls", "main"]
+__all__ = ["run_notebook", "render_html", "external_urls", "failure_line", "main"]
 
 DEFAULT_REPORTS = "outputs/reports"
 #: nbconvert template of the reports: the "lab" page with nothing loaded from another host.
@@ -87,9 +89,30 @@ def render_html(notebook, html_path=None, *, hide_code: bool = False) -> Path:
         import warnings
         warnings.warn(f"{html_path}: the report would load {len(remote)} address(es) from other "
                       f"hosts ({', '.join(remote[:3])}); it may not open offline", stacklevel=2)
-    with atomic_path(html_path) as tmp:
+    with writing(html_path), atomic_path(html_path) as tmp:
         tmp.write_text(body, encoding="utf-8")
     return html_path
+
+
+def _execute(nb: Path, executed: Path, params: dict, kernel: str):
+    """Run ``nb`` with papermill into ``executed`` (atomically: a notebook cut short by a full
+    disk is never left under its name); returns the failed cell's error, else None.
+
+    Raises
+    ------
+    UnwritableOutputError
+        ``executed`` cannot be written (full disk, read-only, no permission); names it.
+    """
+    import papermill as pm
+
+    failed = None
+    with writing(executed), atomic_path(executed) as tmp:
+        try:                         # runs in the launch folder, like papermill
+            pm.execute_notebook(str(nb), str(tmp), parameters=params, kernel_name=kernel,
+                                progress_bar=False)
+        except pm.PapermillExecutionError as exc:     # the executed copy shows the error
+            failed = exc
+    return failed
 
 
 def run_notebook(notebook, *, parameters: dict | None = None, yaml_files=(), output=DEFAULT_REPORTS,
@@ -117,30 +140,45 @@ def run_notebook(notebook, *, parameters: dict | None = None, yaml_files=(), out
     Raises
     ------
     papermill.PapermillExecutionError
-        When a cell fails; the executed copy (with the error) is still written.
+        When a cell fails; the executed copy (with the error) is still written and rendered.
+    MissingInputError, BadParameterError
+        The notebook or a parameter file is missing, or a parameter file is not a mapping.
+    UnwritableOutputError
+        The report folder, the executed copy or the HTML cannot be written (full disk,
+        read-only, no permission); one line naming it.
     """
-    import papermill as pm
-
     nb = resolve(notebook)
     if not nb.is_file():
         raise MissingInputError(f"notebook {str(nb)!r} does not exist")
     params: dict = {}
     for f in yaml_files:
-        data = yaml.safe_load(resolve(f).read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict):
-            raise BadParameterError(f"parameter file {f!r} must hold a mapping")
-        params.update(data)
+        params.update(load_yaml_params(f))
     params.update(parameters or {})
     out = output_dir(output)
     stem = name or nb.stem
     executed = out / f"{stem}.ipynb"
+    failed = _execute(nb, executed, params, kernel)
     try:
-        pm.execute_notebook(str(nb), str(executed), parameters=params, kernel_name=kernel,
-                            progress_bar=False)     # runs in the launch folder, like papermill
-    finally:
-        if html and executed.exists():
+        if html:
             render_html(executed, out / f"{stem}.html", hide_code=hide_code)
+    finally:
+        if failed is not None:         # the cell's error comes first, whatever the rendering did
+            raise failed
     return executed, (out / f"{stem}.html") if html else None
+
+
+def failure_line(exc: BaseException) -> str:
+    """One line for a failed :func:`run_notebook`: a wavdiff error's message, or the failed
+    cell's error (``cell 3: size must be at least 16 pixels, got 7``)."""
+    if isinstance(exc, WavdiffError):
+        return one_line(exc)
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    if ename is None:
+        return f"{type(exc).__name__}: {one_line(exc)}"
+    cell = getattr(exc, "exec_count", None)
+    where = f"cell {cell}: " if cell is not None else ""
+    kind = "" if ename in error_names() else f"{ename}: "
+    return f"{where}{kind}{one_line(evalue) if evalue else ename}"
 
 
 def _parse_value(text: str):
@@ -170,8 +208,11 @@ def main(argv=None) -> int:
     try:
         nb, html = run_notebook(a.notebook, parameters=params, yaml_files=a.file, output=a.output,
                                 name=a.name, html=not a.no_html, hide_code=a.no_code)
-    except Exception as exc:  # papermill's error already names the failing cell
-        print(f"error: {exc}", file=sys.stderr)
+    except WavdiffError as exc:      # before the notebook ran, or its report not written
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:         # a cell failed: its error, on one line
+        print(f"error: {failure_line(exc)}", file=sys.stderr)
         return 1
     print(f"executed notebook: {nb}")
     if html:
