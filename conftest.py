@@ -1,5 +1,9 @@
 """Test-session setup shared by the unit tests and the notebooks run under nbval.
 
+Every ``outputs/...`` path the package resolves goes to a temporary folder of the test
+session (``$WAVDIFF_OUTPUTS``), removed at the end: tests and notebooks never write into the
+user's ``outputs/``.  Only the tiny models are cached in the tree.
+
 Tiny, randomly initialised models are built once per checkout into
 ``outputs/test-models/<name>/`` (git-ignored) by the builders in
 ``tests/captioning/tiny_models.py``, and the environment variables the package reads are
@@ -34,6 +38,9 @@ TINY_MODELS = {
 STAMP = ".wavdiff-tiny-model.json"
 
 _saved_env: dict = {}
+_SESSION_OUTPUTS: dict = {}
+#: The package's variable for the outputs folder (wavdiff_utils.paths.OUTPUTS_ENV).
+OUTPUTS_ENV = "WAVDIFF_OUTPUTS"
 
 
 def _stamp(builder: str) -> dict:
@@ -80,6 +87,11 @@ def _ensure_model(name: str, builder: str) -> Path:
 
 
 def pytest_configure(config):
+    # every outputs/... default of the package (and of the notebooks under nbval) goes to a
+    # folder of this session, so a test run never leaves figures in the user's outputs/
+    _saved_env[OUTPUTS_ENV] = os.environ.get(OUTPUTS_ENV)
+    os.environ[OUTPUTS_ENV] = _SESSION_OUTPUTS.setdefault(
+        "path", tempfile.mkdtemp(prefix="wavdiff-test-outputs-"))
     for env, (name, builder) in TINY_MODELS.items():
         path = _ensure_model(name, builder)
         _saved_env[env] = os.environ.get(env)
@@ -87,6 +99,8 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
+    if "path" in _SESSION_OUTPUTS:
+        shutil.rmtree(_SESSION_OUTPUTS.pop("path"), ignore_errors=True)
     for env, old in _saved_env.items():
         if old is None:
             os.environ.pop(env, None)

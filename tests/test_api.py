@@ -1,5 +1,6 @@
 """The package's top-level API: lazy, complete, and light on the codec path."""
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -113,3 +114,21 @@ def test_a_bad_value_is_a_wavdiff_error_and_still_a_value_error(make):
         make()
     assert isinstance(info.value, wavdiff_utils.WavdiffError) and isinstance(info.value, ValueError)
     assert "\n" not in str(info.value)
+
+
+def test_a_test_session_never_writes_into_the_users_outputs(monkeypatch, tmp_path):
+    """conftest.py points $WAVDIFF_OUTPUTS at a folder of the session: every outputs/... default
+    (07_train's, the reports', the caches') resolves there, never into the repository."""
+    import os
+
+    from wavdiff_utils.paths import OUTPUTS_ENV, resolve
+
+    session = os.environ.get(OUTPUTS_ENV)
+    assert session and not Path(session).resolve().is_relative_to(REPO_ROOT)
+    assert resolve("outputs/train") == Path(session) / "train"
+    monkeypatch.setenv(OUTPUTS_ENV, str(tmp_path))
+    assert resolve("outputs/reports/x.html") == tmp_path / "reports" / "x.html"
+    assert resolve("elsewhere/y") != tmp_path / "elsewhere" / "y"
+    monkeypatch.delenv(OUTPUTS_ENV)
+    assert resolve("outputs/train").is_relative_to(Path.cwd().resolve()) or \
+        resolve("outputs/train").is_relative_to(REPO_ROOT)

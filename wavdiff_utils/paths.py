@@ -19,7 +19,8 @@ from .errors import (BadParameterError, MissingInputError, OutputIsAFileError,
 
 __all__ = ["REPO_ROOT", "SAMPLE_AUDIO", "resolve", "output_dir", "song_id",
            "atomic_path", "AUDIO_EXTENSIONS", "display_path", "display_message",
-           "shorten_name", "stable_hash", "MAX_SONG_BYTES", "remove_temporaries", "song_ids", "writing"]
+           "shorten_name", "stable_hash", "MAX_SONG_BYTES", "remove_temporaries", "song_ids", "writing",
+           "OUTPUTS_ENV"]
 
 #: Root of the repository (the folder holding ``wavdiff_utils``).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -38,13 +39,19 @@ def _base() -> Path:
     return REPO_ROOT if cwd == (REPO_ROOT / "notebooks").resolve() else cwd
 
 
+#: Environment variable that, when set, replaces the ``outputs/`` folder of relative paths.
+OUTPUTS_ENV = "WAVDIFF_OUTPUTS"
+
+
 def resolve(path: str | os.PathLike, *, must_exist: bool = False) -> Path:
     """Resolve a user-given path independently of where a notebook runs.
 
     Parameters
     ----------
     path : str or path-like
-        Absolute, or relative to the launch folder (papermill's working folder).
+        Absolute, or relative to the launch folder (papermill's working folder).  A relative
+        path under ``outputs/`` goes to ``$WAVDIFF_OUTPUTS`` instead when that is set (the
+        test session sets it, so tests and nbval never write into the user's ``outputs/``).
         Inside the repository's ``notebooks/`` folder, where nbval and JupyterLab
         run notebooks, relative paths start from the repository root instead.
         An existing path that is not found there is looked up in the repository
@@ -65,6 +72,8 @@ def resolve(path: str | os.PathLike, *, must_exist: bool = False) -> Path:
     if path is None or str(path).strip() == "":
         raise BadParameterError("empty path given; pass a file or folder name")
     p = Path(os.path.expanduser(str(path)))
+    if not p.is_absolute() and p.parts[:1] == ("outputs",) and os.environ.get(OUTPUTS_ENV):
+        p = Path(os.environ[OUTPUTS_ENV], *p.parts[1:])     # a test session's own outputs
     if p.is_absolute():
         if must_exist and not os.path.lexists(p):
             raise MissingInputError(f"input {str(p)!r} does not exist")

@@ -384,7 +384,7 @@ def test_a_failed_cell_still_writes_and_renders_the_copy_and_says_one_line(tmp_p
     _fake_papermill(monkeypatch, cell_error=True)
     with pytest.raises(pm.PapermillExecutionError) as info:
         run_notebook(REPO / "notebooks" / "01_encode.ipynb", output=tmp_path)
-    assert failure_line(info.value) == "cell 3: size must be at least 16 pixels, got 7"
+    assert failure_line(info.value) == "In [3]: size must be at least 16 pixels, got 7"
     assert "This run failed" in (tmp_path / "01_encode.html").read_text(encoding="utf-8")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["01_encode.html", "01_encode.ipynb"]
 

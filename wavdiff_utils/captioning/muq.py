@@ -42,7 +42,7 @@ from .weights import Unavailable, hub_folder, local_folder, looks_local, model_n
 from .results import TileCaption
 from .interface import Captioner, pick_device, positive_int
 from ..errors import BadParameterError, WeightsMissingError
-from ..paths import REPO_ROOT, atomic_path
+from ..paths import atomic_path, resolve
 from .tempo import estimate_bpm
 
 __all__ = ["DEFAULT_MODEL", "MODEL_ENV", "NAMINGS", "TAGS_SUFFIX", "SIDECAR_NAME",
@@ -366,7 +366,7 @@ def load_muq_mulan(model=DEFAULT_MODEL, *, device: str = "auto", cache_dir=None,
 
 def _default_cache() -> Path:
     env = os.environ.get("WAVDIFF_CACHE", "").strip()
-    return Path(env) / "muq-text" if env else REPO_ROOT / "outputs" / "cache" / "muq-text"
+    return Path(env) / "muq-text" if env else resolve("outputs/cache/muq-text")
 
 
 def text_embeddings(mulan: MuQMuLanModel, vocabulary: Vocabulary | None = None, *,

@@ -25,6 +25,9 @@ from ..results import error_names
 
 __all__ = ["run_notebook", "render_html", "external_urls", "failure_line", "main"]
 
+#: The kernel's own log at errors only: its start-up warning about plain TCP between two
+#: processes of this machine says nothing a report's reader can act on.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 DEFAULT_REPORTS = "outputs/reports"
 #: nbconvert template of the reports: the "lab" page with nothing loaded from another host.
 TEMPLATE_DIR = Path(__file__).resolve().parent / "data" / "nbconvert"
@@ -48,11 +51,13 @@ def external_urls(page: str) -> list[str]:
 
 
 def _first_error(nb) -> str:
-    """``"cell N: Name: message"`` for the first cell that ended in an error, else ""."""
-    for k, cell in enumerate(nb.cells):
+    """``"In [N]: Name: message"`` for the first cell that ended in an error (numbered as the
+    report shows it), else ""."""
+    for cell in nb.cells:
         for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
             if out.get("output_type") == "error":
-                return f"cell {k}: {out.get('ename', 'Error')}: {out.get('evalue', '')}"
+                return (f"In [{cell.get('execution_count')}]: {out.get('ename', 'Error')}: "
+                        f"{out.get('evalue', '')}")
     return ""
 
 
@@ -109,7 +114,7 @@ def _execute(nb: Path, executed: Path, params: dict, kernel: str):
     with writing(executed), atomic_path(executed) as tmp:
         try:                         # runs in the launch folder, like papermill
             pm.execute_notebook(str(nb), str(tmp), parameters=params, kernel_name=kernel,
-                                progress_bar=False)
+                                progress_bar=False, extra_arguments=KERNEL_ARGUMENTS)
         except pm.PapermillExecutionError as exc:     # the executed copy shows the error
             failed = exc
     return failed
@@ -169,14 +174,15 @@ def run_notebook(notebook, *, parameters: dict | None = None, yaml_files=(), out
 
 def failure_line(exc: BaseException) -> str:
     """One line for a failed :func:`run_notebook`: a wavdiff error's message, or the failed
-    cell's error (``cell 3: size must be at least 16 pixels, got 7``)."""
+    cell's error, named as the report shows the cell (``In [3]: size must be at least 16 pixels,
+    got 7``)."""
     if isinstance(exc, WavdiffError):
         return one_line(exc)
     ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
     if ename is None:
         return f"{type(exc).__name__}: {one_line(exc)}"
     cell = getattr(exc, "exec_count", None)
-    where = f"cell {cell}: " if cell is not None else ""
+    where = f"In [{cell}]: " if cell is not None else ""
     kind = "" if ename in error_names() else f"{ename}: "
     return f"{where}{kind}{one_line(evalue) if evalue else ename}"
 
