@@ -106,7 +106,8 @@ def _estimate_tiles(path: Path, params: CodecParams) -> int:
 
 
 class _Bar:
-    """The single progress bar: tiles over all steps, songs done in the label."""
+    """The progress bar of a run: the tiles of the current step (encode, caption, shards), songs
+    done in the label; each step starts again from 0 with its own total."""
 
     def __init__(self, total: int, n_songs: int, progress: bool, desc: str = "encode"):
         from tqdm.auto import tqdm
@@ -115,8 +116,10 @@ class _Bar:
         self.n_songs = n_songs
         self.songs = 0
 
-    def step(self, name: str, *, songs: bool = True):
-        self.bar.set_description(name)
+    def step(self, name: str, *, songs: bool = True, total: int | None = None):
+        self.bar.set_description(name, refresh=total is None)
+        if total is not None:
+            self.bar.reset(total=max(int(total), 1))
         self.songs = 0
         if songs:
             self._label()
@@ -364,8 +367,7 @@ def _shards(res: PipelineResult, folder: Path, *, shard_size, engine: str, bar: 
     if res.export is None:
         res.shards_error = "no dataset to shard (see the dataset line)"
         return
-    bar.step("shards", songs=False)
-    bar.retotal(bar.bar.n + res.export.n_tiles - bar.bar.total)
+    bar.step("shards", songs=False, total=res.export.n_tiles)
     try:
         res.shards = write_shards(res.output, folder, shard_size=shard_size, engine=engine,
                                   progress=False, on_samples=bar.tiles)
@@ -442,13 +444,12 @@ def _run_locked(input, output, files, s: PipelineSettings, *, raw: int, say) -> 
     remove_temporaries(output, ["metadata.jsonl", "README.md", SUMMARY_NAME])
     est = sum(_estimate_tiles(f, s.params) for f in files)
     shards_dir = s.shards_folder(output)
-    steps = 1 + (s.captioner != "none") + (shards_dir is not None)
     starting = s.engine == "ray" and not s.ray_address     # an embedded Ray: seconds to start
     with contextlib.ExitStack() as stack:
         # joining a cluster takes a moment, and its errors come before any progress bar
         ray = _engine_session(s.engine, s.ray_address, raw, s.params)
         session = None if starting else stack.enter_context(ray)
-        bar = _Bar(est * steps, len(files), s.progress,
+        bar = _Bar(est, len(files), s.progress,
                    "ray start-up" if starting else "encode")
         stack.callback(bar.close)
         if starting:
@@ -483,8 +484,9 @@ def _encode_and_caption(input, output, files, s: PipelineSettings, *, res, bar, 
             t0 = time.perf_counter()
             done = {r.source for r in res.encode.results}
             ok = [f for f in files if str(f) in done]
-            bar.retotal(sum(r.n_tiles for r in res.encode.results) - est)
-            bar.step(f"caption ({s.captioner})")
+            bar.step(f"caption ({s.captioner})",
+                     total=sum(r.n_tiles for r in res.encode.results if str(r.source) in
+                               {str(f) for f in ok}))
             if ok and session is not None:
                 _caption_ray(files, ok, output, s, bar=bar, res=res, session=session)
             elif ok:
