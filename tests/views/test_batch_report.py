@@ -26,3 +26,19 @@ def test_song_warnings_reach_the_report(tmp_path):
         assert w in text
     for line in printed:                               # the same words as the terminal
         assert line.split(": ", 1)[-1] in text
+
+
+def test_a_short_clip_draws_a_visible_waveform():
+    """Under 40,000 samples the envelope step is 1: the samples are drawn as a line (07_train's
+    decoded samples showed empty plots)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from wavdiff_utils.views.plots import plot_waveform
+
+    y = np.sin(np.linspace(0, 60, 12000)).astype(np.float32)
+    ax = plot_waveform(y, 22050, title="short")
+    drawn = [line for line in ax.get_lines() if len(line.get_xdata()) == len(y)]
+    assert drawn and np.ptp(drawn[0].get_ydata()) > 1.9
+    long = plot_waveform(np.tile(y, 10), 22050)
+    assert long.collections and long.collections[0].get_paths()      # the envelope of a long clip

@@ -101,10 +101,12 @@ def plot_waveform(y: np.ndarray, sample_rate: int, *, spans=None, title: str = "
     n = len(y)
     step = max(1, n // max_points)
     m = n // step * step
-    if m:
+    if m and step > 1:          # a min/max envelope of blocks of samples
         blk = y[:m].reshape(-1, step)
         t = np.arange(blk.shape[0]) * step / sample_rate
         ax.fill_between(t, blk.min(axis=1), blk.max(axis=1), color="#3b6ea8", lw=0)
+    elif m:                     # a short clip: the samples themselves (an envelope of one is empty)
+        ax.plot(np.arange(n) / sample_rate, y, color="#3b6ea8", lw=0.6)
     for s in spans or []:
         x0 = s.start / sample_rate
         ax.axvline(x0, color="#d1495b", lw=1)
