@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..codec.resources import check_at_most
 from ..errors import BadParameterError, OutputConflictError, WavdiffError
 
 __all__ = ["TrainConfig", "PLANES", "CONDITIONING", "DEFAULT_TEXT_ENCODER", "TEXT_ENCODER_ENV",
@@ -50,6 +51,15 @@ _LR_SCHEDULES = ("constant", "constant_with_warmup", "cosine", "linear")
 MODEL_KEYS = ("planes", "conditioning", "text_encoder", "max_text_tokens", "channels", "attention",
               "layers_per_block", "norm_groups", "prediction_type", "noise_schedule",
               "train_timesteps", "use_ema")
+
+
+#: Hard maxima of settings that multiply memory or time where no estimate fits (the memory a
+#: run needs is checked against the machine by :mod:`wavdiff_utils.train.guards`).
+MAX_WIDTH = 4096             # widest UNet block (Stable Diffusion's is 1280)
+MAX_GRAD_ACCUM = 1024        # micro-batches per optimizer step
+MAX_TRAIN_TIMESTEPS = 100_000
+MAX_EVAL_TIMESTEPS = 1000    # forward passes per probe tile and validation tile
+MAX_TEXT_TOKENS = 4096
 
 
 #: Names a settings file (or ``--set``) may hold besides the :class:`TrainConfig` fields: what
@@ -168,9 +178,11 @@ class TrainConfig:
     seed : int
         Data order, crops, noise and the model's first weights.
     resume : str
-        ``"auto"``: go on from the newest checkpoint in ``output`` (a finished
-        run just writes its results again); ``"restart"``: delete the
-        checkpoints there and start over; or a checkpoint folder.
+        ``"auto"``: go on from the newest intact checkpoint in ``output`` (a
+        finished run just writes its results again; a damaged newest one is
+        said, moved aside and the previous one used); ``"restart"``: delete the
+        checkpoints there and start over; or a checkpoint folder (checked:
+        anything else is refused in one line).
     """
 
     data: str = DEMO_DATA
@@ -257,6 +269,22 @@ class TrainConfig:
                                     f"channels; {bad[0]} is not a multiple of it")
         set_("channels", channels)
         set_("attention", attention)
+        self._check_maxima()
+
+    def _check_maxima(self) -> None:
+        """Refuse settings above the hard maxima (one line naming the setting and the limit)."""
+        check_at_most("channels", max(self.channels), MAX_WIDTH, "the widest UNet block; "
+                      "parameters grow with the square of the widths")
+        check_at_most("grad_accum", self.grad_accum, MAX_GRAD_ACCUM, "micro-batches per "
+                      "optimizer step; raise batch_size instead where memory allows")
+        check_at_most("train_timesteps", self.train_timesteps, MAX_TRAIN_TIMESTEPS,
+                      "noise levels of the schedule")
+        check_at_most("eval_timesteps", self.eval_timesteps,
+                      min(MAX_EVAL_TIMESTEPS, self.train_timesteps), "fixed timesteps of the "
+                      "probe and validation losses, each a pass over their tiles; at most "
+                      "train_timesteps")
+        check_at_most("max_text_tokens", self.max_text_tokens, MAX_TEXT_TOKENS,
+                      "caption tokens the text encoder reads")
 
     # ------------------------------------------------------------------ building
     @classmethod

@@ -38,7 +38,7 @@ from ..dataset.export import METADATA_NAME, export_dataset, read_metadata
 from ..dataset.shards import (SHARD_INDEX, ShardReader, decode_sample, iter_shard_raw,
                               read_shard_index, shard_paths)
 from ..dataset.tensors import pixels_to_tensor
-from ..errors import BadTileError, MissingInputError
+from ..errors import BadTileError, MissingInputError, WavdiffError
 from ..io.audio import audio_info, load_audio, write_audio
 from ..io.manifest import MANIFEST_NAME, manifest_params, read_manifest, same_codec
 from ..io.png16 import decode_png16
@@ -287,6 +287,8 @@ def _scan_shards(root: Path) -> TileSource:
     try:
         index = read_shard_index(root)
         raws = list(islice(iter_shard_raw(shard_paths(root, split="train")), CAPTION_LOOK))
+    except WavdiffError:               # a damaged shard: its one line names the .tar and member
+        raise
     except (OSError, ValueError) as exc:
         raise TrainDataError(f"{root}: unreadable shards ({exc})") from None
     if not raws:

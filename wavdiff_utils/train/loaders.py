@@ -1,10 +1,19 @@
-"""Data loaders of a training run, and the loss at fixed timesteps that probes and validation use."""
+"""Data loaders of a training run, and the loss at fixed timesteps that probes and validation use.
+
+An error while a batch is read reaches the user as one line (:func:`batches`): torch
+re-raises an error of a loader worker process with the worker's traceback as its
+message, which is cut back to the original line.
+"""
 from __future__ import annotations
 
-from .config import TrainConfig
-from .data import EpochSampler, TileSource, TrainTiles, collate, shard_tiles
+import re
 
-__all__ = ["make_loader", "probe_batch", "validation_loader", "fixed_loss", "PROBE_TILES"]
+from ..errors import WavdiffError, first_line, one_line
+from .config import TrainConfig
+from .data import EpochSampler, TileSource, TrainDataError, TrainTiles, collate, shard_tiles
+
+__all__ = ["make_loader", "probe_batch", "validation_loader", "fixed_loss", "PROBE_TILES",
+           "batches", "data_error"]
 
 #: Training tiles in the fixed probe batch (each at every fixed timestep).
 PROBE_TILES = 4
@@ -85,3 +94,61 @@ def fixed_loss(model_out, target_of, schedule, batches, timesteps, device, *, se
             total += float(loss) / x0[0].numel()
             count += b
     return total / count if count else float("nan")
+
+
+def _worker_message(text: str) -> tuple[str, str]:
+    """``(class name, message)`` of an error that torch re-raised from a loader worker, whose
+    text is the worker's traceback: what follows its last frame."""
+    lines = text.splitlines()
+    frames = [i for i, ln in enumerate(lines) if ln.lstrip().startswith('File "')]
+    rest = lines[frames[-1] + 1:] if frames else lines[-1:]
+    while rest and (rest[0].startswith("    ") or not rest[0].strip()):
+        rest = rest[1:]                            # the frame's code line and its carets
+    rest = rest or lines[-1:]
+    head, sep, first = rest[0].partition(": ")
+    if sep and re.fullmatch(r"[\w.]+", head):
+        return head.rsplit(".", 1)[-1], "\n".join([first, *rest[1:]]).strip()
+    return "", "\n".join(rest).strip()
+
+
+def data_error(exc: Exception, *, data: str) -> Exception:
+    """What to raise for ``exc``, raised while a batch of the dataset ``data`` was read.
+
+    A wavdiff error of a loader worker as itself (its one line, not the worker's
+    traceback); an unreadable file, or any other error of a worker, as one
+    :class:`TrainDataError` line; anything else is ``exc`` itself.
+    """
+    text = str(exc)
+    if "Original Traceback" in text and "DataLoader worker" in text:
+        _, msg = _worker_message(text)
+        if isinstance(exc, WavdiffError):
+            msg = one_line(msg)
+            try:
+                again = type(exc)(msg)
+            except Exception:                      # noqa: BLE001 - another signature
+                again = None
+            if again is not None and one_line(again) == msg:
+                return again
+        return TrainDataError(f"{data}: reading the training data failed in a loader worker "
+                              f"({first_line(msg)})")
+    if isinstance(exc, OSError) and not isinstance(exc, WavdiffError):
+        return TrainDataError(f"{exc.filename or data}: cannot be read "
+                              f"({exc.strerror or 'read error'})")
+    return exc
+
+
+def batches(loader, *, data: str):
+    """The batches of ``loader``; an error while one is read is raised as one line
+    (:func:`data_error`)."""
+    it = iter(loader)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except Exception as exc:
+            error = data_error(exc, data=data)
+            if error is exc:
+                raise
+            raise error from None
+        yield batch

@@ -21,9 +21,13 @@ DDPM noise schedule; AdamW with a warm-up; ``EMAModel`` for the weights kept;
   (:mod:`wavdiff_utils.train.text`), captions dropped to the empty one at
   ``caption_dropout`` so that sampling can use classifier-free guidance.
 
-A run folder holds ``checkpoints/checkpoint-<step>/``, ``model/`` (see
+A run folder holds ``checkpoints/checkpoint-<step>/`` (written whole or not at all, and
+checked before a resume: :mod:`wavdiff_utils.train.checkpoints`), ``model/`` (see
 :mod:`wavdiff_utils.train.model`), ``losses.csv``, ``train_config.json`` and
-``train_summary.json``.  One run at a time per folder (a lock, as the pipeline's).
+``train_summary.json``.  One run at a time per folder (a lock, as the pipeline's).  Settings
+that multiply memory are checked before torch is even imported
+(:mod:`wavdiff_utils.train.guards`); errors reach the user as one line, those of
+data-loading worker processes included.
 """
 from __future__ import annotations
 
@@ -34,36 +38,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..codec.params import load_yaml_params
-from ..errors import BadParameterError, MissingInputError, WavdiffError, one_line
+from ..errors import BadParameterError, WavdiffError, one_line
 from ..io.locking import output_lock
-from ..paths import atomic_path, output_dir, resolve
+from ..paths import atomic_path, output_dir, resolve, writing
+from .checkpoints import (checkpoint_folders, latest_checkpoint, load_checkpoint,
+                          named_checkpoint, pick_checkpoint, remove_checkpoints, remove_leftovers,
+                          save_checkpoint)
 from .config import (CONFIG_NAME, TrainConfig, check_resumable, check_setting_names,
                      read_saved_config, require_training)
 from .data import TileSource, TrainDataError, scan_dataset
-from .loaders import fixed_loss, make_loader, probe_batch, validation_loader
+from .guards import check_geometry, check_training, device_memory, out_of_memory
+from .loaders import batches, fixed_loss, make_loader, probe_batch, validation_loader
 from .model import build_unet, noise_scheduler, save_model
 from .result import TrainResult, TrainState, write_losses
 from .sample import sample_tiles
 from .text import TextEncoder
 
-__all__ = ["train", "latest_checkpoint", "CHECKPOINTS"]
-
-#: Checkpoint folder of a run.
-CHECKPOINTS = "checkpoints"
-
-
-def latest_checkpoint(folder) -> Path | None:
-    """The newest ``checkpoint-<step>`` under ``folder/checkpoints`` (``None`` if there is none)."""
-    found = sorted(_checkpoints(Path(folder)), key=lambda p: int(p.name.split("-")[1]))
-    return found[-1] if found else None
-
-
-def _checkpoints(folder: Path) -> list[Path]:
-    root = folder / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    return [p for p in root.iterdir() if p.is_dir() and p.name.startswith("checkpoint-")
-            and p.name.split("-")[1].isdigit()]
+__all__ = ["train", "main"]
 
 
 class _NoiseSource:
@@ -111,22 +102,6 @@ def _fixed_timesteps(config: TrainConfig):
     return ((torch.arange(n, dtype=torch.float64) + 0.5) * t / n).long().clamp(0, t - 1)
 
 
-def _check_geometry(config: TrainConfig, source: TileSource) -> int:
-    """The training width; raises when the UNet cannot take the tiles."""
-    f = config.down_factor
-    width = config.crop_frames or source.width
-    if config.crop_frames > source.width:
-        raise BadParameterError(f"crop_frames={config.crop_frames} is wider than the tiles "
-                                f"({source.width} frames); use 0 for whole tiles")
-    for what, v in (("tile height", source.height), ("training width (crop_frames or tile width)",
-                                                     width), ("tile width", source.width)):
-        if v % f:
-            raise BadParameterError(f"{what} {v} is not a multiple of {f}, which a UNet with "
-                                    f"{len(config.channels)} resolutions needs; change crop_frames "
-                                    f"or channels")
-    return width
-
-
 def train(config: TrainConfig | None = None, *, progress: bool = True, callback=None,
           log=print, **changes) -> TrainResult:
     """Train (or go on training) a diffusion model on a dataset of tiles.
@@ -153,52 +128,66 @@ def train(config: TrainConfig | None = None, *, progress: bool = True, callback=
     ------
     MissingExtraError
         diffusers, accelerate or torch is not installed (the message names the extra).
-    MissingInputError, TrainDataError
-        The dataset folder is missing, empty, 8-bit, of mixed tile sizes, ...
+    MissingInputError, TrainDataError, BadShardError
+        The dataset folder is missing, empty, 8-bit, of mixed tile sizes, a damaged shard, ...
+    BadParameterError
+        A setting that cannot be used, or that needs more memory than the device has (checked
+        before anything is allocated); ``resume`` that names no checkpoint.
+    BadCheckpointError
+        ``resume`` names a damaged checkpoint, or none of the run's checkpoints is intact (a
+        damaged newest one is moved aside and the run resumes from the previous one, saying so).
     OutputConflictError
-        ``output`` holds a run with another model; or ``resume`` names no checkpoint.
+        ``output`` holds a run with another model.
+    UnwritableOutputError
+        ``output`` cannot be written (full disk, read-only, no permission).
     KeyboardInterrupt
         Passed on; the newest checkpoint stays, and the same call resumes from it.
     """
-    require_training()
     config = (config or TrainConfig()).replace(**changes) if changes else (config or TrainConfig())
     say = log or (lambda *_: None)
     source = scan_dataset(resolve(config.data))
-    width = _check_geometry(config, source)
+    width = check_geometry(config, source)
+    check_training(config, source.height, width, device_memory(config))   # before torch loads
+    require_training()
     if config.conditioning == "caption" and source.captioned("train") == 0:
         which = (f"none of the first {source.looked['train'][0]} training samples has a caption"
                  if source.kind == "shards" else "no training tile has a caption")
         raise TrainDataError(f"{source.root}: conditioning='caption' but {which}; caption the "
                              f"dataset (python -m wavdiff_utils --captioner ...) or use "
                              f"conditioning='none'")
-    out = output_dir(config.output)
+    with writing(resolve(config.output)):
+        out = output_dir(config.output)
     with output_lock(out):
         return _train_locked(config, source, out, width, progress=progress, callback=callback,
                              say=say)
 
 
 def _resume_point(config: TrainConfig, out: Path, codec: dict, say) -> tuple[Path | None, list]:
-    """The checkpoint to load (or None) and notes about changed settings."""
+    """The checkpoint to load (checked: or None) and notes about it and changed settings; a
+    damaged newest checkpoint is said and moved aside (see :func:`pick_checkpoint`)."""
+    custom = 3 if config.use_ema else 2            # the run's state, the noise, the EMA
     if config.resume == "restart":
-        for p in _checkpoints(out):
-            shutil.rmtree(p)
+        remove_checkpoints(out)
         for name in ("model", "losses.csv", "train_summary.json", "loss_curve.png", CONFIG_NAME):
             target = out / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+            with writing(target):
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         return None, []
-    if config.resume == "auto":
-        ckpt = latest_checkpoint(out)
-    else:
-        ckpt = resolve(config.resume)
-        if not ckpt.is_dir():
-            raise MissingInputError(f"resume={config.resume!r}: no such checkpoint folder")
+    remove_leftovers(out)
     saved = read_saved_config(out)
+    notes = []
+    if config.resume != "auto" or checkpoint_folders(out):
+        notes = check_resumable(saved or {}, config, out, codec=codec)
+    if config.resume == "auto":
+        ckpt, damaged = pick_checkpoint(out, custom_states=custom)
+    else:
+        ckpt, damaged = named_checkpoint(config.resume, resolve(config.resume),
+                                         custom_states=custom), []
     if ckpt is None:
         if saved is not None and (out / "model").exists():
             say(f"{out}: no checkpoint to resume from; starting over")
         return None, []
-    notes = check_resumable(saved or {}, config, out, codec=codec)
-    return ckpt, notes
+    return ckpt, damaged + notes
 
 
 class _Clock:
@@ -317,8 +306,8 @@ def _prepare_run(config: TrainConfig, source: TileSource, out: Path, width: int,
 
 def _write_config(config: TrainConfig, source: TileSource, out: Path) -> None:
     """Write the run's settings and the tiles' codec to ``train_config.json``."""
-    with atomic_path(out / CONFIG_NAME) as tmp:
-        saved = {**config.to_dict(), "codec": source.params.to_dict()}
+    saved = {**config.to_dict(), "codec": source.params.to_dict()}
+    with writing(out / CONFIG_NAME), atomic_path(out / CONFIG_NAME) as tmp:
         tmp.write_text(json.dumps(saved, indent=1), encoding="utf-8")
 
 
@@ -358,19 +347,11 @@ def _evaluate(run: _Run, checks: _Checks, record: dict) -> None:
 
 
 def _save_checkpoint(run: _Run, clock: _Clock) -> None:
-    """Save the state as ``checkpoint-<step>`` (atomically) and drop the oldest checkpoints."""
-    state, out = run.state, run.out
-    final = out / CHECKPOINTS / f"checkpoint-{state.step:06d}"
-    tmp = out / CHECKPOINTS / f".checkpoint-{state.step:06d}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
+    """Save the state as ``checkpoint-<step>`` (whole or not at all) and drop the oldest ones."""
+    state = run.state
     state.seconds += clock.lap()
-    run.accelerator.save_state(str(tmp))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    save_checkpoint(run.accelerator, run.out, state.step, kept=run.config.checkpoints_kept)
     state.last_checkpoint = state.step
-    for old in sorted(_checkpoints(out), key=lambda p: int(p.name.split("-")[1]))[
-            :-run.config.checkpoints_kept]:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _train_batch(run: _Run, batch: dict) -> float:
@@ -426,7 +407,7 @@ def _train_epochs(run: _Run, checks: _Checks, clock: _Clock, bar, callback) -> N
     while state.step < config.steps:
         run.data.use_epoch(state.epoch)
         epoch_loader = skip_first_batches(run.loader, state.batch) if state.batch else run.loader
-        for batch in epoch_loader:
+        for batch in batches(epoch_loader, data=config.data):
             loss = _train_batch(run, batch)
             state.batch += 1
             micro.append(loss)
@@ -486,10 +467,12 @@ def _train_locked(config: TrainConfig, source: TileSource, out: Path, width: int
     """Train with ``out`` locked: set up, resume, take the steps, save the model and losses."""
     cuda = _use_cuda(config)
     precision = _precision(config, cuda)
+    if cuda:                                        # the GPU's free memory, as torch sees it
+        check_training(config, source.height, width, device_memory(config, cuda=True))
     ckpt, notes = _resume_point(config, out, source.params.to_dict(), say)
     run = _prepare_run(config, source, out, width, precision=precision, cuda=cuda)
     if ckpt is not None:
-        run.accelerator.load_state(str(ckpt))
+        load_checkpoint(run.accelerator, ckpt)
         say(f"resumed from {ckpt.name} (step {run.state.step}, epoch {run.state.epoch})")
         for n in notes:
             say(n)
@@ -500,7 +483,14 @@ def _train_locked(config: TrainConfig, source: TileSource, out: Path, width: int
     run.unet.train()
     if run.state.step == 0 and not run.state.probes:
         _evaluate(run, checks, {})           # the untrained model: where the curves start
-    _run_steps(run, checks, clock, progress=progress, callback=callback, say=say)
+    try:
+        _run_steps(run, checks, clock, progress=progress, callback=callback, say=say)
+    except MemoryError:
+        raise out_of_memory(config, source.height, width, "in this machine") from None
+    except RuntimeError as exc:                     # torch's OutOfMemoryError is one
+        if cuda and "out of memory" in str(exc):
+            raise out_of_memory(config, source.height, width, "on the GPU") from None
+        raise
     run.state.seconds += clock.lap()
     base, model_dir = _save_weights(run, checks, source, width)
     result = TrainResult(out, model_dir, config, source, run.state, start_step=start_step,

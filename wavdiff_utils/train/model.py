@@ -23,6 +23,7 @@ from pathlib import Path
 from ..errors import MissingInputError
 from ..codec.params import CodecParams
 from ..paths import atomic_path
+from .checkpoints import saving
 from .config import TrainConfig
 
 __all__ = ["build_unet", "noise_scheduler", "save_model", "load_model", "TrainedModel",
@@ -125,22 +126,23 @@ def save_model(folder, unet, scheduler, *, config: TrainConfig, params: CodecPar
     """Write a model folder (see the module notes), replacing an older one only once complete."""
     folder = Path(folder)
     tmp = folder.parent / f".{folder.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    unet.save_pretrained(str(tmp / "unet"))
-    scheduler.save_pretrained(str(tmp / "scheduler"))
     meta = {"format": MODEL_FORMAT, "version": 1, "unet_class": type(unet).__name__,
             "codec": params.to_dict(), "planes": config.planes, "conditioning": config.conditioning,
             "text_encoder": config.text_encoder if config.conditioning == "caption" else None,
             "max_text_tokens": config.max_text_tokens, "train_size": list(train_size),
             "steps": int(steps), "ema": bool(ema), "config": config.to_dict()}
-    with atomic_path(tmp / MODEL_META) as t:
-        t.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    old = folder.parent / f".{folder.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
+    with saving(folder, partial=tmp):          # a full disk: one line naming the model folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        unet.save_pretrained(str(tmp / "unet"))
+        scheduler.save_pretrained(str(tmp / "scheduler"))
+        with atomic_path(tmp / MODEL_META) as t:
+            t.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        old = folder.parent / f".{folder.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
     return folder
 
 

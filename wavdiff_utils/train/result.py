@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..paths import atomic_path, display_path
+from ..paths import atomic_path, display_path, writing
 from .config import TrainConfig
 from .plots import plot_losses
 
@@ -160,7 +160,8 @@ class TrainResult:
 
 
 def write_losses(result: TrainResult) -> None:
-    """Write ``losses.csv``, ``train_summary.json`` and (with matplotlib) ``loss_curve.png``."""
+    """Write ``losses.csv``, ``train_summary.json`` and (with matplotlib) ``loss_curve.png``;
+    a full disk or a read-only folder is one :class:`UnwritableOutputError` line naming the file."""
     out = Path(result.output)
     buf = io.StringIO()
     table = result.losses()
@@ -168,9 +169,9 @@ def write_losses(result: TrainResult) -> None:
     writer.writerow(table.columns)
     for row in table.itertuples(index=False):
         writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in row])
-    with atomic_path(out / "losses.csv") as tmp:
+    with writing(out / "losses.csv"), atomic_path(out / "losses.csv") as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
-    with atomic_path(out / "train_summary.json") as tmp:
+    with writing(out / "train_summary.json"), atomic_path(out / "train_summary.json") as tmp:
         tmp.write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
     try:
         import matplotlib.pyplot as plt
@@ -178,9 +179,11 @@ def write_losses(result: TrainResult) -> None:
         return
 
     fig = plot_losses(result)
-    with atomic_path(out / "loss_curve.png") as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    try:
+        with writing(out / "loss_curve.png"), atomic_path(out / "loss_curve.png") as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def summary_markdown(result: TrainResult, samples=None, decoded=None) -> str:

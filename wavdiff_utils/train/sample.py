@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..codec.params import CodecParams
+from ..codec.resources import check_at_most, check_memory
 from ..dataset.tensors import write_tensor_tiles
 from ..errors import BadParameterError
 from ..paths import display_path
@@ -114,8 +115,9 @@ def sample_tiles(model, output, *, n: int = 2, steps: int = 50, guidance_scale: 
     dev = pick_device(device)
     if not isinstance(model, TrainedModel):
         model = load_model(model, device=dev)
-    unet = model.unet.to(dev)
     p = model.params
+    _check_sizes(model, p, n=int(n), steps=int(steps))
+    unet = model.unet.to(dev)
     _check_resolutions(unet, p.size)
     texts = _cycle_prompts(prompts, int(n))
     sampler = _make_sampler(model, unet, dev, steps=int(steps), guidance_scale=guidance_scale)
@@ -144,6 +146,15 @@ class _Sampler:
     encoder: TextEncoder | None
     scheduler: object
     guidance_scale: float
+
+
+def _check_sizes(model: TrainedModel, p: CodecParams, *, n: int, steps: int) -> None:
+    """Refuse more samples than the memory holds (noise, results and tiles of all of them are
+    kept at once), and more DDIM steps than the model has noise levels."""
+    check_memory("n", n, lambda k: k * p.size * p.size * (model.channels * 8 + 6))
+    levels = int(model.scheduler_config.get("num_train_timesteps", 1000))
+    check_at_most("steps", steps, levels, "DDIM steps: one per noise level the model was "
+                                          "trained with, at most")
 
 
 def _check_resolutions(unet, size: int) -> None:
