@@ -223,3 +223,18 @@ def test_the_demo_dataset_is_reused_and_remade_for_other_codec_parameters(tmp_pa
     assert again.rows == first.rows
     other = build_demo_dataset(tmp_path / "ds", size=64, seconds=1.0)
     assert other.params == CodecParams(size=64, sample_rate=22050) and other.height == 64
+
+
+def test_a_finished_run_run_again_says_nothing_was_left_to_train(trained):
+    """The quick CPU run repeated on its own output: said first, in words; no old figure passed
+    off as new."""
+    from wavdiff_utils.train.result import summary_markdown
+
+    notes = []
+    again = train(trained.config, progress=False, log=notes.append)
+    assert again.nothing_left and again.start_step == again.steps == 40
+    assert notes[0].startswith("nothing left to train: checkpoint-000040 is step 40 of 40")
+    assert again.summary().splitlines()[0].startswith("nothing left to train")
+    assert "from the earlier session" in again.summary()
+    assert summary_markdown(again).startswith("**Nothing left to train.**")
+    assert not trained.nothing_left

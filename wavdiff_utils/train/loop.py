@@ -473,6 +473,10 @@ def _train_locked(config: TrainConfig, source: TileSource, out: Path, width: int
     run = _prepare_run(config, source, out, width, precision=precision, cuda=cuda)
     if ckpt is not None:
         load_checkpoint(run.accelerator, ckpt)
+        if run.state.step >= config.steps:           # said first, in words
+            say(f"nothing left to train: {ckpt.name} is step {run.state.step} of "
+                f"{config.steps}; writing its model and results again (resume='restart' "
+                f"trains anew)")
         say(f"resumed from {ckpt.name} (step {run.state.step}, epoch {run.state.epoch})")
         for n in notes:
             say(n)

@@ -96,6 +96,18 @@ class TrainResult:
         return self.state.step
 
     @property
+    def nothing_left(self) -> bool:
+        """True when this session resumed a run that had already taken all its steps."""
+        return bool(self.resumed_from) and self.start_step >= self.state.step
+
+    def nothing_left_line(self) -> str:
+        """What a finished run's re-run did, in words, before its (earlier) figures."""
+        return (f"nothing left to train: this run had already taken its {self.steps} step(s) "
+                f"(resumed from {self.resumed_from}); its model and results were written again, "
+                f"and the figures below are from the earlier session(s). To train anew, use "
+                f"resume='restart' or another output; to go on, raise steps")
+
+    @property
     def seconds_per_step(self) -> float:
         return self.state.seconds / self.state.step if self.state.step else float("nan")
 
@@ -124,7 +136,8 @@ class TrainResult:
         """A few lines: what was trained, how long, the losses."""
         c = self.config
         resumed = f", resumed from {self.resumed_from}" if self.resumed_from else ""
-        lines = [f"trained {self.steps} step(s) on {self.source.summary()}{resumed}",
+        lines = [self.nothing_left_line()] if self.nothing_left else []
+        lines += [f"trained {self.steps} step(s) on {self.source.summary()}{resumed}",
                  f"  {c.describe()}; {self.parameters:,} parameters; {self.device}, mixed precision "
                  f"{self.precision}; {self.seconds_per_step:.2f} s/step"]
         if self.state.history:
@@ -190,7 +203,9 @@ def summary_markdown(result: TrainResult, samples=None, decoded=None) -> str:
     """The closing summary of ``07_train``: the run, its losses, the samples and their decode."""
 
     r = result
-    lines = [f"**Trained** {r.steps} steps ({r.seconds_per_step:.2f} s/step on {r.device}, "
+    lines = [f"**Nothing left to train.** {r.nothing_left_line()[len('nothing left to train: '):]}."
+             ] if r.nothing_left else []
+    lines += [f"**Trained** {r.steps} steps ({r.seconds_per_step:.2f} s/step on {r.device}, "
              f"mixed precision {r.precision}) on {r.source.summary()}.",
              f"- model: {r.config.describe()}, {r.parameters:,} parameters, saved in "
              f"`{display_path(r.model_dir)}`"]
