@@ -8,6 +8,7 @@ same samples.  Files libsndfile cannot open (m4a, some mp3s) fall back to
 from __future__ import annotations
 
 import hashlib
+import re
 import stat as _stat
 import warnings
 from pathlib import Path
@@ -61,6 +62,50 @@ def _check_readable(path: Path) -> None:
         raise AudioUnreadableError(path, f"cannot be read ({exc.strerror or exc})") from None
 
 
+def _not_audio(path: Path, size: int) -> AudioError:
+    """The error for a file no decoder here reads: a text file is called one; anything else
+    is damaged, cut short or not audio (no decoder's name: the user cannot act on it)."""
+    if size == 0:
+        return AudioError(path, "is an empty file (0 bytes)")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        head = b""
+    if head and b"\0" not in head:
+        try:
+            text = head.decode("utf-8")
+        except UnicodeDecodeError as exc:       # a character cut at the 4096-byte boundary
+            text = head[:exc.start].decode("utf-8") if exc.start > len(head) - 4 else ""
+        if text and sum(c.isprintable() or c.isspace() for c in text) >= 0.95 * len(text):
+            return AudioError(path, f"cannot be decoded: it is a text file, not audio "
+                                    f"({size} bytes)")
+    return AudioError(path, f"cannot be decoded: no decoder here reads it as audio (damaged, cut "
+                            f"short, or not an audio format; {size} bytes)")
+
+
+#: What libsndfile's log says of a stream that is shorter than its header announces.
+_LOG_FRAMES = re.compile(r"^\s*Frames\s*:\s*(\d+)\s*$", re.M)          # AIFF COMM, FLAC
+_LOG_DATA = re.compile(r"^data\s*:\s*(\d+)\s*\(should be \d+\)", re.M)    # WAV, W64, RF64
+_LOG_ALIGN = re.compile(r"^\s*Block Align\s*:\s*(\d+)", re.M)
+_LOG_NO_END = "lacks an end-of-stream"                                   # Ogg
+#: A WAV data size that means "unknown" (a stream written through a pipe), not a length.
+_UNKNOWN_SIZE = 0xFFFFFF00
+#: Frames re-read at a time after a block failed to decode, to keep what still decodes.
+_SALVAGE_BLOCK = 4096
+
+
+def _header_frames(info: str, frames: int) -> int | None:
+    """Frames the file's header announces (libsndfile's log ``info``), at least ``frames``
+    (what libsndfile found in the file); None when the header says nothing."""
+    declared = [int(m) for m in _LOG_FRAMES.findall(info)]
+    data, align = _LOG_DATA.search(info), _LOG_ALIGN.search(info)
+    if data and align and int(align.group(1)) > 0 and int(data.group(1)) < _UNKNOWN_SIZE:
+        declared.append(int(data.group(1)) // int(align.group(1)))
+    best = max([frames, *declared])
+    return best if best > 0 else None
+
+
 def find_audio_files(path, *, extensions=AUDIO_EXTENSIONS) -> list[Path]:
     """Audio files at ``path``: the file itself, or every audio file below a folder (recursive, sorted).
 
@@ -98,10 +143,13 @@ def audio_info(path) -> dict:
                 "frames": info.frames, "duration": info.frames / info.samplerate}
     except Exception:
         import librosa
-        with warnings.catch_warnings():          # audioread's deprecation notes: not for users
-            warnings.simplefilter("ignore")
-            sr = librosa.get_samplerate(str(path))
-            dur = librosa.get_duration(path=str(path))
+        try:
+            with warnings.catch_warnings():      # audioread's deprecation notes: not for users
+                warnings.simplefilter("ignore")
+                sr = librosa.get_samplerate(str(path))
+                dur = librosa.get_duration(path=str(path))
+        except Exception:
+            raise _not_audio(Path(path), Path(path).stat().st_size) from None
         return {"sample_rate": sr, "channels": None, "frames": int(round(dur * sr)),
                 "duration": dur}
 
@@ -145,11 +193,16 @@ class AudioStream:
         #: Frames the file's header announces (None when unknown) and frames actually read.
         self.frames_expected = None
         self.frames_read = 0
+        #: Why the stream stopped before its end when its length is unknown, else "".
+        self.ended_early = ""
         try:
             self._sf = sf.SoundFile(str(self.path))
             self.source_rate = int(self._sf.samplerate)
             self.channels = int(self._sf.channels)
-            self.frames_expected = int(self._sf.frames) if self._sf.frames > 0 else None
+            info = self._sf.extra_info
+            self.frames_expected = _header_frames(info, int(self._sf.frames))
+            if _LOG_NO_END in info:
+                self.ended_early = "the end of the stream is missing"
         except Exception as exc_sf:  # libsndfile cannot read it: try librosa/audioread
             self._whole, self.source_rate, self.channels = self._load_fallback(exc_sf)
         if self.source_rate <= 0:
@@ -161,14 +214,8 @@ class AudioStream:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 y, sr = librosa.load(str(self.path), sr=None, mono=False)
-        except Exception as exc:
-            size = self.path.stat().st_size
-            if size == 0:
-                raise AudioError(self.path, "is an empty file (0 bytes)") from None
-            raise AudioError(self.path, f"cannot be decoded as audio: damaged, or not a supported "
-                                        f"format ({size} bytes; libsndfile and "
-                                        f"{type(exc).__name__} from the fallback decoder "
-                                        f"both refused it)") from None
+        except Exception:
+            raise _not_audio(self.path, self.path.stat().st_size) from None
         y = np.asarray(y, dtype=np.float32)
         y = y[None, :] if y.ndim == 1 else y
         return y.T.copy(), int(sr), y.shape[0]
@@ -178,15 +225,32 @@ class AudioStream:
             for i in range(0, len(self._whole), self.block):
                 yield self._whole[i:i + self.block]
             return
-        self._sf.seek(0)
+        damaged = "cannot be decoded: the file is damaged or cut short"
+        if not self._seek(0):
+            raise AudioError(self.path, damaged)
+        pos, block = 0, self.block
         while True:
             try:
-                data = self._sf.read(self.block, dtype="float32", always_2d=True)
-            except Exception as exc:
-                raise AudioError(self.path, f"decoding failed part-way: {exc}") from None
+                data = self._sf.read(block, dtype="float32", always_2d=True)
+            except Exception:       # libsndfile's error: damaged or cut short from here on
+                if block > _SALVAGE_BLOCK and self._seek(pos):
+                    block = _SALVAGE_BLOCK      # the failed block again, in small steps
+                    continue
+                if pos == 0:
+                    raise AudioError(self.path, damaged) from None
+                self.ended_early = "the rest cannot be decoded"
+                return
             if len(data) == 0:
                 break
+            pos += len(data)
             yield data
+
+    def _seek(self, frame: int) -> bool:
+        try:
+            self._sf.seek(frame)
+            return True
+        except Exception:
+            return False
 
     def _checked_blocks(self) -> Iterator[np.ndarray]:
         """Raw blocks, hashed and checked for NaN/Inf as they pass (no extra pass over the file)."""
@@ -199,6 +263,9 @@ class AudioStream:
             self._hash.update(np.ascontiguousarray(data).tobytes())
             self.frames_read += len(data)
             yield data
+        if not self.frames_read and self.ended_early:
+            raise AudioError(self.path, "cannot be decoded: the file is cut short before its "
+                                        "first sound (stream ended early)")
 
     @property
     def content_hash(self) -> str:
@@ -211,6 +278,9 @@ class AudioStream:
         if self.frames_expected and self.frames_read < self.frames_expected:
             return (f"stream ended early: {self.frames_read} of {self.frames_expected} frames "
                     f"read (truncated file?)")
+        if self.ended_early:                  # no length to compare with (Ogg has none)
+            return (f"stream ended early: {self.frames_read} frames read, {self.ended_early} "
+                    f"(truncated file?)")
         return ""
 
     def __iter__(self) -> Iterator[np.ndarray]:

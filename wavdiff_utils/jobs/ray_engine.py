@@ -20,8 +20,10 @@ steps as the local engine, on Ray:
 
 The driver (this process) holds the output folder's lock, keeps the one progress bar and
 the summary, and shuts down the Ray it started (an embedded one, on 127.0.0.1, with a
-small object store: only results and progress counts go through it).  Ray's own output
-stays out of the terminal: ``log_to_driver=False``, ``logging_level=ERROR``, no
+small object store: only results and progress counts go through it).  A driver killed
+outright (``kill -9``) takes that Ray with it within a second: a watcher process kills
+every process of it (:func:`wavdiff_utils.jobs.workers.die_with_this_process`).  Ray's
+own output stays out of the terminal: ``log_to_driver=False``, ``logging_level=ERROR``, no
 usage-stats banner, and its driver-side notes (a worker died, a task is retried) go to the
 ``wavdiff.ray`` logger; this run reports its songs itself.
 
@@ -52,7 +54,7 @@ from ..captioning.weights import looks_local
 from ..errors import BadParameterError, WavdiffError, first_line
 from ..paths import resolve
 from .encode import encode_one
-from .workers import silence_library_warnings
+from .workers import die_with_this_process, silence_library_warnings
 
 __all__ = ["ENGINES", "TASK_RETRIES", "OBJECT_STORE_BYTES", "RayUnavailableError",
            "RayConnectError", "RaySession", "ray_session", "run_encode", "run_shard_tasks",
@@ -245,13 +247,31 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None):
             _connect(ray, address, quiet)
         else:
             stack.enter_context(_loopback(ray))
-            # "local": a new Ray here, even where `ray start` left a cluster to join
-            _init(ray, address="local", num_cpus=num_cpus, object_store_memory=OBJECT_STORE_BYTES,
-                  include_dashboard=False, **quiet)
+            # every process of this Ray (agents, workers: Ray's children, not ours) ends with
+            # this one, even when it is killed (Ray leaves some for minutes)
+            run = stack.enter_context(die_with_this_process(patterns=[_session_pattern()]))
+            with run.mark():
+                # "local": a new Ray here, even where `ray start` left a cluster to join
+                _init(ray, address="local", num_cpus=num_cpus,
+                      object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False, **quiet)
+            run.claim(_session_folder(ray))
         try:
             yield _describe(ray, RaySession(address=address or "", started=not address), t0)
         finally:
             ray.shutdown()
+
+
+def _session_pattern() -> str:
+    """The paths of a Ray session started by this process (before it can name its folder):
+    Ray names the folder ``session_<date>_<time>_<microseconds>_<pid of the driver>``."""
+    return rf".*/session_[^/]*_{os.getpid()}(/.*)?"
+
+
+def _session_folder(ray) -> str:
+    """The folder of the Ray session started here (its logs and sockets), or ``""``."""
+    with contextlib.suppress(Exception):
+        return str(ray._private.worker._global_node.get_session_dir_path())
+    return ""
 
 
 def _token_mode() -> None:
