@@ -483,6 +483,7 @@ def test_defect_03_unwritable_output_gives_the_summary_not_a_traceback(tmp_path,
     fails = [ln for ln in cap.out.splitlines() if "FAILED" in ln]
     assert len(fails) == 4 and all(str(out) in ln and "_0000.png" in ln and words in ln
                                    for ln in fails)
+    assert not any(".partial" in ln for ln in fails)     # the final tile path, not a temporary
     monkeypatch.undo()
     assert main(["-i", str(songs), "-o", str(out), *SMALL]) == 0
     assert snapshot(out) == ref

@@ -222,9 +222,10 @@ def _prepare_partial(job: _SongJob) -> dict:
     return state
 
 
-def _write_one_tile(target: Path, pixels, meta: dict, compression) -> None:
-    """Write one tile PNG, an OSError becoming :class:`UnwritableOutputError`."""
-    with writing(target):
+def _write_one_tile(target: Path, pixels, meta: dict, compression, *, final: Path) -> None:
+    """Write one tile PNG into the song's partial folder; an OSError becomes
+    :class:`UnwritableOutputError` naming ``final``, where the tile is published."""
+    with writing(final):
         write_tile(target, pixels, meta, compression=compression)
 
 
@@ -244,7 +245,7 @@ def _write_tiles(job: _SongJob, tiles, writer: ThreadPoolExecutor, *, png_compre
             if len(pending) >= 2:              # at most two tiles waiting to be written
                 pending.popleft().result()
             pending.append(writer.submit(_write_one_tile, target, tile.pixels, meta,
-                                         png_compression))
+                                         png_compression, final=job.folder / name))
         clipped += tile.stats.clipped_high
         below += tile.stats.below_floor
         tiles_meta.append({"file": name, **tile.span.to_dict()})
