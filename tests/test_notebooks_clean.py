@@ -71,3 +71,21 @@ def test_papermill_sees_every_parameter(path):
     assert assigned and set(pm.inspect_notebook(str(path))) == assigned
     bad = [line for line in source.splitlines() if "#" in line and "=" in line.split("#", 1)[1]]
     assert bad == [], f"{path.name}: '=' in a parameter comment: {bad}"
+
+
+def test_the_readme_names_only_parameters_papermill_sees():
+    """Every parameter the README's notebook table names is listed by papermill for that
+    notebook (wildcards such as ``max_*`` must match at least one)."""
+    import fnmatch
+    import re
+
+    import papermill as pm
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(\d\w+)` \|.*\| (.+) \|$", readme, flags=re.M)
+    assert len(rows) >= 7
+    for stem, cell in rows:
+        known = set(pm.inspect_notebook(str(REPO_ROOT / "notebooks" / f"{stem}.ipynb")))
+        named = re.findall(r"`([\w*]+)`", re.sub(r"\([^)]*\)", "", cell))   # not (values)
+        missing = [n for n in named if not fnmatch.filter(known, n)]
+        assert missing == [], f"{stem}: README names {missing}, papermill lists {sorted(known)}"
