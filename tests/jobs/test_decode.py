@@ -49,7 +49,7 @@ def test_generator_names_in_natural_order_one_clip_each(song, tmp_path):
     from wavdiff_utils.views.plots import plot_decode_report
     fig = plot_decode_report(r)                                  # 03_decode's per-tile figure
     assert len(fig.axes[0].get_xticklabels()) == 5
-    assert len(r.tile_table()) == 5 and r.table()["SC dB (worst)"].notna().all()
+    assert len(r.tile_table()) == 5 and r.table()["consistency dB (worst)"].notna().all()
     for res in r.results:
         assert res.n_samples == P.tile_samples and res.tiles[0].method == "fgla (image start)"
         assert res.tiles[0].sc_db < res.tiles[0].coherence_db - 8      # the fit got much better
@@ -82,7 +82,7 @@ def test_own_tiles_stay_exact_under_auto(song, tmp_path):
      "is a JPEG image, not a PNG"),
     (lambda p: p.write_bytes(cv2.imencode(".png", np.zeros((128, 128, 3), np.uint16))[1]
                              .tobytes()[:-300]), "is a truncated PNG"),
-    (lambda p: cv2.imwrite(str(p), np.zeros((64, 64, 3), np.uint16)), "is 64x64 pixels; expected 128x128"),
+    (lambda p: cv2.imwrite(str(p), np.zeros((64, 96, 3), np.uint16)), "is 96x64 pixels: not square"),
     (lambda p: p.write_bytes(b""), "is empty"),
     (lambda p: p.write_text("hello"), "not an image file"),
 ])

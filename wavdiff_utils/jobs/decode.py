@@ -19,7 +19,10 @@ Phase
 ``phase="auto"`` (the default) decodes the encoder's own tiles exactly (their
 phase planes are the true phase) and sends everything else (generated,
 8-bit or grey images) through :mod:`wavdiff_utils.phase.reconstruct`.  Every tile's
-method, phase coherence and spectral convergence are in the result.
+method, phase coherence and spectral convergence (the audio's consistency with the
+image's own magnitude: not fidelity to any true audio) are in the result.  An image
+without metadata whose size is not the codec's is read as a resized tile of the
+codec's size (``resize="auto"``; :mod:`wavdiff_utils.jobs.decode_images`).
 
 Level
 -----
@@ -49,13 +52,15 @@ from ..codec.params import CodecParams
 from ..codec.threads import prefetched, tile_threads
 from ..codec.transform import istft_stream, pixels_to_stft
 from ..errors import BadParameterError, MissingInputError, OutputIsAFileError
-from ..io.manifest import MANIFEST_NAME, manifest_params, read_manifest
-from ..io.tiles import (CorruptMetadataError, TileImageError, check_tile_metadata, image_warnings,
-                        natural_key, parse_tile_name, read_tile, read_tile_metadata, tile_name)
+from ..io.manifest import MANIFEST_NAME
+from ..io.tiles import (CorruptMetadataError, TileImageError, check_tile_metadata, natural_key,
+                        parse_tile_name, read_tile, read_tile_metadata, tile_name)
 from ..paths import display_message, display_path
 from ..phase.reconstruct import METHODS, PhaseSettings, TileReport, reconstruct_tiles
 from ..results import BatchResult, SongResult, failure_lines
 from .decode_audio import level_warnings, write_decoded_audio
+from .decode_images import (check_resize, codec_for, fit_to_codec, image_notes,
+                            sequence_warnings)
 
 __all__ = ["DecodeResult", "DecodeBatch", "DecodeJob", "plan_decode", "decode_song", "decode_batch",
            "summary_markdown", "IMAGE_EXTENSIONS", "JOIN_MODES", "PEAK_MODES", "MISSING_MODES",
@@ -132,7 +137,11 @@ class DecodeBatch(BatchResult):
                                                  for p, m in self.failures]))
 
     def table(self):
-        """One row per decoded file: method(s), coherence, spectral convergence, peak."""
+        """One row per decoded file: method(s), coherence, consistency, peak.
+
+        ``consistency dB (worst)`` is the SC of the audio against the image's own magnitude
+        (worst tile): how well the audio fits the image, not how close it is to a true song.
+        """
         import pandas as pd
 
         rows = []
@@ -142,7 +151,7 @@ class DecodeBatch(BatchResult):
             rows.append({"file": r.song, "status": r.status, "tiles": r.n_tiles,
                          "seconds": round(r.duration, 2), "phase": r.methods() or r.phase,
                          "coherence dB (worst)": round(max(coh), 1) if coh else None,
-                         "SC dB (worst)": round(max(sc), 1) if sc else None,
+                         "consistency dB (worst)": round(max(sc), 1) if sc else None,
                          "peak dBFS": round(r.peak_dbfs, 1) if r.peak else None,
                          "clipped samples": r.clipped, "warnings": len(r.warnings),
                          "output": display_path(r.output, self.root)})
@@ -158,10 +167,12 @@ class DecodeBatch(BatchResult):
                 + self.table().to_html(index=False, na_rep=""))
 
     def tile_table(self):
-        """One row per tile: method chosen, image-phase coherence, SC after reconstruction."""
+        """One row per tile: method chosen, image-phase coherence, and ``consistency_db``: the
+        SC of the audio against the image's own magnitude (``TileReport.sc_db``)."""
         import pandas as pd
 
-        return pd.DataFrame([{"file": r.song, **t.to_dict()} for r in self.results for t in r.tiles])
+        return pd.DataFrame([{"file": r.song, **t.to_dict()} for r in self.results
+                             for t in r.tiles]).rename(columns={"sc_db": "consistency_db"})
 
 # --------------------------------------------------------------------------- planning
 
@@ -266,42 +277,6 @@ def plan_decode(input, *, join: str = "auto") -> list[DecodeJob]:
 # --------------------------------------------------------------------------- one file
 
 
-def _codec_for(tiles: list[Path], metas: list, params: CodecParams | None, folder: Path | None):
-    """Codec parameters, song length and what was assumed, for one job."""
-    manifest = read_manifest(folder) if folder is not None else None
-    if manifest is not None:
-        return manifest_params(manifest), manifest["n_samples"], ""
-    known = [(t, m) for t, m in zip(tiles, metas) if m is not None]
-    if known:
-        first_path, first = known[0]
-        found = CodecParams.from_dict(first["codec"])
-        for path, meta in known[1:]:
-            if CodecParams.from_dict(meta["codec"]) != found:
-                raise TileImageError(path, f"was made with other codec parameters than "
-                                           f"{first_path.name} ({found.describe()}); decode them apart")
-        n = None
-        if len(known) == len(tiles) and metas[-1].get("is_last"):
-            n = metas[-1]["end"] - metas[0]["start"]
-        return found, n, ""
-    params = params or CodecParams()
-    return params, None, f"no wavdiff metadata: assumed {params.describe()}"
-
-
-def _sequence_warnings(tiles: list, metas: list) -> list[str]:
-    """Signs that the tiles of one sequence do not belong together."""
-    out = []
-    songs = {(m.get("song"), m.get("source")) for m in metas if m is not None}
-    if len(songs) > 1:
-        names = ", ".join(sorted(f"{s!r}" for s, _ in songs))
-        out.append(f"tiles of {len(songs)} different songs ({names}) were joined in one sequence; "
-                   f"expect jumps at their borders")
-    idx = [m["tile_index"] for m in metas if m is not None]
-    if len(idx) == len(metas) and len(idx) > 1 and any(b != a + 1 for a, b in zip(idx, idx[1:])):
-        out.append(f"the tiles' own indices ({idx[0]}..{idx[-1]}) are not consecutive in file-name "
-                   f"order; tiles were renamed or reordered")
-    return out
-
-
 @dataclass(frozen=True)
 class DecodeOptions:
     """How every file of a decode is made (see :func:`decode_song`); checked when built."""
@@ -313,18 +288,21 @@ class DecodeOptions:
     peak: str = "keep"
     settings: PhaseSettings | None = None
     bad_metadata: str = "error"
+    resize: str | int = "auto"
 
     def __post_init__(self):
         for name, ok in (("phase", METHODS), ("peak", PEAK_MODES), ("missing", MISSING_MODES),
                          ("bad_metadata", BAD_METADATA_MODES)):
             if (value := getattr(self, name)) not in ok:
                 raise BadParameterError(f"{name} must be one of {ok}, got {value!r}")
+        object.__setattr__(self, "resize", check_resize(self.resize))
 
 
 def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str = "auto",
                 n_iter: int = 64, missing: str = "error", song: str | None = None,
                 peak: str = "keep", settings: PhaseSettings | None = None,
-                bad_metadata: str = "error", progress=None) -> DecodeResult:
+                bad_metadata: str = "error", resize: str | int = "auto",
+                progress=None) -> DecodeResult:
     """Decode the tiles of one song (or one image) into one audio file, written atomically.
 
     Parameters
@@ -337,8 +315,10 @@ def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str 
         For images without wavdiff metadata; tiles with metadata, or a folder
         with a manifest, use their own.
     phase : {"auto", "image", "fgla", "griffinlim", "pghi"}
-        See :mod:`wavdiff_utils.phase.reconstruct`.  Grey images have no phase planes:
-        they use ``auto`` whatever is asked.
+        See :mod:`wavdiff_utils.phase.reconstruct`.  On grey images (no phase planes) the
+        method asked runs, and the warning names it and its start: ``fgla`` from zero
+        phase, ``griffinlim`` from random phase, ``pghi`` and ``auto`` from PGHI;
+        ``image`` alone, having nothing to use, runs ``auto``.
     n_iter : int
         Most fast Griffin-Lim iterations per tile.
     missing : {"error", "silence"}
@@ -352,6 +332,11 @@ def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str 
     bad_metadata : {"error", "defaults"}
         A tile whose wavdiff metadata is corrupt (not JSON, a field of the wrong
         type) is refused, or decoded as an image without metadata (with a warning).
+    resize : "auto", "none" or int
+        An image without metadata whose size is not the codec's: read as a codec tile
+        resized (``auto``: any smaller square; an int: that size only), or refused
+        (``none``); the run says which reading it took.  See
+        :mod:`wavdiff_utils.jobs.decode_images`.
     progress : callable, optional
         Called with 1 after each tile.
 
@@ -369,7 +354,7 @@ def decode_song(tiles, output, *, params: CodecParams | None = None, phase: str 
         is left under its name.
     """
     opts = DecodeOptions(params=params, phase=phase, n_iter=n_iter, missing=missing, peak=peak,
-                         settings=settings, bad_metadata=bad_metadata)
+                         settings=settings, bad_metadata=bad_metadata, resize=resize)
     return _decode_file(tiles, output, opts, song=song, progress=progress)
 
 
@@ -382,17 +367,16 @@ def _decode_file(tiles, output, opts: DecodeOptions, *, song=None, progress) -> 
     job = _resolve_job(tiles, song)
     song = song or job.name
     first, metas, warn = _read_tiles(job, song, opts)
-    params, n_samples, assumed = _codec_for(job.tiles, metas, opts.params, job.folder)
-    warn += ([assumed] if assumed else []) + _sequence_warnings(job.tiles, metas)
+    params, n_samples, assumed = codec_for(job, metas, opts.params)
+    warn += ([assumed] if assumed else []) + sequence_warnings(job.tiles, metas)
     own = None not in job.tiles and all(m is not None and not m.get("generated") for m in metas)
     method = "image" if opts.phase == "auto" and own and first.bit_depth == 16 \
         and first.has_phase else opts.phase
     if method == "image" and not first.has_phase:
-        warn.append(f"{first.path.name}: grey image has no phase planes; used phase 'auto'")
-        method = "auto"
+        method = "auto"                      # nothing to use: said by the grey image's warning
     st = replace(opts.settings or PhaseSettings(), method=method, n_iter=int(opts.n_iter))
     reports, peak_abs, clipped, n_written = _write_song(
-        _tile_stfts(job.tiles, params, warn, progress), params, st, output,
+        _tile_stfts(job.tiles, params, warn, progress, opts, method), params, st, output,
         n_samples=n_samples, peak=opts.peak)
     warn += level_warnings(reports, peak_abs, clipped, output, opts.peak)
     return DecodeResult(song, str(first.path.parent), str(output), "decoded", len(job.tiles),
@@ -456,14 +440,18 @@ def _set_aside(exc: CorruptMetadataError, opts: DecodeOptions, warn: list) -> No
                 f"an image without metadata (bad_metadata='defaults')")
 
 
-def _tile_stfts(tiles: list, params: CodecParams, warn: list, progress):
-    """Yield ``(STFT, has phase)`` per tile, read ahead; silence for a gap; warn once a kind."""
-    shown: set[str] = set()
+def _tile_stfts(tiles: list, params: CodecParams, warn: list, progress, opts: DecodeOptions,
+                method: str):
+    """Yield ``(STFT, has phase)`` per tile, read ahead; silence for a gap; warn once a kind.
 
+    An image without metadata of another size is brought to the codec's (``opts.resize``).
+    """
     def loaded():        # runs in the read-ahead thread: file and PNG decode, pixels to STFT
         for t in tiles:
-            tile = None if t is None else read_tile(t, expected_size=params.size, warn=False,
-                                                    bad_metadata="ignore")
+            tile = None if t is None else read_tile(t, warn=False, bad_metadata="ignore")
+            if tile is not None:
+                tile.pixels = fit_to_codec(tile.pixels, t, params, opts.resize, notes=warn,
+                                           has_metadata=tile.metadata is not None)
             yield tile, None if tile is None else pixels_to_stft(tile.pixels, params)
 
     with prefetched(loaded()) as loaded_tiles:
@@ -471,10 +459,9 @@ def _tile_stfts(tiles: list, params: CodecParams, warn: list, progress):
             if tile is None:
                 yield np.zeros((params.n_fft // 2 + 1, params.frames_per_tile), np.complex64), True
                 continue
-            for w in image_warnings(tile.path, depth=tile.bit_depth, grey=not tile.has_phase):
-                key = w.split(": ", 1)[-1]
-                if key not in shown:             # once per kind and file, not per tile
-                    shown.add(key)
+            for w in image_notes(depth=tile.bit_depth, grey=not tile.has_phase,
+                                 asked=opts.phase, ran=method):
+                if w not in warn:                # no file names: once per file, grouped per batch
                     warn.append(w)
             if progress:
                 progress(1)
@@ -508,7 +495,8 @@ def _write_song(stfts, params: CodecParams, st: PhaseSettings, output: Path, *, 
 def decode_batch(input, output, *, params: CodecParams | None = None, phase: str = "auto",
                  n_iter: int = 64, join: str = "auto", missing: str = "error", fmt: str = "wav",
                  peak: str = "keep", overwrite: bool = True, settings: PhaseSettings | None = None,
-                 bad_metadata: str = "error", progress: bool = True) -> DecodeBatch:
+                 bad_metadata: str = "error", resize: str | int = "auto",
+                 progress: bool = True) -> DecodeBatch:
     """Decode every song and clip found under ``input`` into ``output/<name>.<fmt>``.
 
     Parameters
@@ -518,7 +506,7 @@ def decode_batch(input, output, *, params: CodecParams | None = None, phase: str
     output : path-like
         Folder (created); a name ending in .wav/.flac/.ogg names the file when
         ``input`` makes exactly one.
-    params, phase, n_iter, missing, peak, settings, bad_metadata
+    params, phase, n_iter, missing, peak, settings, bad_metadata, resize
         As in :func:`decode_song`.
     join : {"auto", "song", "none"}
         How images become files (module notes).
@@ -541,7 +529,8 @@ def decode_batch(input, output, *, params: CodecParams | None = None, phase: str
     if fmt not in AUDIO_FORMATS:
         raise BadParameterError(f"fmt must be one of {AUDIO_FORMATS}, got {fmt!r}")
     opts = DecodeOptions(params=params, phase=phase, n_iter=n_iter, missing=missing, peak=peak,
-                         settings=settings, bad_metadata=bad_metadata)   # before any file is read
+                         settings=settings, bad_metadata=bad_metadata,
+                         resize=resize)                                  # before any file is read
     jobs = plan_decode(input, join=join)
     out = Path(output)
     single_file = out.suffix.lower()[1:] in AUDIO_FORMATS
@@ -581,13 +570,17 @@ def summary_markdown(batch: DecodeBatch, output, scores=None) -> str:
     lines = [f"- **{len(batch.results)}** file(s) decoded to `{display_path(output)}`"]
     for r in batch.results:
         sc = [t.sc_db for t in r.tiles if t.sc_db == t.sc_db]
-        fit = f", worst tile SC {max(sc):.1f} dB" if sc else ""
+        fit = f", worst tile's consistency with its image {max(sc):.1f} dB SC" if sc else ""
         lines.append(f"- `{r.song}`: {r.methods() or r.phase}{fit}, peak {r.peak_dbfs:+.1f} dBFS")
     if scores is not None and "SNR dB" in scores:
         for _, s in scores.dropna(subset=["SNR dB"]).iterrows():
             lines.append(f"- `{s['file']}`: round trip **{s['SNR dB']:.1f} dB SNR**, "
                          f"LSD {s['LSD dB']:.3f} dB")
-    lines += [f"- WARNING `{r.song}`: {display_message(w, batch.root)}" for r in batch.results
-              for w in r.warnings]
+    by_text: dict[str, list[str]] = {}
+    for r in batch.results:                  # one line per warning, however many files share it
+        for w in r.warnings:
+            by_text.setdefault(w, []).append(f"`{r.song}`")
+    lines += [f"- WARNING {names[0] if len(names) == 1 else f'{len(names)} files'}: "
+              f"{display_message(w, batch.root)}" for w, names in by_text.items()]
     lines += [f"- FAILED: {display_message(msg, batch.root)}" for _, msg in batch.failures]
     return "\n".join(lines)

@@ -16,7 +16,12 @@ module rebuilds a phase that is consistent with the magnitude:
 ``"pghi"``
     Phase-gradient heuristic integration (Prusa, Balazs & Sondergaard, 2017):
     a phase computed from the magnitude alone, then refined by fast
-    Griffin-Lim (``n_iter=0`` keeps plain PGHI).
+    Griffin-Lim (``n_iter=0`` keeps plain PGHI).  The bins at zero frequency
+    and Nyquist are the real-valued edges of a real signal's spectrum: their
+    magnitude is even across the edge (so its slope there is zero, not the
+    one-sided difference) and their phase is 0 or pi.  Music with much of its
+    energy below 20 Hz (DC offset, rumble) stalled Griffin-Lim at -10 to -18 dB
+    SC without this (``real_edges=False`` keeps the earlier estimate).
 ``"auto"``
     Scores how consistent the image phase is with the magnitude (the
     spectral convergence, SC, of the image phase itself) and picks: the image
@@ -24,6 +29,11 @@ module rebuilds a phase that is consistent with the magnitude:
     partly coherent, and when it is close to noise both starts (image and
     PGHI) raced for a few iterations, the better one kept.  Iterations stop
     early once the SC no longer improves.
+
+Grey images have no phase planes.  Every method runs as named on them:
+``auto`` starts from PGHI, ``fgla`` from zero phase (its report says
+``fgla (zero phase start)``; ``auto`` is usually better), ``griffinlim`` from
+random phase and ``pghi`` from PGHI.
 
 Seams and memory
 ----------------
@@ -103,6 +113,9 @@ class PhaseSettings:
         Torch device, ``"auto"`` for the GPU when there is one.
     seed : int
         Seed of the random phase (``griffinlim``).
+    real_edges : bool
+        PGHI treats the zero-frequency and Nyquist bins as real (see :func:`pghi`);
+        False keeps the one-sided estimate of earlier versions, for comparisons.
     """
 
     method: str = "auto"
@@ -120,6 +133,7 @@ class PhaseSettings:
     backend: str = "auto"
     device: str = "auto"
     seed: int = 0
+    real_edges: bool = True
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -132,6 +146,8 @@ class PhaseSettings:
             raise BadParameterError(f"momentum must be in [0, 1.5), got {self.momentum!r}")
         if self.backend not in ("auto", "torch", "numpy"):
             raise BadParameterError(f"backend must be 'auto', 'torch' or 'numpy', got {self.backend!r}")
+        if not isinstance(self.real_edges, (bool, np.bool_)):
+            raise BadParameterError(f"real_edges must be True or False, got {self.real_edges!r}")
         if self.context < 4 and self.method != "image":
             raise BadParameterError(f"context must be at least 4 frames to join tiles, got {self.context}")
 
@@ -145,12 +161,16 @@ class TileReport:
     index : int
         Position of the tile in its clip or song.
     method : str
-        What ran: ``image``, ``fgla``, ``griffinlim``, ``pghi``, or for ``auto``
-        one of ``image``, ``fgla (image start)``, ``fgla (pghi start)``.
+        What ran: ``image``, ``fgla``, ``griffinlim``, ``pghi``, ``fgla (zero phase
+        start)`` (``fgla`` on a grey image), or for ``auto`` one of ``image``,
+        ``fgla (image start)``, ``fgla (pghi start)``.
     coherence_db : float or None
         SC of the image phase itself (None for grey images, which have none).
     sc_db : float
-        SC of the phase kept, over this tile's frames.
+        SC of the phase kept, over this tile's frames: how consistent the audio
+        is with the image's own magnitude, not how close it is to any true audio
+        (a resized or noisy magnitude can be matched well and still be far from
+        the source).
     iterations : int
         Fast Griffin-Lim iterations run (both starts of a race included).
     seconds : float
@@ -211,7 +231,8 @@ def signal_sc(y: np.ndarray, target: np.ndarray, *, n_fft: int, hop_length: int,
 
 
 def pghi(mag: np.ndarray, *, n_fft: int, hop_length: int, known: np.ndarray | None = None,
-         n_known: int = 0, floor_db: float = -70.0, gamma: float | None = None) -> np.ndarray:
+         n_known: int = 0, floor_db: float = -70.0, gamma: float | None = None,
+         real_edges: bool = True) -> np.ndarray:
     """Phase from magnitude alone by phase-gradient heuristic integration.
 
     Parameters
@@ -228,6 +249,12 @@ def pghi(mag: np.ndarray, *, n_fft: int, hop_length: int, known: np.ndarray | No
         Bins more than this below the loudest bin get phase 0.
     gamma : float, optional
         Window spread; default :func:`hann_gamma` of ``n_fft``.
+    real_edges : bool
+        The first and last bins (zero frequency and Nyquist) are the edges of a
+        real signal's spectrum: the magnitude's slope across them is taken from
+        its mirror image (zero), and their phase is set to 0 or pi, the nearer
+        one (an inverse real FFT keeps only their real part).  False: the
+        one-sided slope and a free phase, as in earlier versions.
 
     Returns
     -------
@@ -243,7 +270,7 @@ def pghi(mag: np.ndarray, *, n_fft: int, hop_length: int, known: np.ndarray | No
     a, M = float(hop_length), float(n_fft)
     logm = np.log(np.maximum(mag, 1e-30))
     # phase gradients of the window-centred convention (Gaussian-window relations)
-    dfreq = np.gradient(logm, axis=1) if mag.shape[1] > 1 else np.zeros_like(logm)
+    dfreq = _freq_slope(logm, real_edges)
     dtime = np.gradient(logm, axis=0) if mag.shape[0] > 1 else np.zeros_like(logm)
     bins = np.arange(mag.shape[1])
     dphi_time = a * (M / gamma) * dfreq + 2 * np.pi * a * bins / M
@@ -256,7 +283,23 @@ def pghi(mag: np.ndarray, *, n_fft: int, hop_length: int, known: np.ndarray | No
         done[:n_known] = True
     floor = logm.max() + floor_db / 20.0 * np.log(10.0)
     kernels.integrate(logm, dphi_time, dphi_freq, phase, done, floor)
-    return phase - centre
+    phase -= centre
+    if real_edges:                  # bins 0 and n_fft/2 of a real signal: phase 0 or pi
+        edge = phase[n_known:, ::mag.shape[1] - 1] if mag.shape[1] > 1 else phase[n_known:]
+        edge[...] = np.where(np.cos(edge) >= 0, 0.0, np.pi)
+    return phase
+
+
+def _freq_slope(logm: np.ndarray, real_edges: bool) -> np.ndarray:
+    """d log|X| / d bin: central differences; at the edges one-sided, or zero (``real_edges``:
+    a real signal's magnitude is even around zero frequency and around Nyquist)."""
+    if logm.shape[1] < 2:
+        return np.zeros_like(logm)
+    slope = np.gradient(logm, axis=1)
+    if real_edges:
+        slope[:, 0] = 0.0
+        slope[:, -1] = 0.0
+    return slope
 
 
 # --------------------------------------------------------------------------- fast Griffin-Lim
@@ -441,7 +484,7 @@ def _image_start(engine, b: _Block, s: PhaseSettings,
     runs = [img]
     if s.method == "fgla":
         img.step(max(s.n_iter - 1, 0))
-        return runs, "fgla", coherence
+        return runs, "fgla" if b.has_phase else "fgla (zero phase start)", coherence
     if coherence < s.clean_db:
         return runs, "image", coherence
     if coherence >= s.pghi_db:                   # no usable phase: PGHI alone
@@ -491,7 +534,7 @@ def _pghi_start(engine, b: _Block, s: PhaseSettings, params: CodecParams) -> _FG
     C = b.C
     known = np.angle(b.X_img[:C]) if C else None
     ph = pghi(b.M, n_fft=params.n_fft, hop_length=params.hop_length, known=known, n_known=C,
-              floor_db=s.pghi_floor_db)
+              floor_db=s.pghi_floor_db, real_edges=s.real_edges)
     X0 = (b.M * np.exp(1j * ph)).astype(np.complex64)
     if C:
         X0[:C] = b.X_img[:C]
