@@ -1,13 +1,19 @@
-"""The dataset card (``README.md``) written beside ``metadata.jsonl`` by :func:`wavdiff_utils.dataset.export_dataset`."""
+"""The dataset cards (``README.md``): the one written beside ``metadata.jsonl`` by
+:func:`wavdiff_utils.dataset.export_dataset`, and the one of a Parquet export
+(:func:`wavdiff_utils.dataset.parquet.write_parquet`): how to load it with ``datasets``, stream
+it, turn a row back into audio, and share it on the Hugging Face Hub."""
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
+from pathlib import Path
 
 from ..codec.params import CodecParams
-from ..paths import atomic_path
+from ..paths import atomic_path, writing
 
-__all__ = ["write_card", "hms"]
+__all__ = ["write_card", "hms", "PARQUET_COLUMNS", "parquet_features", "dataset_name",
+           "write_parquet_card"]
 
 
 def hms(seconds: float) -> str:
@@ -160,4 +166,164 @@ def _usage_lines(p0: CodecParams) -> list[str]:
         "",
         "That of the source recordings; wavdiff sets none.",
         "",
+    ]
+
+
+# =========================================================================== the Parquet export
+
+#: The Parquet export's columns, in order, and what each holds.
+PARQUET_COLUMNS = {
+    "tile": "uint16 (3, H, W), the PNG tile's pixels exactly: red = magnitude (dB, linear from "
+            "db_min = 0 to db_max = 65535), green = (cos(phase) + 1) / 2, blue = (sin(phase) + "
+            "1) / 2 on the 16-bit scale; row 0 is the highest frequency, columns are STFT frames",
+    "text": "the caption (\"\" without one)",
+    "caption_tags": "MuQ's tag caption, when another captioner's is `text` (else \"\")",
+    "caption_prose": "Qwen2-Audio's prose caption, likewise",
+    "caption_meta": "the metadata captioner's caption, likewise",
+    "caption_source": "the captioner that wrote `text` (\"unknown\"; \"\" without a caption)",
+    "song": "song id", "tile_index": "the tile's place in its song, from 0",
+    "split": "train / validation / test, by a hash of the song's name (a song's tiles share one)",
+    "start_seconds": "where the tile starts in its song", "end_seconds": "where its audio ends",
+    "start_sample": "the tile's first sample", "end_sample": "one past its last real sample",
+    "sample_rate": "Hz", "padding": "share of the tile that is silence after the song's end",
+    "file_name": "the PNG tile in the dataset folder it was exported from",
+    "codec": "the codec parameters, JSON: `CodecParams.from_dict(json.loads(row[\"codec\"]))`",
+}
+
+
+def parquet_features(height: int, width: int):
+    """The ``datasets.Features`` of the Parquet export's rows (:data:`PARQUET_COLUMNS`, tiles of
+    ``height`` x ``width``): the ``huggingface`` schema metadata ``datasets`` reads them from."""
+    import datasets
+
+    v = datasets.Value
+    kinds = {"tile_index": "int32", "start_seconds": "float64", "end_seconds": "float64",
+             "start_sample": "int64", "end_sample": "int64", "sample_rate": "int32",
+             "padding": "float64"}
+    return datasets.Features({"tile": datasets.Array3D((3, int(height), int(width)), "uint16"),
+                              **{k: v(kinds.get(k, "string")) for k in PARQUET_COLUMNS
+                                 if k != "tile"}})
+
+
+def dataset_name(folder) -> str:
+    """A dataset name from a folder's own name: ``my_songs-v2`` -> ``My songs v2``."""
+    words = re.sub(r"[_\-.]+", " ", Path(folder).resolve().name).strip()
+    return (words[:1].upper() + words[1:]) if words else "wavdiff spectrogram tiles"
+
+
+def write_parquet_card(folder, data: dict, name: str) -> str | None:
+    """Write the card ``README.md`` of a Parquet export in ``folder`` from its index ``data``
+    (``parquet.json``); a note instead when a ``README.md`` wavdiff did not write is there."""
+    path = Path(folder) / "README.md"
+    if path.is_file() and _CARD_MARK not in path.read_text(encoding="utf-8", errors="replace"):
+        return f"{path}: exists and was not written by wavdiff; left as it is"
+    params = [CodecParams.from_dict(c) for c in data["codecs"]] or [CodecParams()]
+    lines = _parquet_front_matter(name, list(data["splits"])) + _parquet_contents(data, name)
+    lines += _parquet_loading(data) + _parquet_audio(params) + _parquet_hub()
+    text = "\n".join(lines)
+    if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text:
+        with writing(path), atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    return None
+
+
+def _parquet_front_matter(name: str, splits: list) -> list[str]:
+    """YAML the Hub reads: name, tags, and one ``data_files`` entry per split."""
+    lines = ["---", f"pretty_name: {json.dumps(name)}", "task_categories:", "- text-to-image",
+             "tags:", "- audio", "- music", "- spectrogram", "- wavdiff", "configs:",
+             "- config_name: default", "  data_files:"]
+    for split in splits:
+        lines += [f"  - split: {split}", f"    path: \"data/{split}-*.parquet\""]
+    return lines + ["---", _CARD_MARK]
+
+
+def _parquet_contents(data: dict, name: str) -> list[str]:
+    """Title, summary, contents and the columns."""
+    _, h, w = data["tile_shape"]
+    per_s = data["total_bytes"] / data["seconds"] / 1000 if data["seconds"] else 0.0
+    splits = ", ".join(f"{k} {v['rows']}" for k, v in data["splits"].items())
+    lines = [f"# {name}", "",
+             f"Music as **16-bit spectrogram tiles** ({h}x{w}) with a caption each, made by "
+             f"wavdiff, stored as `uint16` arrays in Parquet so that `datasets` gives back all "
+             f"16 bits with no code of ours (a 16-bit PNG read through Pillow keeps 8). Every row "
+             f"turns back into its audio.", "", "## Contents", "",
+             f"- **{data['total_rows']}** rows ({splits}), {len(data['shards'])} shard(s) in "
+             f"`data/`, {hms(data['seconds'])} of audio ({data['seconds']:.1f} s)",
+             f"- {data['total_bytes'] / 1e6:,.1f} MB ({data['compression']} compression), "
+             f"{per_s:,.0f} kB per second of audio; the PNG tiles were "
+             f"{data.get('png_bytes', 0) / 1e6:,.1f} MB",
+             f"- made {data['created']}; `parquet.json` lists every shard with its rows, bytes "
+             f"and checksum", "", "## Columns", "", "| column | holds |", "|---|---|"]
+    return lines + [f"| `{k}` | {v} |" for k, v in PARQUET_COLUMNS.items()] + [""]
+
+
+def _parquet_loading(data: dict) -> list[str]:
+    """Loading with ``datasets`` (as a folder, streaming, as tensors) and with wavdiff."""
+    return [
+        "## Loading", "",
+        "The `tile` column is a `datasets.Array3D` of `uint16`. `datasets`' numpy and torch "
+        "formats widen integers to `int64` (the values stay exact); ask for `uint16`, the "
+        "fastest way (then make floats yourself):", "",
+        "```python", "import torch", "from datasets import load_dataset",
+        "ds = load_dataset(\"path/to/this/folder\")    # or \"USER/NAME\" on the Hub: a "
+        "DatasetDict of the splits",
+        "# or: load_dataset(\"parquet\", data_files={\"train\": \"path/to/this/folder/data/"
+        "train-*.parquet\"})",
+        "train = ds[\"train\"].with_format(\"numpy\", columns=[\"tile\"], dtype=\"uint16\", "
+        "output_all_columns=True)",
+        "train[0][\"tile\"]          # (3, H, W) uint16: the tile's 16 bits exactly",
+        "x = torch.from_numpy(train[0][\"tile\"].astype(\"float32\")) / 32767.5 - 1  "
+        "# the [-1, 1] floats of wavdiff's loaders",
+        "tensors = ds[\"train\"].with_format(\"torch\")   # tile: an int64 tensor of the same "
+        "values (slower)", "```", "", "Streaming (nothing downloaded ahead):", "",
+        "```python",
+        "stream = load_dataset(\"path/to/this/folder\", split=\"train\", streaming=True)"
+        ".with_format(\"numpy\")",
+        "for row in stream:", "    row[\"tile\"]            # (3, H, W) int64, the exact values",
+        "```", "",
+        "With wavdiff (a torch dataset, the same items as its PNG loader `TileDataset`):", "",
+        "```python", "from wavdiff_utils.dataset.parquet import ParquetTiles",
+        "train = ParquetTiles(\"path/to/this/folder\", split=\"train\")  # pixel_values: float "
+        "(3, H, W) in [-1, 1]", "```", "",
+    ]
+
+
+def _parquet_audio(params: list) -> list[str]:
+    """Turning a row back into audio, and the codec parameters."""
+    lines = [
+        "## A row back to audio", "",
+        "Each row holds its codec parameters, so it decodes alone (`pip install wavdiff`):", "",
+        "```python", "import json, numpy as np, soundfile",
+        "from wavdiff_utils import CodecParams, decode_array",
+        "row = train[0]",
+        "pixels = np.asarray(row[\"tile\"]).astype(np.uint16).transpose(1, 2, 0)   # (H, W, 3)",
+        "params = CodecParams.from_dict(json.loads(row[\"codec\"]))",
+        "audio = decode_array([pixels], params, n_samples=row[\"end_sample\"] - "
+        "row[\"start_sample\"])",
+        "soundfile.write(\"tile.wav\", audio, params.sample_rate)",
+        "# the same in one call: wavdiff_utils.dataset.parquet.row_audio(row)", "```", "",
+        "Consecutive rows of a song (`tile_index` 0, 1, ...) decode joined: "
+        "`decode_array([pixels_0, pixels_1, ...], params)`.", "", "## Codec parameters", ""]
+    for p in params:
+        lines += [f"{p.describe()}.", "", "```json", json.dumps(p.to_dict(), indent=1), "```", ""]
+    return lines
+
+
+def _parquet_hub() -> list[str]:
+    """Sharing the folder on the Hugging Face Hub."""
+    return [
+        "## On the Hugging Face Hub", "",
+        "This folder is a dataset repository as it is: the YAML header above names the splits' "
+        "files. After `huggingface-cli login`:", "",
+        "```python", "from huggingface_hub import HfApi",
+        "api = HfApi()",
+        "api.create_repo(\"USER/NAME\", repo_type=\"dataset\", exist_ok=True)",
+        "api.upload_folder(repo_id=\"USER/NAME\", repo_type=\"dataset\", "
+        "folder_path=\"path/to/this/folder\")",
+        "```", "",
+        "or `huggingface-cli upload USER/NAME path/to/this/folder . --repo-type dataset`. "
+        "`datasets`' own `load_dataset(\"path/to/this/folder\").push_to_hub(\"USER/NAME\")` "
+        "works too: it writes its own shards, with the same features (the `uint16` tiles), "
+        "and its own card in place of this one.", "",
+        "## Licence", "", "That of the source recordings; wavdiff sets none.", "",
     ]

@@ -30,6 +30,7 @@ from ..errors import BadParameterError, MissingInputError
 from ..io.manifest import MANIFEST_NAME, manifest_params, read_manifest
 from ..paths import atomic_path
 from .card import hms as _hms, write_card
+from .parquet import write_parquet
 
 __all__ = ["METADATA_NAME", "CARD_NAME", "CHANNELS", "DatasetExport", "export_dataset",
            "song_split", "read_metadata"]
@@ -78,6 +79,7 @@ class DatasetExport:
     codecs: list = field(default_factory=list)
     songs: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
+    parquet: object = None
 
     def summary(self) -> str:
         """One line: songs, tiles, captions, duration, where."""
@@ -130,7 +132,7 @@ def _readable(folder: Path) -> str:
 
 
 def export_dataset(folder, *, name: str | None = None, card: bool = True,
-                   max_padding: float = 1.0, splits=SPLITS) -> DatasetExport:
+                   max_padding: float = 1.0, splits=SPLITS, format: str = "png") -> DatasetExport:
     """Write ``metadata.jsonl`` and a dataset card for every finished song under ``folder``.
 
     Parameters
@@ -151,6 +153,10 @@ def export_dataset(folder, *, name: str | None = None, card: bool = True,
     splits : sequence of (name, share)
         Shares of the ``split`` column, assigned per song by a hash of its name
         (default 0.9 train, 0.05 validation, 0.05 test).
+    format : {"png", "parquet"}
+        ``"parquet"`` also writes the Parquet export into ``folder/parquet`` (16-bit tiles
+        that ``datasets.load_dataset("parquet", ...)`` reads exactly; see
+        :func:`wavdiff_utils.dataset.write_parquet`), as ``result.parquet``.
 
     Returns
     -------
@@ -170,6 +176,8 @@ def export_dataset(folder, *, name: str | None = None, card: bool = True,
     made with different codec parameters are exported together, with a warning:
     a trainer needs one tile size, and the card lists each parameter set.
     """
+    if format not in ("png", "parquet"):
+        raise BadParameterError(f"format must be png or parquet, got {format!r}")
     opt = _check_export(folder, max_padding, splits)
     rows, song_rows, codecs, notes = [], [], [], []
     for sf in opt.songs:
@@ -189,6 +197,9 @@ def export_dataset(folder, *, name: str | None = None, card: bool = True,
                            sum(s["seconds"] for s in song_rows), codecs, song_rows, notes)
     if card:
         write_card(result, name or _readable(opt.folder))
+    if format == "parquet":
+        result.parquet = write_parquet(opt.folder, name=name or _readable(opt.folder),
+                                       progress=False)
     for n in notes:
         warnings.warn(n, stacklevel=2)
     return result

@@ -42,6 +42,7 @@ from ..codec import resources
 from ..codec.threads import usable_cores
 from ..codec.tiling import n_tiles_for
 from ..dataset.export import METADATA_NAME, export_dataset
+from ..dataset.parquet import write_parquet
 from ..errors import (BadParameterError, MissingInputError, OutputIsAFileError, WavdiffError,
                       WeightsMissingError, first_line, one_line)
 from ..io.audio import audio_info, find_audio_files
@@ -375,6 +376,21 @@ def _shards(res: PipelineResult, folder: Path, *, shard_size, engine: str, bar: 
         res.shards_error = first_line(exc)
     res.seconds["shards"] = time.perf_counter() - t0
 
+def _parquet(res: PipelineResult, s: PipelineSettings, *, bar: _Bar) -> None:
+    """The Parquet export of the dataset; a problem becomes ``res.parquet_error``."""
+    t0 = time.perf_counter()
+    if res.export is None:
+        res.parquet_error = "no dataset to export (see the dataset line)"
+        return
+    bar.step("parquet", songs=False, total=res.export.n_tiles)
+    try:
+        res.parquet = write_parquet(res.output, shard_size=s.parquet_shard_size,
+                                    compression=s.parquet_compression, progress=False,
+                                    on_rows=bar.tiles)
+    except (WavdiffError, ValueError, OSError) as exc:
+        res.parquet_error = first_line(exc)
+    res.seconds["parquet"] = time.perf_counter() - t0
+
 # =========================================================================== pipeline
 
 
@@ -439,7 +455,8 @@ def _library_warning(w) -> bool:
 def _run_locked(input, output, files, s: PipelineSettings, *, raw: int, say) -> PipelineResult:
     """The whole run, the output folder locked: each step, the record, then the report."""
     res = PipelineResult(input, output, captioner=s.captioner)
-    res.asked = ("dataset",) + ("shards",) * (s.shards is not None) + ("report",) * s.report
+    res.asked = ("dataset",) + ("shards",) * (s.shards is not None) + ("report",) * s.report \
+        + ("parquet",) * (s.format == "parquet")
     # what atomic writes of a killed run left behind (we hold the lock: nobody is writing)
     remove_temporaries(output, ["metadata.jsonl", "README.md", SUMMARY_NAME])
     est = sum(_estimate_tiles(f, s.params) for f in files)
@@ -462,6 +479,8 @@ def _run_locked(input, output, files, s: PipelineSettings, *, raw: int, say) -> 
         _export(res)
         if shards_dir is not None:
             _shards(res, shards_dir, shard_size=s.shard_size, engine=s.engine, bar=bar)
+        if s.format == "parquet":
+            _parquet(res, s, bar=bar)
     write_summary(res)
     if s.report and res.export is not None:
         _report(res, output, s.report_dir, say)

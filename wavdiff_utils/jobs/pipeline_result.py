@@ -47,6 +47,10 @@ class PipelineResult:
     shards : ShardIndex or None
         The WebDataset shards written (``--shards``).
     shards_error : str
+        Why the shards were not written.
+    parquet : ParquetExport or None
+        The Parquet export (``format="parquet"``).
+    parquet_error : str
     seconds : dict
         Wall time per step.
     warnings : list of str
@@ -69,6 +73,8 @@ class PipelineResult:
     report_error: str = ""
     shards: object = None
     shards_error: str = ""
+    parquet: object = None
+    parquet_error: str = ""
     seconds: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     asked: tuple = ("dataset",)
@@ -80,7 +86,8 @@ class PipelineResult:
         no song was made at all: the song failures say why."""
         if not self.encode.results:
             return []
-        made = {"dataset": self.export, "shards": self.shards, "report": self.report}
+        made = {"dataset": self.export, "shards": self.shards, "report": self.report,
+                "parquet": self.parquet}
         return [name for name in self.asked if made.get(name) is None]
 
     @property
@@ -131,6 +138,10 @@ class PipelineResult:
             lines.append(f"  shards:   {self.shards.summary()}")
         elif self.shards_error:
             lines.append(f"  shards:   not written: {self.shards_error}")
+        if self.parquet is not None:
+            lines.append(f"  parquet:  {self.parquet.summary()}")
+        elif self.parquet_error:
+            lines.append(f"  parquet:  not written: {self.parquet_error}")
         if self.report is not None:
             lines.append(f"  report:   {self.report}")
         elif self.report_error:
@@ -163,6 +174,8 @@ class PipelineResult:
             "export_error": self.export_error, "warnings": self.warnings,
             "shards": None if self.shards is None else self.shards.record(),
             "shards_error": self.shards_error, "missing": self.missing,
+            "parquet": None if self.parquet is None else self.parquet.record(),
+            "parquet_error": self.parquet_error,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
 

@@ -17,13 +17,16 @@ from ..codec.resources import check_memory
 from ..codec.threads import usable_cores
 from ..dataset.shards import parse_shard_size
 from ..errors import BadParameterError
+from ..dataset.parquet import COMPRESSIONS
 from .ray_engine import ENGINES
 
 __all__ = ["PipelineSettings", "CAPTIONERS", "CODEC_OPTIONS", "WORKER_BYTES", "song_memory",
-           "check_workers_memory"]
+           "check_workers_memory", "FORMATS"]
 
 #: Captioner choices: MuQ-MuLan tags, Qwen2-Audio prose, file tags and tempo, or no captions.
 CAPTIONERS = ("muq", "qwen", "metadata", "none")
+#: Dataset formats: the tile folder always, and a Parquet export too with "parquet".
+FORMATS = ("png", "parquet")
 #: Codec options a settings file or the command line may give, as :class:`CodecParams` fields.
 CODEC_OPTIONS = {"layout": "tile layout: exact (default, lossless) or seed",
                  "size": "tile edge in pixels (default 1024)",
@@ -103,6 +106,12 @@ class PipelineSettings:
                                      "metadata JSON, captions) and shards.json into DIR "
                                      "(default <output>/shards)", nargs="?", const=True,
                                      metavar="DIR")
+    format: str = _opt("png", "dataset format: png (the tile folder, always written) or parquet "
+                       "(also a Parquet export in <output>/parquet that the Hugging Face Hub and "
+                       "datasets read with all 16 bits)")
+    parquet_shard_size: str | int = _opt("500MB", "Parquet shard limit: pixels before "
+                                         "compression (500MB) or a number of rows")
+    parquet_compression: str = _opt("zstd", "Parquet compression: zstd or none")
     shard_size: str | int = _opt("1GB", "shard limit: a size with a unit (default 1GB; 500MB) "
                                  "or a number of samples (2000)")
 
@@ -115,13 +124,16 @@ class PipelineSettings:
         self._check_memory()
         if self.shards is not None and self.shards is not False:
             parse_shard_size(self.shard_size)
+        if self.format == "parquet":
+            parse_shard_size(self.parquet_shard_size)
 
     def _set(self, name: str, value) -> None:
         object.__setattr__(self, name, value)
 
     def _check_choices(self) -> None:
         """captioner, engine and ray_address: known values, normalised."""
-        for name, allowed in (("captioner", CAPTIONERS), ("engine", ENGINES)):
+        for name, allowed in (("captioner", CAPTIONERS), ("engine", ENGINES),
+                              ("format", FORMATS), ("parquet_compression", COMPRESSIONS)):
             value = str(getattr(self, name) or "").strip().lower()
             if value not in allowed:
                 raise BadParameterError(f"{name} must be one of {', '.join(allowed)}, got "
