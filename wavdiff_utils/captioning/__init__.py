@@ -6,7 +6,7 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(__name__, submod_attrs={
     "batch": ["caption_song", "caption_songs", "recorded_captions"],
-    "interface": ["Captioner", "SongTiles", "song_tiles", "caption_path", "write_caption", "tags_from_file", "caption_prefix", "pick_device", "positive_int", "check_tile_length"],
+    "interface": ["Captioner", "SongTiles", "song_tiles", "caption_path", "write_caption", "tags_from_file", "caption_prefix", "pick_device", "positive_int", "check_tile_length", "title_from_name"],
     "labels": ["CATEGORIES", "PROMPT_TEMPLATES", "Label", "Vocabulary", "load_vocabulary", "TagSettings", "select_tags", "format_caption", "check_templates", "label_prompts"],
     "metadata": ["MetadataCaptioner", "MIN_TEMPO_SECONDS", "metadata_caption"],
     "muq": ["TAGS_SUFFIX", "SIDECAR_NAME", "ModelWeightsMissing", "MuQMuLanModel", "MuQCaptioner", "load_muq_mulan", "text_embeddings", "tile_clips"],
@@ -14,5 +14,5 @@ __getattr__, __dir__, __all__ = _lazy.attach(__name__, submod_attrs={
     "registry": ["CAPTIONERS", "make_captioner", "captioner_or_fallback", "fallback_notice", "CAPTIONER_CLASSES"],
     "results": ["TileCaption", "CaptionResult", "CaptionBatch"],
     "tempo": ["estimate_bpm", "clip_bpm", "bpm_text"],
-    "weights": ["model_name", "looks_local", "local_folder", "hub_folder", "offline_reason", "weights_missing", "fingerprint"],
+    "weights": ["model_name", "looks_local", "local_folder", "hub_folder", "hub_reachable", "offline_reason", "weights_missing", "fingerprint"],
 })

@@ -7,5 +7,5 @@ __getattr__, __dir__, __all__ = _lazy.attach(__name__, submod_attrs={
     "notebook": ["CompareInputs", "compare_inputs", "headline_markdown", "show_previews", "show_audio"],
     "preview": ["render_preview", "DIFF_MODES", "DIFF_GAIN", "SEPARATOR_PX", "HEADER_PX"],
     "scores": ["TileScore", "AudioScore"],
-    "tiles": ["compare_tiles", "ComparisonResult", "MATCH_MODES", "SCORES_CSV", "AUDIO_CSV", "SUMMARY_TXT", "PREVIEW_DIR", "AVERAGE_KEY"],
+    "tiles": ["compare_tiles", "ComparisonResult", "MATCH_MODES", "SCORES_CSV", "AUDIO_CSV", "SUMMARY_TXT", "PREVIEW_DIR", "AVERAGE_KEY", "UNPAIRED_HINT"],
 })
