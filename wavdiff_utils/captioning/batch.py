@@ -120,7 +120,8 @@ def caption_song(captioner: Captioner, path, output, *, song: str | None = None,
     check_tile_length(tiles, captioner.max_seconds, who=captioner.label or captioner.name)
     tags = tags_from_file(path)
     prefix = caption_prefix((artist or "").strip() or tags["artist"],
-                            (title or "").strip() or tags["title"] or title_from_name(path))
+                            (title or "").strip() or tags["title"]
+                            or (title_from_name(path) if captioner.title_from_file else ""))
     key_data = {"captioner": captioner.name, "identity": captioner.identity(), "prefix": prefix,
                 "tags": tags, "spans": [(s.start, s.end) for s in tiles.spans],
                 "codec": tiles.params.to_dict()}

@@ -204,6 +204,10 @@ class Captioner:
     def load(self) -> None:
         """Load the model (called once, before the first song that needs captioning)."""
 
+    #: Whether a file without a title tag is titled by its name in the caption prefix (the
+    #: metadata captioner, which says nothing else about the song; a model describes the music).
+    title_from_file: bool = False
+
     def caption_tiles(self, tiles: SongTiles, *, prefix: str) -> list[TileCaption]:
         """One :class:`TileCaption` per span of ``tiles``, in order (``path`` left empty)."""
         raise NotImplementedError

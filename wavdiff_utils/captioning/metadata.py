@@ -61,6 +61,7 @@ class MetadataCaptioner(Captioner):
     suffix = ".meta"
     record_name = "captions_metadata.json"
     model_name = "file tags (tinytag) + librosa.feature.tempo"
+    title_from_file = True
 
     def __init__(self, *, tempo: bool = True):
         self.tempo = bool(tempo)
