@@ -153,19 +153,27 @@ def _reference_images(side: SampleSet, embedder, cache, acc: _Acc, size: int, ba
 
 def _generated_images(side: SampleSet, embedder, cache, acc: _Acc, size: int, bar, folder: Path,
                       settings: dict) -> tuple[DecodeBatch, dict, dict]:
-    batch, written, results = decode_images(side.samples, folder, params=side.params,
-                                            phase=settings["phase"], n_iter=settings["n_iter"])
-    _decode_failed(side, batch)
-    for s in side.samples:
-        y, rate = read_decoded(written[s.name])
-        key = audio_key(y, rate, kind="generated-image")
-        hit = cache.get(key)
-        thumb = magnitude_thumbnail(s.path)
-        if hit is not None:
-            acc.entries.append((s, {**hit, "thumbnail": thumb}))
-        else:
-            _add(acc, s, y, key, thumb, embedder, cache, rate, size)
-        bar.update(1)
+    batch, written, results, used = DecodeBatch(), {}, {}, set()
+    for i in range(0, len(side.samples), _CHUNK):               # decode a chunk, embed it, go on
+        part = side.samples[i:i + _CHUNK]
+        one, out, res = decode_images(part, folder, params=side.params, phase=settings["phase"],
+                                      n_iter=settings["n_iter"], used=used)
+        batch.results += one.results
+        batch.failures += one.failures
+        written.update(out)
+        results.update(res)
+        _decode_failed(side, batch)
+        for s in part:
+            y, rate = read_decoded(written[s.name])
+            key = audio_key(y, rate, kind="generated-image")
+            hit = cache.get(key)
+            thumb = magnitude_thumbnail(s.path)
+            if hit is not None:
+                acc.entries.append((s, {**hit, "thumbnail": thumb}))
+            else:
+                _add(acc, s, y, key, thumb, embedder, cache, rate, size)
+            bar.update(1)
+    batch.root = (folder, side.root)
     return batch, written, results
 
 

@@ -59,7 +59,12 @@ KAD_SCALE = 100.0
 KERNEL_EPS = 1e-8
 #: Most reference windows the median bandwidth is taken over.
 BANDWIDTH_POINTS = 2000
-_BLOCK = 512
+#: Kernel and distance matrices are computed in blocks of at most this many entries (16 MB).
+_BLOCK_ENTRIES = 1 << 21
+
+
+def _rows_per_block(n_cols: int) -> int:
+    return max(1, _BLOCK_ENTRIES // max(1, n_cols))
 
 
 def _rows(x, what: str = "embeddings") -> np.ndarray:
@@ -284,9 +289,9 @@ class KernelReference:
         h = float(bandwidth) if bandwidth is not None else median_bandwidth(y, seed=seed)
         gamma = 1.0 / (2.0 * h * h + KERNEL_EPS)
         n2 = np.einsum("ij,ij->i", y, y)
-        rows = np.empty(len(y))
-        for i in range(0, len(y), _BLOCK):
-            rows[i:i + _BLOCK] = np.exp(-gamma * _sqdist(y[i:i + _BLOCK], y, n2[i:i + _BLOCK], n2)).sum(axis=1)
+        rows, step = np.empty(len(y)), _rows_per_block(len(y))
+        for i in range(0, len(y), step):
+            rows[i:i + step] = np.exp(-gamma * _sqdist(y[i:i + step], y, n2[i:i + step], n2)).sum(axis=1)
         m = len(y)
         within = (float(rows.sum()) - m) / (m * (m - 1))
         g = np.arange(m) if groups is None else np.asarray(groups)
@@ -302,7 +307,7 @@ class KernelReference:
         nx = np.einsum("ij,ij->i", x, x)
         pair = np.zeros((len(starts), len(starts)))
         cross = np.empty(len(x))
-        step = max(1, _BLOCK // max(1, int(counts.max())))
+        step = max(1, _rows_per_block(max(len(x), len(self.y))) // max(1, int(counts.max())))
         for a in range(0, len(starts), step):
             lo, hi = starts[a], (starts[a + step] if a + step < len(starts) else len(x))
             d = _sqdist(x[lo:hi], x, nx[lo:hi], nx)

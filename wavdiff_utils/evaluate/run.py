@@ -120,32 +120,41 @@ def evaluate_sets(generated, reference, output, *, embedding: str = "auto", mode
     gen_set = scan_set(generated, "generated", params=params, clip_seconds=clip_seconds)
     ref_set = scan_set(reference, "reference", split=split, params=params, clip_seconds=clip_seconds)
     check_rates(gen_set, ref_set)
+    timings = {"scan": time.perf_counter() - t0}
     out = output_dir(output)
     with output_lock(out):
         _sweep(out)
+        t = time.perf_counter()
         embedder = make_embedder(embedding, model=model, device=device, batch_size=batch_size)
+        timings["model"] = time.perf_counter() - t
         cache_root = None if cache_dir is False else (resolve(cache_dir) if cache_dir else out / CACHE_DIR)
-        cache = EmbeddingCache(cache_root, embedder.key())
-        timings = {"scan": time.perf_counter() - t0}
-        staging = scratch_folder(out, "decoded")
-        try:
-            t = time.perf_counter()
-            ref = embed_side(ref_set, embedder, cache, work=out, phase=phase, n_iter=n_iter,
-                             silent="drop", batch_size=batch_size, progress=progress)
-            timings["reference"] = time.perf_counter() - t
-            t = time.perf_counter()
-            gen = embed_side(gen_set, embedder, cache, work=out, decoded_folder=staging, phase=phase,
-                             n_iter=n_iter, silent=silent, batch_size=batch_size, progress=progress)
-            timings["generated"] = time.perf_counter() - t
-            t = time.perf_counter()
-            scores = compute_scores(gen, ref, embedder, bootstrap=bootstrap, seed=seed,
-                                    threshold=threshold, tile_sizes=(gen_set.tile_size, ref_set.tile_size))
-            timings["metrics"] = time.perf_counter() - t
-            result = _result(gen_set, ref_set, gen, ref, scores, embedder, out, timings, settings)
-            timings["total"] = time.perf_counter() - t0
-            _finish(result, cache, staging, out)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        return _evaluate_locked(gen_set, ref_set, embedder, EmbeddingCache(cache_root, embedder.key()),
+                                out, settings, timings, progress, t0)
+
+
+def _evaluate_locked(gen_set, ref_set, embedder, cache: EmbeddingCache, out: Path, settings: dict,
+                     timings: dict, progress: bool, t0: float) -> Evaluation:
+    """Embed both sides, measure, publish: the body of :func:`evaluate_sets`, under the lock."""
+    decode = {k: settings[k] for k in ("phase", "n_iter", "batch_size")}
+    staging = scratch_folder(out, "decoded")
+    try:
+        t = time.perf_counter()
+        ref = embed_side(ref_set, embedder, cache, work=out, silent="drop", progress=progress, **decode)
+        timings["reference"] = time.perf_counter() - t
+        t = time.perf_counter()
+        gen = embed_side(gen_set, embedder, cache, work=out, decoded_folder=staging,
+                         silent=settings["silent"], progress=progress, **decode)
+        timings["generated"] = time.perf_counter() - t
+        t = time.perf_counter()
+        scores = compute_scores(gen, ref, embedder, bootstrap=settings["bootstrap"], seed=settings["seed"],
+                                threshold=settings["threshold"],
+                                tile_sizes=(gen_set.tile_size, ref_set.tile_size))
+        timings["metrics"] = time.perf_counter() - t
+        result = _result(gen_set, ref_set, gen, ref, scores, embedder, out, timings, settings)
+        timings["total"] = time.perf_counter() - t0
+        _finish(result, cache, staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return result
 
 
@@ -173,5 +182,6 @@ def _finish(result: Evaluation, cache: EmbeddingCache, staging: Path, out: Path)
             result.gen.decoded[name] = final / Path(path).name
         for r in result.gen.decode_results.values():
             r.output = str(final / Path(r.output).name)
+        result.gen.decode.root = (final, result.generated)
     cache.commit()
     result.write_json()

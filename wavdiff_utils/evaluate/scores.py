@@ -117,14 +117,15 @@ def _nearest(measure: str, g: np.ndarray, r: np.ndarray) -> Neighbours:
     """Nearest reference row of each row of ``g`` by dot product (rows unit length), and each
     reference row's nearest other reference row; in blocks."""
     idx, val = np.empty(len(g), np.int64), np.empty(len(g))
-    for i in range(0, len(g), 512):
-        s = g[i:i + 512] @ r.T
-        idx[i:i + 512], val[i:i + 512] = s.argmax(axis=1), s.max(axis=1)
+    step = max(1, (1 << 21) // max(1, len(r)))             # blocks of at most 16 MB
+    for i in range(0, len(g), step):
+        s = g[i:i + step] @ r.T
+        idx[i:i + step], val[i:i + step] = s.argmax(axis=1), s.max(axis=1)
     own = np.empty(len(r))
-    for i in range(0, len(r), 512):
-        s = r[i:i + 512] @ r.T
+    for i in range(0, len(r), step):
+        s = r[i:i + step] @ r.T
         s[np.arange(len(s)), np.arange(i, i + len(s))] = -np.inf
-        own[i:i + 512] = s.max(axis=1)
+        own[i:i + step] = s.max(axis=1)
     return Neighbours(measure, idx, val, own)
 
 

@@ -292,15 +292,17 @@ def iter_audio(samples: list[Sample]) -> Iterator[tuple[Sample, np.ndarray]]:
 
 
 def decode_images(samples: list[Sample], folder: Path, *, params: CodecParams, phase: str = "auto",
-                  n_iter: int = 64) -> tuple[DecodeBatch, dict[str, Path], dict]:
+                  n_iter: int = 64, used: set | None = None) -> tuple[DecodeBatch, dict[str, Path], dict]:
     """Decode each image to ``folder/<safe name>.wav`` (one clip per image, phase ``phase``).
 
     Returns the merged decode report and, per sample name, the audio written and its
     ``DecodeResult``; images that could not be decoded are in the report's failures.
+    ``used`` holds the file names taken so far (shared by calls writing into one folder).
     """
     import soundfile as sf
 
-    batch, written, results, used = DecodeBatch(), {}, {}, set()
+    batch, written, results = DecodeBatch(), {}, {}
+    used = set() if used is None else used
     batch.root = (folder, samples[0].path.parent if samples else folder)
     for s in samples:
         stem, k = s.safe_name, 1
