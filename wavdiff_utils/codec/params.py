@@ -15,10 +15,12 @@ from ..errors import BadParameterError, MissingInputError
 from ..paths import resolve
 from . import resources
 
-__all__ = ["CodecParams", "LAYOUTS", "load_yaml_params", "tile_memory", "MAX_SIZE", "MAX_N_FFT"]
+__all__ = ["CodecParams", "LAYOUTS", "CHANNELS", "load_yaml_params", "tile_memory", "MAX_SIZE", "MAX_N_FFT"]
 
 #: Supported tile layouts.
 LAYOUTS = ("exact", "seed")
+#: What ``channels`` may be.
+CHANNELS = ("mono", "stereo")
 
 #: dB reference: a full-scale sine wave's peak STFT bin reads 0 dB.
 DB_REFERENCE = "full-scale sine peak bin"
@@ -89,8 +91,12 @@ class CodecParams:
         Fixed magnitude range of the red channel, in dB relative to a full-scale
         sine's peak bin.  Pixel 0 means "at or below db_min" and decodes as
         silence; 65535 means db_max.  The same for every tile of every song.
-    mono : bool
-        Mix to mono (default).  Stereo is not encoded (one spectrogram per tile).
+    channels : {"mono", "stereo"}
+        ``"mono"`` (default): one tile per span, the channels' mean.  ``"stereo"``: per span
+        the same mono tile (the mid, (L+R)/2, byte for byte the mono run's file) plus a side
+        tile, (L-R)/2, named ``<song>_<index:04d>.side.png``, on the same dB range (chosen by
+        measurement: see the README).  Tiles record the codec as mono (``"mono": true``, so a
+        mid tile is the mono tile); side tiles and stereo manifests record ``"channels"``.
     """
 
     sample_rate: int = 44100
@@ -100,12 +106,14 @@ class CodecParams:
     hop_length: int | None = None
     db_min: float = -110.0
     db_max: float = 10.0
-    mono: bool = True
+    channels: str = "mono"
 
     def __post_init__(self):
         def setf(name, value):
             object.__setattr__(self, name, value)
 
+        if self.channels not in CHANNELS:
+            raise BadParameterError(f"channels must be one of {CHANNELS}, got {self.channels!r}")
         if self.layout not in LAYOUTS:
             raise BadParameterError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         for name in ("sample_rate", "size"):
@@ -186,17 +194,35 @@ class CodecParams:
         return (f"layout {self.layout!r}: STFT n_fft={self.n_fft}, hop={self.hop_length} at "
                 f"{self.sample_rate} Hz; each {self.size}x{self.size} tile = {how} = "
                 f"{self.tile_seconds:.2f} s of audio; red = dB in [{self.db_min:g}, {self.db_max:g}] "
-                f"re {DB_REFERENCE}, green/blue = cos/sin of phase, 16-bit")
+                f"re {DB_REFERENCE}, green/blue = cos/sin of phase, 16-bit"
+                + ("; stereo: a mid tile (L+R)/2 and a side tile (L-R)/2 per span" if self.stereo else ""))
+
+    @property
+    def stereo(self) -> bool:
+        """Whether songs are encoded as mid and side tiles."""
+        return self.channels == "stereo"
+
+    def tile_codec(self) -> "CodecParams":
+        """The codec one tile is made with: these settings as mono (a mid or side tile is a
+        mono spectrogram; its metadata says so, as every tile's has)."""
+        return dataclasses.replace(self, channels="mono")
 
     # ------------------------------------------------------------------ I/O
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings as a dict: mono ones exactly as before ``channels`` existed (with the
+        legacy ``"mono": true``), stereo ones with ``"channels": "stereo"`` in its place."""
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k != "channels"}
+        if self.stereo:
+            d["channels"] = "stereo"
+        else:
+            d["mono"] = True
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "CodecParams":
         """Build from a dict, ignoring keys that are not codec parameters."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{k: v for k, v in d.items() if k in names})      # "mono" is implied
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

@@ -168,6 +168,10 @@ class AudioStream:
         Target rate; resampled with soxr (high quality) when the file differs.
     mono : bool
         Average the channels (default).  Otherwise blocks are ``(frames, channels)``.
+    mid_side : bool
+        Yield ``(mid, side)`` pairs of 1-D blocks instead: the mid is exactly the mono
+        stream's block, the side is (first - second channel) / 2, resampled on its own
+        (zeros for a one-channel file).
     block : int
         Frames read per block at the file's rate.
 
@@ -177,7 +181,8 @@ class AudioStream:
     ...     print(chunk.shape)
     """
 
-    def __init__(self, path, *, sample_rate: int, mono: bool = True, block: int = 1 << 18):
+    def __init__(self, path, *, sample_rate: int, mono: bool = True, mid_side: bool = False,
+                 block: int = 1 << 18):
         self.path = Path(path)
         if not self.path.exists() and not self.path.is_symlink():
             raise AudioError(self.path, "file does not exist")
@@ -186,6 +191,7 @@ class AudioStream:
             raise BadParameterError(f"sample_rate must be positive, got {sample_rate!r}")
         self.sample_rate = int(sample_rate)
         self.mono = bool(mono)
+        self.mid_side = bool(mid_side)
         self.block = int(block)
         self._sf = None
         self._whole = None
@@ -284,6 +290,9 @@ class AudioStream:
         return ""
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        if self.mid_side:
+            yield from self._mid_side_blocks()
+            return
         resampler = None
         if self.source_rate != self.sample_rate:
             import soxr
@@ -306,6 +315,33 @@ class AudioStream:
             tail = pending if pending is not None else np.zeros((0,) if self.mono else (0, self.channels), np.float32)
             out = resampler.resample_chunk(tail, last=True)
             if len(out):
+                yield out
+
+    def _mid_side_blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(mid, side)`` blocks: each channel mixed at the file's rate, then resampled by a
+        one-channel resampler of its own (so the mid is the mono stream, bit for bit)."""
+        pair = None
+        if self.source_rate != self.sample_rate:
+            import soxr
+            pair = [soxr.ResampleStream(self.source_rate, self.sample_rate, 1, dtype="float32",
+                                        quality="HQ") for _ in range(2)]
+        pending = None
+        for data in self._checked_blocks():
+            mid = _mix(data)
+            side = ((data[:, 0] - data[:, 1]) * np.float32(0.5) if data.shape[1] > 1
+                    else np.zeros(len(data), np.float32))
+            if pair is None:
+                yield np.ascontiguousarray(mid), np.ascontiguousarray(side)
+                continue
+            if pending is not None:        # hold one block back: the last is flagged last=True
+                out = tuple(r.resample_chunk(x, last=False) for r, x in zip(pair, pending))
+                if len(out[0]):
+                    yield out
+            pending = (mid, side)
+        if pair is not None:
+            tail = pending if pending is not None else (np.zeros(0, np.float32),) * 2
+            out = tuple(r.resample_chunk(x, last=True) for r, x in zip(pair, tail))
+            if len(out[0]):
                 yield out
 
     def close(self):

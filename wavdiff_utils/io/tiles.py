@@ -27,7 +27,8 @@ from ..paths import atomic_path
 __all__ = ["TILE_FORMAT", "tile_metadata", "TileImageError", "CorruptMetadataError", "write_tile",
            "read_tile", "read_tile_metadata", "TILE_NAME", "tile_name", "parse_tile_name",
            "find_tiles", "LoadedTile", "png_header", "decode_image", "check_tile_metadata",
-           "natural_key", "BAD_METADATA_MODES"]
+           "natural_key", "BAD_METADATA_MODES", "SIDE_SUFFIX", "side_tile_name", "side_tile_of",
+           "SIDE_TILE_NAME", "parse_side_tile_name", "is_side_tile"]
 
 #: The ``format`` field of every tile's metadata.
 TILE_FORMAT = "wavdiff-tile"
@@ -36,6 +37,9 @@ _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _KEYWORD = b"wavdiff"
 #: Tile file names: ``<song>_<index:04d>.png``.
 TILE_NAME = re.compile(r"^(?P<song>.+)_(?P<index>\d{4,})\.png$", re.IGNORECASE)
+#: Side tiles of a stereo song: ``<song>_<index:04d>.side.png`` beside the mid tile.
+SIDE_SUFFIX = ".side.png"
+SIDE_TILE_NAME = re.compile(r"^(?P<song>.+)_(?P<index>\d{4,})\.side\.png$", re.IGNORECASE)
 #: What :func:`read_tile` does with corrupt metadata: raise, or read the pixels without it.
 BAD_METADATA_MODES = ("error", "ignore")
 
@@ -64,6 +68,28 @@ class CorruptMetadataError(TileImageError):
 def tile_name(song: str, index: int, ext: str = ".png") -> str:
     """File name of tile ``index`` of ``song``: ``<song>_<index:04d>.png``."""
     return f"{song}_{int(index):04d}{ext}"
+
+
+def side_tile_name(song: str, index: int) -> str:
+    """File name of the side tile of span ``index`` of a stereo ``song``."""
+    return tile_name(song, index, SIDE_SUFFIX)
+
+
+def side_tile_of(path) -> Path:
+    """The side tile beside the mid tile ``path`` (which need not exist)."""
+    p = Path(path)
+    return p.with_name(p.name[:-len(p.suffix)] + SIDE_SUFFIX)
+
+
+def parse_side_tile_name(name: str) -> tuple[str, int] | None:
+    """``("song", 3)`` for ``"song_0003.side.png"``, ``None`` for other names."""
+    m = SIDE_TILE_NAME.match(Path(name).name)
+    return (m["song"], int(m["index"])) if m else None
+
+
+def is_side_tile(path) -> bool:
+    """Whether ``path`` is named as the side tile of a stereo song."""
+    return Path(path).name.lower().endswith(SIDE_SUFFIX)
 
 
 def parse_tile_name(name: str) -> tuple[str, int] | None:
@@ -253,7 +279,7 @@ def png_header(path) -> dict | None:
 
 
 def tile_metadata(params, song: str, span, *, source: str, is_last: bool,
-                  generated: bool = False) -> dict:
+                  generated: bool = False, channel: str = "mid") -> dict:
     """The metadata written into a tile: the codec, the song, the samples it stands for.
 
     Parameters
@@ -270,15 +296,22 @@ def tile_metadata(params, song: str, span, *, source: str, is_last: bool,
         Whether this is the song's last tile.
     generated : bool
         Whether a model made the tile (recorded as ``"generated": true``).
+    channel : {"mid", "side"}
+        ``"side"`` marks the side tile of a stereo song (``"channel": "side"``,
+        ``"channels": "stereo"``); a mid tile's metadata is a mono tile's, unchanged.
     """
+    if channel not in ("mid", "side"):
+        raise BadParameterError(f"channel must be 'mid' or 'side', got {channel!r}")
     meta = {"format": TILE_FORMAT, "version": 1, "wavdiff_version": __version__,
-            "codec": params.to_dict(), "song": song, "source": source,
+            "codec": params.tile_codec().to_dict(), "song": song, "source": source,
             "tile_index": span.index, "start": span.start, "end": span.end, "stop": span.stop,
             "pad": span.pad, "is_last": bool(is_last),
             "start_seconds": span.start / params.sample_rate,
             "end_seconds": span.end / params.sample_rate}
     if generated:
         meta["generated"] = True
+    if channel == "side":
+        meta.update(channel="side", channels="stereo")
     return meta
 
 

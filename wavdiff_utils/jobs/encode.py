@@ -11,6 +11,7 @@ import datetime as _dt
 import json
 import os
 import shutil
+import itertools
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -27,7 +28,7 @@ from ..errors import BadParameterError, OutputConflictError, WavdiffError
 from ..io.audio import AudioError, AudioStream, AudioUnreadableError, find_audio_files
 from ..io.locking import output_lock
 from ..io.manifest import MANIFEST_NAME, manifest_params, read_manifest, same_codec, write_manifest
-from ..io.tiles import read_tile_metadata, tile_metadata, tile_name, write_tile
+from ..io.tiles import read_tile_metadata, side_tile_name, tile_metadata, tile_name, write_tile
 from ..paths import atomic_path, remove_temporaries, song_id, song_ids, writing
 from ..results import BatchResult, SongResult
 from .workers import make_pool, native_stderr_silenced, stop_pool
@@ -58,11 +59,16 @@ def check_complete(result: SongResult) -> str:
         return str(exc)
     if man is None:
         return f"{folder}: incomplete output: manifest.json is missing; run again to redo the song"
-    missing = [t["file"] for t in man["tiles"] if not (folder / t["file"]).is_file()]
+    missing = [f for t in man["tiles"] for f in _tile_files(t) if not (folder / f).is_file()]
     if missing:
         return (f"{folder}: incomplete output: {len(missing)} of {len(man['tiles'])} tile(s) "
                 f"missing (first {missing[0]}); run again to redo the song")
     return ""
+
+
+def _tile_files(entry: dict) -> list[str]:
+    """The files of one manifest tile entry: its tile, and its side tile for stereo songs."""
+    return [entry["file"]] + ([entry["side_file"]] if entry.get("side_file") else [])
 
 
 def source_state(path) -> dict:
@@ -146,6 +152,8 @@ class _StreamedTiles:
     peak: float
     clipped: int
     below: int
+    side_peak: float | None = None       # stereo songs: the side's peak and clipped values
+    side_clipped: int = 0
 
 
 class _Levels:
@@ -186,7 +194,7 @@ def _skip_finished(job: _SongJob, manifest: dict) -> SongResult:
 def _check_existing(job: _SongJob, manifest: dict) -> tuple[SongResult | None, bool]:
     """Skip a finished song or refuse a folder made differently; else say if the source changed."""
     folder, path, params = job.folder, job.path, job.params
-    files_ok = all((folder / t["file"]).is_file() for t in manifest["tiles"])
+    files_ok = all((folder / f).is_file() for t in manifest["tiles"] for f in _tile_files(t))
     finished = (same_codec(manifest, params) and files_ok
                 and manifest.get("source_name") == path.name)
     changed = _source_changed(manifest, path, params) if finished else False
@@ -229,34 +237,47 @@ def _write_one_tile(target: Path, pixels, meta: dict, compression, *, final: Pat
         write_tile(target, pixels, meta, compression=compression)
 
 
+def _submit_tile(job: _SongJob, writer: ThreadPoolExecutor, pending: deque, tile, name: str,
+                 meta: dict, png_compression) -> None:
+    """Hand one tile to ``writer`` unless an interrupted run already wrote it identically."""
+    target = job.partial / name
+    if target.is_file() and read_tile_metadata(target) == meta:
+        return
+    if len(pending) >= 2:                      # at most two tiles waiting to be written
+        pending.popleft().result()
+    pending.append(writer.submit(_write_one_tile, target, tile.pixels, meta, png_compression,
+                                 final=job.folder / name))
+
+
 def _write_tiles(job: _SongJob, tiles, writer: ThreadPoolExecutor, *, png_compression,
-                 progress) -> tuple[list, int, int]:
-    """Hand each tile to ``writer`` (unless already written); return the list and clip counts."""
-    tiles_meta = []
-    clipped = below = 0
-    pending: deque = deque()
-    for tile in tiles:
+                 progress) -> tuple[list, list]:
+    """Hand each tile (a ``(mid, side)`` pair for stereo) to ``writer``, keeping those already
+    written; return the manifest's tile list and the clip counts (mid, then side)."""
+    tiles_meta, counts, pending = [], [0, 0, 0], deque()     # clipped, below, side clipped
+    for item in tiles:
+        tile, side = item if job.params.stereo else (item, None)
         name = tile_name(job.song, tile.span.index)
         meta = tile_metadata(job.params, job.song, tile.span, source=job.path.name,
                              is_last=tile.is_last)
-        target = job.partial / name
-        # resume: a tile already written by an interrupted run is kept if identical
-        if not (target.is_file() and read_tile_metadata(target) == meta):
-            if len(pending) >= 2:              # at most two tiles waiting to be written
-                pending.popleft().result()
-            pending.append(writer.submit(_write_one_tile, target, tile.pixels, meta,
-                                         png_compression, final=job.folder / name))
-        clipped += tile.stats.clipped_high
-        below += tile.stats.below_floor
-        tiles_meta.append({"file": name, **tile.span.to_dict()})
+        _submit_tile(job, writer, pending, tile, name, meta, png_compression)
+        entry = {"file": name, **tile.span.to_dict()}
+        if side is not None:
+            entry["side_file"] = side_tile_name(job.song, side.span.index)
+            side_meta = tile_metadata(job.params, job.song, side.span, source=job.path.name,
+                                      is_last=side.is_last, channel="side")
+            _submit_tile(job, writer, pending, side, entry["side_file"], side_meta, png_compression)
+            counts[2] += side.stats.clipped_high
+        counts[0] += tile.stats.clipped_high
+        counts[1] += tile.stats.below_floor
+        tiles_meta.append(entry)
         if progress:
             progress(1)
     while pending:
         pending.popleft().result()
-    return tiles_meta, clipped, below
+    return tiles_meta, counts
 
 
-def _check_levels(path: Path, params: CodecParams, levels: _Levels) -> None:
+def _check_levels(path: Path, params: CodecParams, levels: _Levels, side: _Levels) -> None:
     """Raise :class:`AudioError` for audio that is empty, shorter than ``n_fft`` or silent."""
     n_samples = levels.n_samples
     if n_samples == 0:
@@ -266,24 +287,35 @@ def _check_levels(path: Path, params: CodecParams, levels: _Levels) -> None:
                                f"({1000 * n_samples / params.sample_rate:.1f} ms) at "
                                f"{params.sample_rate} Hz; at least n_fft={params.n_fft} "
                                f"needed")
-    if levels.peak == 0.0:
+    if levels.peak == 0.0 and side.peak == 0.0:
         raise AudioError(path, "is silent (every sample is zero)")
+
+
+def _encoded(job: _SongJob, blocks, levels: "_Levels", side_levels: "_Levels", threads: int):
+    """The song's tiles in order: EncodedTile for mono, ``(mid, side)`` pairs for stereo (two
+    encoders fed in step from one read of the file)."""
+    codec = job.params.tile_codec()
+    if not job.params.stereo:
+        return encode_stream(levels.counted(blocks), codec, threads=threads)
+    mids, sides = itertools.tee(blocks, 2)
+    return zip(encode_stream(levels.counted(m for m, _ in mids), codec, threads=threads),
+               encode_stream(side_levels.counted(x for _, x in sides), codec, threads=threads),
+               strict=True)
 
 
 def _stream_tiles(job: _SongJob, stream: AudioStream, *, png_compression, progress,
                   threads) -> _StreamedTiles:
     """Encode the stream into tiles in the partial folder; an unusable file leaves nothing."""
-    levels = _Levels()
+    levels, side_levels = _Levels(), _Levels()
     # three stages overlap: audio decoding (libsndfile, soxr) in one thread, the STFT and pixel
     # maths here, PNG encoding and writing (OpenCV) in another; all three release the GIL
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wavdiff-png")
     try:
         with stream, prefetched(stream) as blocks:
-            tiles = encode_stream(levels.counted(blocks), job.params,
-                                  threads=threads or tile_threads(spare=1))
-            tiles_meta, clipped, below = _write_tiles(
-                job, tiles, writer, png_compression=png_compression, progress=progress)
-        _check_levels(job.path, job.params, levels)
+            tiles = _encoded(job, blocks, levels, side_levels, threads or tile_threads(spare=1))
+            tiles_meta, counts = _write_tiles(job, tiles, writer, png_compression=png_compression,
+                                              progress=progress)
+        _check_levels(job.path, job.params, levels, side_levels)
     except Exception:
         # an unusable file leaves nothing behind; an interruption (KeyboardInterrupt) keeps
         # the finished tiles of the partial folder for the next run to reuse
@@ -292,7 +324,8 @@ def _stream_tiles(job: _SongJob, stream: AudioStream, *, png_compression, progre
         raise
     finally:                 # an interruption still finishes the tiles already handed over
         writer.shutdown(wait=True)
-    return _StreamedTiles(tiles_meta, levels.n_samples, levels.peak, clipped, below)
+    return _StreamedTiles(tiles_meta, levels.n_samples, levels.peak, counts[0], counts[1],
+                          side_levels.peak if job.params.stereo else None, counts[2])
 
 
 def _song_warnings(stream: AudioStream, done: _StreamedTiles, params: CodecParams) -> list:
@@ -307,6 +340,11 @@ def _song_warnings(stream: AudioStream, done: _StreamedTiles, params: CodecParam
                     f"were clipped")
     if stream.source_rate != params.sample_rate:
         warn.append(f"resampled from {stream.source_rate} Hz to {params.sample_rate} Hz")
+    if params.stereo and stream.channels == 1:
+        warn.append("the source is mono: its side tiles are silent (channels: stereo)")
+    if params.stereo and done.side_clipped:
+        warn.append(f"{done.side_clipped} side magnitude values above db_max={params.db_max:g} dB "
+                    f"were clipped")
     return warn
 
 
@@ -324,6 +362,8 @@ def _song_manifest(job: _SongJob, stream: AudioStream, done: _StreamedTiles,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **state, "source_hash": stream.content_hash,
         "warnings": _song_warnings(stream, done, params),
+        **({"side_peak": done.side_peak, "side_clipped_high": done.side_clipped}
+           if params.stereo else {}),
     }
 
 
@@ -336,11 +376,13 @@ def _publish_song(job: _SongJob, manifest: dict, *, changed: bool) -> None:
         if old is not None:                   # overwrite or changed source: old tiles go first
             (folder / MANIFEST_NAME).unlink()
             for t in old["tiles"]:
-                (folder / t["file"]).unlink(missing_ok=True)
+                for f in _tile_files(t):
+                    (folder / f).unlink(missing_ok=True)
         if old is not None or changed:        # captions and dataset rows of the old audio
             _invalidate_derived(folder, job.output, job.song)
         for t in manifest["tiles"]:
-            os.replace(job.partial / t["file"], folder / t["file"])
+            for f in _tile_files(t):
+                os.replace(job.partial / f, folder / f)
         write_manifest(folder, manifest)      # last: marks the song finished
     shutil.rmtree(job.partial, ignore_errors=True)
     remove_temporaries(folder, [MANIFEST_NAME])
@@ -408,7 +450,7 @@ def encode_song(path, output, *, params: CodecParams | None = None, song: str | 
         skipped, changed = _check_existing(job, manifest)
         if skipped is not None:
             return skipped
-    stream = AudioStream(path, sample_rate=params.sample_rate, mono=True)
+    stream = AudioStream(path, sample_rate=params.sample_rate, mono=True, mid_side=params.stereo)
     state = _prepare_partial(job)
     done = _stream_tiles(job, stream, png_compression=png_compression, progress=progress,
                          threads=threads)
