@@ -5,7 +5,7 @@ import numpy as np
 
 from ..errors import BadParameterError
 
-__all__ = ["psnr16", "snr_db", "lsd_db", "align"]
+__all__ = ["psnr16", "snr_db", "lsd_db", "align", "stereo_width"]
 
 
 def psnr16(a: np.ndarray, b: np.ndarray) -> float:
@@ -55,3 +55,40 @@ def lsd_db(reference: np.ndarray, estimate: np.ndarray, *, n_fft: int = 2048, ho
     floor = max(R.max(), 1e-30) * 10 ** (floor_db / 10)
     d = 10 * np.log10(np.maximum(R, floor)) - 10 * np.log10(np.maximum(E, floor))
     return float(np.mean(np.sqrt(np.mean(d ** 2, axis=0))))
+
+
+def stereo_width(audio: np.ndarray) -> dict:
+    """How wide a stereo signal is: level difference, correlation and side-to-mid ratio.
+
+    Parameters
+    ----------
+    audio : ndarray (n, 2)
+        Left and right channels.
+
+    Returns
+    -------
+    dict
+        ``level_difference_db``: 20 log10(RMS left / RMS right) (0 for a centred mix);
+        ``correlation``: Pearson correlation of left and right (1: mono, 0: unrelated,
+        -1: out of phase; ``nan`` when a channel is silent);
+        ``side_to_mid_db``: 20 log10(RMS (L-R)/2 / RMS (L+R)/2) (``-inf`` for mono).
+    """
+    x = np.asarray(audio, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != 2 or not len(x):
+        raise BadParameterError(f"stereo_width needs (n, 2) audio, got shape {x.shape}")
+    left, right = x[:, 0], x[:, 1]
+
+    def rms(v):
+        return float(np.sqrt(np.mean(v * v)))
+
+    def ratio_db(a, b):
+        if b == 0:
+            return float("inf") if a > 0 else float("nan")
+        return float(20 * np.log10(a / b)) if a > 0 else float("-inf")
+
+    sl, sr = left.std(), right.std()
+    corr = float("nan")
+    if sl > 0 and sr > 0:
+        corr = float(np.clip(np.mean((left - left.mean()) * (right - right.mean())) / (sl * sr), -1, 1))
+    return {"level_difference_db": ratio_db(rms(left), rms(right)), "correlation": corr,
+            "side_to_mid_db": ratio_db(rms((left - right) / 2), rms((left + right) / 2))}

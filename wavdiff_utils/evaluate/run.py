@@ -6,26 +6,32 @@ embeddings cached per file), measures (:mod:`wavdiff_utils.evaluate.scores`) and
 the new cache entries in ``<output>/cache/`` (or ``cache_dir``).  All three are written only
 when the whole evaluation succeeded; a run that stops leaves what an earlier one wrote.  One
 run at a time per output folder (its lock).
+
+:func:`evaluate_run` is the same at the end of a training run (``07_train``): where no
+distribution can be measured (too few samples, a reference it cannot read) it gives a
+:class:`Skipped` saying why instead of stopping the notebook.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import html
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..codec.params import CodecParams
 from ..errors import BadParameterError
 from ..io.locking import output_lock
-from ..paths import output_dir, remove_temporaries, resolve
+from ..paths import display_path, output_dir, remove_temporaries, resolve
 from .cache import EmbeddingCache
 from .collect import SILENT_MODES, embed_side
 from .embeddings import make_embedder
 from .report import JSON_NAME, Evaluation
 from .scores import compute_scores
-from .sets import check_rates, scan_set, scratch_folder
+from .sets import MIN_SAMPLES, check_rates, scan_set, scratch_folder
 
-__all__ = ["evaluate_sets", "DECODED_DIR", "CACHE_DIR"]
+__all__ = ["evaluate_sets", "evaluate_run", "Skipped", "DECODED_DIR", "CACHE_DIR"]
 
 #: Sub-folder of the output with the generated images' decoded audio.
 DECODED_DIR = "decoded"
@@ -185,3 +191,83 @@ def _finish(result: Evaluation, cache: EmbeddingCache, staging: Path, out: Path)
         result.gen.decode.root = (final, result.generated)
     cache.commit()
     result.write_json()
+
+
+# --------------------------------------------------------------------------- after training
+
+
+@dataclass
+class Skipped:
+    """An evaluation that measured nothing, and why (one line): what :func:`evaluate_run` gives
+    where no distribution can be measured."""
+
+    reason: str
+
+    def summary(self) -> str:
+        return f"evaluation skipped: {self.reason}"
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        return f"<p><b>Evaluation skipped</b>: {html.escape(self.reason)}</p>"
+
+
+def _why_not(generated, reference, split: str | None, params) -> str:
+    """Why no distribution can be measured between the two sides ("" when one can)."""
+    from ..dataset.export import METADATA_NAME, read_metadata
+
+    ref = resolve(reference)
+    if (ref / "shards.json").is_file():
+        return (f"the reference {display_path(ref)} is WebDataset shards, which the evaluation does "
+                f"not read; give it the pipeline's export ({METADATA_NAME}) or a folder of tiles")
+    gen = scan_set(generated, "generated", params=params, minimum=0)
+    if len(gen.samples) < MIN_SAMPLES:
+        return (f"{len(gen.samples)} generated sample(s) in {display_path(gen.root)}; a distribution "
+                f"needs at least {MIN_SAMPLES} a side (50 for FAD-inf): sample more")
+    if split and (ref / METADATA_NAME).is_file():
+        rows = sum(str(r.get("split", "")) == split for r in read_metadata(ref))
+        if rows < MIN_SAMPLES:
+            return (f"the dataset {display_path(ref)} has {rows} tile(s) in split {split!r}; a "
+                    f"distribution needs at least {MIN_SAMPLES} a side")
+    n = len(scan_set(reference, "reference", split=split, params=params, minimum=0).samples)
+    if n < MIN_SAMPLES:
+        return (f"the reference {display_path(ref)} has {n} tile(s) with a window of audio; a "
+                f"distribution needs at least {MIN_SAMPLES} a side")
+    return ""
+
+
+def evaluate_run(generated, reference, output, *, split: str | None = "validation",
+                 params: CodecParams | None = None, **options) -> Evaluation | Skipped:
+    """:func:`evaluate_sets` at the end of a training run: its samples against a split of the
+    dataset it trained on (``07_train``).
+
+    Where no distribution can be measured, a :class:`Skipped` says why instead of an error:
+    fewer than 2 samples on a side (too few samples drawn, a dataset without the split), or a
+    reference of WebDataset shards, which the evaluation does not read.  Every other problem
+    stops it as in :func:`evaluate_sets`.  With few samples the numbers are wide and FAD-inf is
+    n/a (it needs 50 a side): a smoke check that the run ends with numbers.
+
+    Parameters
+    ----------
+    generated : path-like
+        The run's sampled tiles (``<run>/samples``).
+    reference : path-like
+        The dataset the run trained on.
+    output : path-like
+        Folder for ``evaluation.json``, ``decoded/`` and ``cache/``.
+    split : str, optional
+        Rows of the dataset to compare with (default ``"validation"``; None: all).
+    params : CodecParams, optional
+        Codec assumed for images without wavdiff metadata.
+    **options
+        Passed to :func:`evaluate_sets` (``embedding``, ``device``, ``bootstrap``, ...).
+
+    Returns
+    -------
+    Evaluation or Skipped
+    """
+    reason = _why_not(generated, reference, split, params)
+    if reason:
+        return Skipped(reason)
+    return evaluate_sets(generated, reference, output, split=split, params=params, **options)

@@ -171,7 +171,7 @@ def _folder_files(folder: Path) -> tuple[list[Path], list[Path]]:
 
 
 def scan_set(path, role: str, *, split: str | None = None, params: CodecParams | None = None,
-             clip_seconds: float | None = None) -> SampleSet:
+             clip_seconds: float | None = None, minimum: int = MIN_SAMPLES) -> SampleSet:
     """The samples at ``path`` (see the module notes).
 
     Parameters
@@ -186,6 +186,8 @@ def scan_set(path, role: str, *, split: str | None = None, params: CodecParams |
         Codec assumed for images without wavdiff metadata (default ``CodecParams()``).
     clip_seconds : float, optional
         Clip length for audio (default: the tile length of ``params``).
+    minimum : int
+        Fewest samples accepted (one line below it); 0 only counts them.
     """
     params = params or CodecParams()
     root = resolve(path)
@@ -226,7 +228,7 @@ def scan_set(path, role: str, *, split: str | None = None, params: CodecParams |
         notes.append(f"{role}: {len(short)} tile(s) with less than a window of audio left out (a "
                      f"song's last tile): {', '.join(s.name for s in short[:3])}"
                      f"{', ...' if len(short) > 3 else ''}")
-    if len(samples) < MIN_SAMPLES:
+    if len(samples) < minimum:
         raise BadParameterError(f"{role} {display_path(root)}: {len(samples)} sample(s); a "
                                 f"distribution needs at least {MIN_SAMPLES} a side (50 for FAD-inf)")
     return SampleSet(role, root, kind, samples, rate, params if kind == "images" else None, source,
