@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -238,3 +239,31 @@ def test_complete_files_are_not_called_truncated(tmp_path, name, make):
     with AudioStream(src, sample_rate=SR) as stream:
         n = sum(len(b) for b in stream)
     assert n == SR and stream.truncated == ""
+
+
+def test_write_audio_where_a_file_stands_for_the_folder_names_the_path(tmp_path):
+    from wavdiff_utils.errors import UnwritableOutputError
+    from wavdiff_utils.io.audio import write_audio
+
+    (tmp_path / "blocker").write_text("not a folder")
+    target = tmp_path / "blocker" / "out.wav"
+    with pytest.raises(UnwritableOutputError, match="blocker/out.wav: cannot be written"):
+        write_audio(target, np.zeros(64), sample_rate=44100)
+
+
+def test_write_audio_on_a_full_disk_leaves_nothing_and_says_so(tmp_path, monkeypatch):
+    import errno
+
+    import soundfile
+
+    from wavdiff_utils.errors import UnwritableOutputError
+    from wavdiff_utils.io import audio
+
+    def full(path, *a, **k):
+        Path(path).write_bytes(b"RIFF")                 # a partial temporary, then ENOSPC
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(soundfile, "write", full)
+    with pytest.raises(UnwritableOutputError, match="disk is full"):
+        audio.write_audio(tmp_path / "out.wav", np.zeros(64), sample_rate=44100)
+    assert list(tmp_path.iterdir()) == []

@@ -19,7 +19,7 @@ import soundfile as sf
 
 from ..errors import (BadAudioError, BadParameterError, MissingInputError, NonFiniteAudioError,
                       UnreadableAudioError)
-from ..paths import AUDIO_EXTENSIONS, atomic_path
+from ..paths import AUDIO_EXTENSIONS, atomic_path, writing
 
 __all__ = ["AudioError", "AudioUnreadableError", "AudioNotFiniteError", "AudioStream", "load_audio", "write_audio", "find_audio_files",
            "audio_info"]
@@ -388,6 +388,12 @@ def write_audio(path, y: np.ndarray, *, sample_rate: int, subtype: str = "FLOAT"
 
     The format follows the extension (.wav, .flac, .ogg); ``subtype`` defaults
     to 32-bit float for WAV so a round trip is not limited by 16-bit PCM.
+
+    Raises
+    ------
+    UnwritableOutputError
+        The file cannot be written (full disk, read-only folder, a file where a folder
+        should be); the message names ``path``.
     """
     path = Path(path)
     ext = path.suffix.lower()
@@ -396,6 +402,9 @@ def write_audio(path, y: np.ndarray, *, sample_rate: int, subtype: str = "FLOAT"
     if ext != ".wav":
         subtype = None
     y = np.asarray(y, dtype=np.float32)
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), y, int(sample_rate), subtype=subtype, format=ext[1:].upper())
+    with writing(path), atomic_path(path) as tmp:
+        try:
+            sf.write(str(tmp), y, int(sample_rate), subtype=subtype, format=ext[1:].upper())
+        except sf.LibsndfileError as exc:       # libsndfile's "System error" and the like
+            raise OSError(getattr(exc, "code", None), str(exc)) from None
     return path
