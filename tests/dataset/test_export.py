@@ -296,3 +296,19 @@ def test_rows_carry_padding_share_and_a_split_per_song(tmp_path):
     assert 'pretty_name: "My music tiles"' in (tmp_path / "ds" / "README.md").read_text()
     with pytest.raises(ValueError, match="max_padding must be a share"):
         D.export_dataset(tmp_path / "ds", max_padding=2)
+
+
+def test_load_tile_dataset_ignores_split_named_exports_beside_the_tiles(made, tmp_path):
+    pytest.importorskip("datasets")
+    _, out, _ = made
+    rows = D.read_metadata(out)
+    data = out / "parquet" / "data"                      # as write_parquet names its shards
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "train-000000.parquet").write_bytes(b"PAR1 not read")
+    (data / "validation-000000.parquet").write_bytes(b"PAR1 not read")
+    try:
+        ds = D.load_tile_dataset(out, cache_dir=str(tmp_path / "c"))
+        assert ds.num_rows == len(rows) and ds[0]["text"] == rows[0]["text"]
+    finally:
+        import shutil
+        shutil.rmtree(out / "parquet")

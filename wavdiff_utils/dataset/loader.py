@@ -137,6 +137,16 @@ class TileTransform:
         return out
 
 
+def _listed_files(data_dir: Path) -> dict:
+    """The metadata and exactly the images it lists, as the ``train`` split: nothing else in
+    the folder (Parquet or WebDataset exports named by split, side tiles) is taken for data."""
+    rows = read_metadata(data_dir)
+    if not rows:
+        raise MissingInputError(f"{data_dir / METADATA_NAME} lists no tiles; run the pipeline "
+                                f"or export_dataset({str(data_dir)!r}) first")
+    return {"train": [str(data_dir / METADATA_NAME)] + [str(data_dir / r["file_name"]) for r in rows]}
+
+
 def load_tile_dataset(data_dir, *, split: str = "train", image_column: str = "image",
                       output_column: str = "pixel_values", **kwargs):
     """``datasets.load_dataset("imagefolder", data_dir=...)`` with 16-bit tensors instead of 8-bit images.
@@ -164,7 +174,7 @@ def load_tile_dataset(data_dir, *, split: str = "train", image_column: str = "im
     if not (data_dir / METADATA_NAME).is_file():
         raise MissingInputError(f"{data_dir / METADATA_NAME} does not exist; run the pipeline "
                                 f"or export_dataset({str(data_dir)!r}) first")
-    ds = datasets.load_dataset("imagefolder", data_dir=str(data_dir), **kwargs)
+    ds = datasets.load_dataset("imagefolder", data_files=_listed_files(data_dir), **kwargs)
     ds = ds.cast_column(image_column, datasets.Image(decode=False))
     ds = ds.with_transform(TileTransform(image_column, output_column))
     return ds[split] if split is not None else ds
