@@ -20,7 +20,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import MissingInputError
+from ..errors import BadParameterError, MissingInputError
 from ..codec.params import CodecParams
 from ..paths import atomic_path
 from .checkpoints import saving
@@ -153,6 +153,8 @@ def load_model(folder, *, device="cpu") -> TrainedModel:
     ------
     MissingInputError
         No model there; the message says how one is made.
+    BadParameterError
+        The model's files are damaged or not ours (the message names the file).
     """
     folder = Path(folder)
     if (folder / "model" / MODEL_META).is_file():
@@ -161,12 +163,40 @@ def load_model(folder, *, device="cpu") -> TrainedModel:
     if not path.is_file():
         raise MissingInputError(f"{folder}: holds no trained model ({MODEL_META}); train one "
                                 f"first (07_train, or wavdiff_utils.train.train)")
-    meta = json.loads(path.read_text(encoding="utf-8"))
+    meta, codec = _model_meta(path)
     import diffusers
 
-    cls = getattr(diffusers, meta["unet_class"])
-    unet = cls.from_pretrained(str(folder / "unet")).eval().requires_grad_(False).to(device)
-    sched = json.loads((folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
-    return TrainedModel(folder, unet, sched, CodecParams.from_dict(meta["codec"]), meta["planes"],
+    cls = getattr(diffusers, meta["unet_class"], None)
+    if cls is None:
+        raise BadParameterError(f"{path}: names an unknown model class {meta['unet_class']!r}; "
+                                f"the model folder is damaged: train again or restore it")
+    try:
+        unet = cls.from_pretrained(str(folder / "unet")).eval().requires_grad_(False).to(device)
+        sched = json.loads((folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise BadParameterError(f"{folder}: the model's weights or scheduler cannot be read "
+                                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); train "
+                                f"again or restore the folder") from None
+    return TrainedModel(folder, unet, sched, codec, meta["planes"],
                         meta["conditioning"], meta.get("text_encoder") or "",
                         int(meta.get("max_text_tokens", 64)), meta)
+
+
+def _model_meta(path: Path) -> tuple[dict, CodecParams]:
+    """The model's ``wavdiff_model.json``, checked, and the codec it records."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BadParameterError(f"{path}: unreadable ({exc}); the model folder is damaged: "
+                                f"train again or restore it") from None
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise BadParameterError(f"{path}: not a wavdiff model (format={got!r})")
+    missing = [k for k in ("unet_class", "codec", "planes", "conditioning") if k not in meta]
+    if missing or not isinstance(meta["codec"], dict):
+        raise BadParameterError(f"{path}: lacks {missing or ['codec']}; the model folder is "
+                                f"damaged: train again or restore it")
+    try:
+        return meta, CodecParams.from_dict(meta["codec"])
+    except (TypeError, ValueError) as exc:
+        raise BadParameterError(f"{path}: its codec cannot be used ({exc})") from None
