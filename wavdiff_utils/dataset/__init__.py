@@ -7,8 +7,8 @@ __getattr__, __dir__, __all__ = _lazy.attach(__name__, submod_attrs={
     "card": ["write_card", "hms", "PARQUET_COLUMNS", "parquet_features", "dataset_name", "write_parquet_card"],
     "eight_bit": ["read_png_like_pillow", "eight_bit_cost"],
     "export": ["METADATA_NAME", "CARD_NAME", "CHANNELS", "DatasetExport", "export_dataset", "song_split", "read_metadata"],
-    "loader": ["TileDataset", "ShardDataset", "TileTransform", "load_tile_dataset"],
+    "loader": ["TileDataset", "ShardDataset", "TileTransform", "load_tile_dataset", "LOADER_CHANNELS"],
     "parquet": ["PARQUET_DIR", "PARQUET_INDEX", "DEFAULT_PARQUET_SHARD_SIZE", "COMPRESSIONS", "ROW_GROUP_BYTES", "ParquetExport", "write_parquet", "read_parquet_index", "parquet_folder", "parquet_paths", "iter_parquet_rows", "ParquetTiles", "row_pixels", "row_audio"],
-    "shards": ["SHARD_INDEX", "DEFAULT_SHARD_SIZE", "parse_shard_size", "read_shard_index", "shard_paths", "iter_shard_raw", "decode_sample", "iter_shard_samples", "sample_key", "sample_checksum", "verify_shard"],
+    "shards": ["SHARD_INDEX", "DEFAULT_SHARD_SIZE", "parse_shard_size", "read_shard_index", "shard_paths", "iter_shard_raw", "decode_sample", "iter_shard_samples", "sample_key", "sample_checksum", "verify_shard", "SIDE_EXT"],
     "tensors": ["pixels_to_tensor", "tensor_to_pixels", "magnitude_db", "write_tensor_tiles"],
 })

@@ -50,8 +50,8 @@ def write_card(res, name: str) -> None:
         return
     params = [CodecParams.from_dict(c) for c in res.codecs]
     lines = _front_matter_lines(name) + _contents_lines(res, name, params)
-    lines += _layout_lines() + _codec_lines(res, params)
-    lines += _storage_lines(res)
+    lines += _layout_lines() + (_stereo_lines() if any(p.stereo for p in params) else [])
+    lines += _codec_lines(res, params) + _storage_lines(res)
     lines += _usage_lines(params[0])
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines), encoding="utf-8")
@@ -116,6 +116,22 @@ def _layout_lines() -> list[str]:
             "(the share of the tile that is silence after the song's end; only a song's last "
             "tile has any) and `split` (train / validation / test, by a hash of the song's name, "
             "so one song's tiles are all in one split).", ""]
+
+
+def _stereo_lines() -> list[str]:
+    """The card's "Stereo" section: the mid and side tiles and how to load both."""
+    return [
+        "## Stereo", "",
+        "This dataset is **stereo**: each span has a mid tile, (L+R)/2, at `file_name` (the very "
+        "tile a mono encode makes, so mono tools read it unchanged) and a side tile, (L-R)/2, "
+        "at `side_file_name` (`<song>_<index:04d>.side.png`). `datasets` reads the side tile "
+        "as the `side` image column (8 bits through Pillow, like the mid). The channels come "
+        "back as L = mid + side, R = mid - side (wavdiff `03_decode` does it).", "",
+        "```python", "from wavdiff_utils.dataset import TileDataset, load_tile_dataset",
+        "TileDataset(\"path/to/this/folder\", channels=\"stereo\")[0][\"pixel_values\"]  "
+        "# (6, H, W): mid planes, then side planes",
+        "load_tile_dataset(\"path/to/this/folder\", channels=\"stereo\")  # the same through "
+        "datasets", "```", ""]
 
 
 def _codec_lines(res, params: list[CodecParams]) -> list[str]:

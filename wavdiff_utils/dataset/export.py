@@ -9,7 +9,8 @@ captions and ``manifest.json``) into a dataset in place:
   none), ``song``, ``tile_index``, ``start_seconds``, ``end_seconds``,
   ``start_sample``, ``end_sample``, ``sample_rate`` and ``caption_source``
   (the captioner whose record holds that caption, ``"unknown"`` for one no
-  record claims, ``""`` without a caption).  Hugging Face
+  record claims, ``""`` without a caption); stereo songs' rows also hold
+  ``side_file_name``, the side tile of the (mid) tile ``file_name``.  Hugging Face
   ``datasets.load_dataset("imagefolder", data_dir=folder)`` reads it as
   image + text + those columns; kohya-style trainers read the ``.txt`` sidecars.
 - ``README.md``: a dataset card with the codec parameters, counts and
@@ -253,8 +254,10 @@ def _export_song(sf: Path, opt: _ExportOptions) -> _SongExport:
     dropped = 0
     for t in man["tiles"]:
         png = sf / t["file"]
-        if not png.is_file():
-            missing.append(t["file"])
+        side = sf / t["side_file"] if t.get("side_file") else None
+        lost = [f for f in (png, side) if f is not None and not f.is_file()]
+        if lost:
+            missing.append(lost[0].name)
             continue
         padding = t["pad"] / max(t["stop"] - t["start"], 1)
         if padding > opt.max_padding:
@@ -268,6 +271,8 @@ def _export_song(sf: Path, opt: _ExportOptions) -> _SongExport:
                      "end_seconds": round(t["end"] / sr, 6),
                      "start_sample": int(t["start"]), "end_sample": int(t["end"]),
                      "sample_rate": sr, "padding": round(padding, 4), "split": split})
+        if side is not None:                     # stereo songs only: mono rows are unchanged
+            rows[-1]["side_file_name"] = side.relative_to(opt.folder).as_posix()
     notes = []
     if missing:
         notes.append(f"{sf}: {len(missing)} tile(s) listed in {MANIFEST_NAME} are missing "

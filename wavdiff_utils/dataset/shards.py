@@ -59,13 +59,15 @@ from ..paths import stable_hash
 
 __all__ = ["SHARD_INDEX", "DEFAULT_SHARD_SIZE", "parse_shard_size", "read_shard_index",
            "shard_paths", "iter_shard_raw", "decode_sample", "iter_shard_samples", "sample_key",
-           "sample_checksum", "verify_shard"]
+           "sample_checksum", "verify_shard", "SIDE_EXT"]
 
 #: The index file in a shard folder.
 SHARD_INDEX = "shards.json"
 #: Default shard limit: about 1 GB (some 160 tiles of 1024x1024 at PNG level 0).
 DEFAULT_SHARD_SIZE = "1GB"
 FORMAT = "wavdiff-shards"
+#: The member holding a stereo sample's side tile (beside ``png``, the mid).
+SIDE_EXT = "side.png"
 #: A tar member's sample key and field, as WebDataset splits them (at the name's first dot).
 _KEY_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
 _UNITS = {"": 1, "k": 10 ** 3, "m": 10 ** 6, "g": 10 ** 9, "t": 10 ** 12,
@@ -392,8 +394,15 @@ def decode_sample(raw: dict) -> dict:
     except WavdiffError as exc:
         raise _member_error(url, f"{key}.png", getattr(exc, "problem", None) or one_line(exc)) \
             from None
-    return {"key": key, "pixels": pixels, "meta": meta, "caption": caption,
-            "split": str(meta.get("split", ""))}
+    out = {"key": key, "pixels": pixels, "meta": meta, "caption": caption,
+           "split": str(meta.get("split", ""))}
+    if SIDE_EXT in raw:                               # a stereo song's side tile
+        try:
+            out["side_pixels"] = decode_png16(raw[SIDE_EXT], name=f"{url}:{key}.{SIDE_EXT}")
+        except WavdiffError as exc:
+            raise _member_error(url, f"{key}.{SIDE_EXT}",
+                                getattr(exc, "problem", None) or one_line(exc)) from None
+    return out
 
 
 def _member_error(url, member: str, problem: str) -> BadShardError:
@@ -408,7 +417,8 @@ def iter_shard_samples(folder, *, split: str | None = None):
     dict
         ``key`` (str), ``pixels`` (``(H, W, 3)`` uint16 RGB, exactly as
         :func:`~wavdiff_utils.io.decode_png16` returns the tile file), ``meta`` (the
-        tile metadata), ``caption`` (str) and ``split`` (str).
+        tile metadata), ``caption`` (str) and ``split`` (str); for a stereo song also
+        ``side_pixels``, its side tile's.
     """
     for raw in iter_shard_raw(shard_paths(folder, split=split)):
         yield decode_sample(raw)
@@ -431,6 +441,9 @@ class ShardReader:
         Shuffle the order of the shards each epoch (``seed`` + :meth:`set_epoch`); mix
         samples further with a shuffle buffer in the training loop if needed.
     seed : int
+    channels : {"mid", "stereo"}
+        ``"stereo"``: ``(6, H, W)`` tensors, the mid planes then the side tile's (member
+        ``side.png``); shards of a mono dataset refuse it at their first sample, in one line.
 
     Items are dicts like :class:`~wavdiff_utils.dataset.TileDataset`'s: ``pixel_values``
     (float32 ``(3, H, W)``, see :func:`~wavdiff_utils.dataset.pixels_to_tensor`), ``text``,
@@ -452,7 +465,10 @@ class ShardReader:
     """
 
     def __init__(self, folder, *, split: str | None = "train", image_key: str = "pixel_values",
-                 transform=None, shuffle: bool = False, seed: int = 0):
+                 transform=None, shuffle: bool = False, seed: int = 0, channels: str = "mid"):
+        if channels not in ("mid", "stereo"):
+            raise BadParameterError(f"channels must be one of ('mid', 'stereo'), got {channels!r}")
+        self.channels = channels
         self.folder = Path(folder)
         self.paths = shard_paths(self.folder, split=split)
         entries = _entries(self.folder) or {}
@@ -505,6 +521,14 @@ class ShardReader:
     def _item(self, raw: dict) -> dict:
         s = decode_sample(raw)
         x = pixels_to_tensor(s["pixels"])
+        if self.channels == "stereo":
+            if "side_pixels" not in s:
+                raise BadParameterError(f"{s['key']} in {raw.get('__url__', self.folder)}: has no "
+                                        f"side tile ({SIDE_EXT}): mono shards; channels='stereo' "
+                                        f"needs a dataset encoded with channels: stereo, or use "
+                                        f"channels='mid'")
+            import torch
+            x = torch.cat([x, pixels_to_tensor(s["side_pixels"])])
         if self.transform is not None:
             x = self.transform(x)
         scalars = {k: v for k, v in s["meta"].items()

@@ -33,7 +33,7 @@ from ..errors import (BadParameterError, BadShardError, MissingInputError, Unwri
 from ..io.locking import output_lock
 from ..paths import atomic_path
 from .ray_engine import check_engine, on_node, ray_session, run_shard_tasks
-from ..dataset.shards import (DEFAULT_SHARD_SIZE, FORMAT, SHARD_INDEX, parse_shard_size,
+from ..dataset.shards import (DEFAULT_SHARD_SIZE, FORMAT, SHARD_INDEX, SIDE_EXT, parse_shard_size,
                               read_shard_index, sample_checksum, sample_key, verify_shard)
 from ..io.tiles import metadata_from_bytes
 
@@ -112,6 +112,15 @@ def _caption_files(song_dir: Path, cache: dict) -> dict:
     return cache[song_dir]
 
 
+def _stat(path: Path):
+    """``path.stat()``, or :class:`ShardWriteError` naming a listed file that cannot be read."""
+    try:
+        return path.stat()
+    except OSError as exc:
+        raise ShardWriteError(f"{path}: listed in {METADATA_NAME} but cannot be read "
+                              f"({exc.strerror or exc}); run the pipeline again") from None
+
+
 def _plan(folder: Path, rows, max_bytes, max_samples) -> list[dict]:
     """Shards to write: name, split, entries (one per row) and a fingerprint of their inputs."""
     txt_cache: dict = {}
@@ -119,11 +128,7 @@ def _plan(folder: Path, rows, max_bytes, max_samples) -> list[dict]:
     keys: dict = {}
     for row in rows:
         png = folder / row["file_name"]
-        try:
-            st = png.stat()
-        except OSError as exc:
-            raise ShardWriteError(f"{png}: listed in {METADATA_NAME} but cannot be read "
-                                  f"({exc.strerror or exc}); run the pipeline again") from None
+        st = _stat(png)
         stem = png.name[:-4]
         extra, stamp = {}, []
         for name, p in sorted(_caption_files(png.parent, txt_cache).items()):
@@ -132,6 +137,10 @@ def _plan(folder: Path, rows, max_bytes, max_samples) -> list[dict]:
                 extra[ext] = p.relative_to(folder).as_posix()
                 s = p.stat()
                 stamp.append((ext, s.st_size, s.st_mtime_ns))
+        if row.get("side_file_name"):                    # a stereo song's side tile
+            side = _stat(folder / row["side_file_name"])
+            extra[SIDE_EXT] = row["side_file_name"]
+            stamp.append((SIDE_EXT, side.st_size, side.st_mtime_ns))
         text = str(row.get("text", ""))
         size = (_tar_bytes(st.st_size) + _tar_bytes(len(json.dumps(row)) + _META_GUESS)
                 + _tar_bytes(len(text.encode("utf-8")))
@@ -210,7 +219,7 @@ def _sample(folder: Path, e: dict) -> tuple[dict, dict | None]:
     data = {}
     for ext, path in files.items():
         try:
-            data[ext] = (path.read_bytes() if ext == "png" else
+            data[ext] = (path.read_bytes() if ext.endswith("png") else
                          path.read_text(encoding="utf-8").strip().encode("utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
             why = getattr(exc, "strerror", None) or one_line(exc)

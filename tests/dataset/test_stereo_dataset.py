@@ -1,0 +1,180 @@
+"""Stereo datasets (issue 26): side tiles in metadata.jsonl, the card, the 16-bit loaders; mono
+exports unchanged (recorded before stereo datasets existed)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tests.jobs.test_stereo import before_signal
+from wavdiff_utils.codec.params import CodecParams
+from wavdiff_utils.dataset.export import export_dataset, read_metadata
+from wavdiff_utils.dataset.loader import TileDataset, load_tile_dataset
+from wavdiff_utils.dataset.tensors import pixels_to_tensor
+from wavdiff_utils.errors import WavdiffError
+from wavdiff_utils.io.png16 import decode_png16
+from wavdiff_utils.jobs.encode import encode_batch
+
+BEFORE = Path(__file__).parent / "data" / "mono_before_stereo.json"
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def _library(root: Path, channels: str) -> Path:
+    """duo.wav (3 s stereo) and solo.wav (2 s mono), size 64, a caption on duo_0001."""
+    (root / "in").mkdir(parents=True)
+    sf.write(root / "in" / "duo.wav", before_signal(44100, 3.0), 44100, subtype="FLOAT")
+    sf.write(root / "in" / "solo.wav", before_signal(44100, 2.0)[:, 0], 44100, subtype="FLOAT")
+    out = root / "out"
+    assert encode_batch(root / "in", out, params=CodecParams(size=64, channels=channels),
+                        progress=False).ok
+    (out / "duo" / "duo_0001.txt").write_text("a caption")
+    return out
+
+
+@pytest.fixture(scope="module")
+def mono(tmp_path_factory) -> Path:
+    out = _library(tmp_path_factory.mktemp("mono"), "mono")
+    export_dataset(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def stereo(tmp_path_factory) -> Path:
+    out = _library(tmp_path_factory.mktemp("stereo"), "stereo")
+    export_dataset(out)
+    return out
+
+
+def test_mono_metadata_is_byte_identical_to_before(mono):
+    assert _sha(mono / "metadata.jsonl") == json.loads(BEFORE.read_text())["metadata.jsonl"]
+    assert "side" not in (mono / "metadata.jsonl").read_text()
+
+
+def test_stereo_rows_name_their_side_tile_and_are_otherwise_the_mono_rows(mono, stereo):
+    rows, mono_rows = read_metadata(stereo), read_metadata(mono)
+    assert [{k: v for k, v in r.items() if k != "side_file_name"} for r in rows] == mono_rows
+    assert all(r["side_file_name"] == r["file_name"][:-4] + ".side.png" for r in rows)
+    assert all((stereo / r["side_file_name"]).is_file() for r in rows)
+    card = (stereo / "README.md").read_text()
+    assert "## Stereo" in card and 'channels="stereo"' in card
+    assert "## Stereo" not in (mono / "README.md").read_text()
+
+
+def test_a_missing_side_tile_leaves_its_row_out_with_a_note(stereo, tmp_path):
+    copy = tmp_path / "c"
+    shutil.copytree(stereo, copy)
+    (copy / "duo" / "duo_0002.side.png").unlink()
+    with pytest.warns(UserWarning, match="missing .*duo_0002.side.png"):
+        res = export_dataset(copy)
+    assert "duo/duo_0002.png" not in {r["file_name"] for r in read_metadata(copy)}
+    assert res.n_tiles == len(read_metadata(stereo)) - 1
+
+
+def test_tile_dataset_gives_six_planes_for_stereo_and_the_mid_alone_by_default(stereo):
+    rows = read_metadata(stereo)
+    six = TileDataset(stereo, channels="stereo")
+    three = TileDataset(stereo)
+    for i in (0, len(rows) - 1):
+        x = six[i]["pixel_values"]
+        assert x.shape == (6, 64, 64) and torch.equal(x[:3], three[i]["pixel_values"])
+        side = pixels_to_tensor(decode_png16(stereo / rows[i]["side_file_name"]))
+        assert torch.equal(x[3:], side)
+    folder_only = TileDataset(stereo / "duo", channels="stereo")     # no metadata: found beside
+    assert folder_only[0]["pixel_values"].shape == (6, 64, 64)
+
+
+def test_a_mono_dataset_refuses_stereo_in_one_line(mono):
+    with pytest.raises(WavdiffError, match="mono dataset .*channels='mid'") as info:
+        TileDataset(mono, channels="stereo")
+    assert "\n" not in str(info.value)
+    with pytest.raises(WavdiffError, match="mono dataset"):
+        load_tile_dataset(mono, channels="stereo")
+    with pytest.raises(WavdiffError, match="channels must be one of"):
+        TileDataset(mono, channels="left")
+
+
+def test_datasets_loader_gives_the_same_six_planes_at_16_bits(stereo, tmp_path):
+    pytest.importorskip("datasets")
+    ds = load_tile_dataset(stereo, channels="stereo", cache_dir=str(tmp_path / "c"))
+    ref = TileDataset(stereo, channels="stereo")
+    for i in (0, 5):
+        assert torch.equal(ds[i]["pixel_values"], ref[i]["pixel_values"])
+    mid = load_tile_dataset(stereo, cache_dir=str(tmp_path / "c2"))
+    assert mid[0]["pixel_values"].shape == (3, 64, 64)
+
+
+def test_stereo_round_trip_through_the_loader_is_bit_exact_on_pixels(stereo):
+    from wavdiff_utils.dataset.tensors import tensor_to_pixels
+
+    rows = read_metadata(stereo)
+    x = TileDataset(stereo, channels="stereo")[3]["pixel_values"]
+    assert np.array_equal(tensor_to_pixels(x[:3]), decode_png16(stereo / rows[3]["file_name"]))
+    assert np.array_equal(tensor_to_pixels(x[3:]), decode_png16(stereo / rows[3]["side_file_name"]))
+
+
+@pytest.fixture(scope="module")
+def mono_shards(mono):
+    from wavdiff_utils.jobs.shard_writer import write_shards
+
+    write_shards(mono, progress=False)
+    return mono / "shards"
+
+
+@pytest.fixture(scope="module")
+def stereo_shards(stereo):
+    from wavdiff_utils.jobs.shard_writer import write_shards
+
+    write_shards(stereo, progress=False)
+    return stereo / "shards"
+
+
+def test_mono_shards_are_byte_identical_to_before(mono_shards):
+    rec = json.loads(BEFORE.read_text())
+    tars = {f"shards/{p.name}": _sha(p) for p in sorted(mono_shards.glob("*.tar"))}
+    assert tars == {k: v for k, v in rec.items() if k.endswith(".tar")}
+
+
+def test_stereo_shards_carry_the_side_tile_and_read_back_as_six_planes(stereo, stereo_shards):
+    from wavdiff_utils.dataset.shards import SIDE_EXT, ShardReader, iter_shard_samples
+
+    samples = list(iter_shard_samples(stereo_shards))    # checksums (side.png too) checked
+    rows = {r["file_name"]: r for r in read_metadata(stereo)}
+    assert len(samples) == len(rows) and SIDE_EXT == "side.png"
+    for s in samples[:4]:
+        row = rows[s["meta"]["file_name"]]
+        assert np.array_equal(s["side_pixels"], decode_png16(stereo / row["side_file_name"]))
+    ref = {r["file_name"]: r for r in TileDataset(stereo, channels="stereo")}
+    n = 0
+    for item in ShardReader(stereo_shards, split=None, channels="stereo"):
+        assert torch.equal(item["pixel_values"], ref[item["file_name"]]["pixel_values"])
+        n += 1
+    assert n == len(rows)
+    mid = next(iter(ShardReader(stereo_shards, split=None)))
+    assert mid["pixel_values"].shape == (3, 64, 64)
+
+
+def test_mono_shards_refuse_stereo_in_one_line(mono_shards):
+    from wavdiff_utils.dataset.shards import ShardReader
+
+    with pytest.raises(WavdiffError, match="no side tile .*channels='mid'") as info:
+        next(iter(ShardReader(mono_shards, split=None, channels="stereo")))
+    assert "\n" not in str(info.value)
+
+
+def test_a_missing_side_tile_stops_the_shard_writer_naming_it(stereo, tmp_path):
+    from wavdiff_utils.jobs.shard_writer import write_shards
+
+    copy = tmp_path / "c"
+    shutil.copytree(stereo, copy, ignore=shutil.ignore_patterns("shards"))
+    (copy / "duo" / "duo_0002.side.png").unlink()        # after the export listed it
+    with pytest.raises(WavdiffError, match="duo_0002.side.png: listed in metadata.jsonl"):
+        write_shards(copy, progress=False)
