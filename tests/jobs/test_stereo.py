@@ -77,7 +77,8 @@ def test_stereo_mid_tiles_are_the_mono_files_and_side_tiles_sit_beside_them(tmp_
     assert all(parse_tile_name(n) is None for n in sides)          # mono readers skip them
     mid_meta = read_tile_metadata(st / mono_tiles[1])
     side_meta = read_tile_metadata(st / sides[1])
-    assert side_meta == {**mid_meta, "channel": "side", "channels": "stereo"}
+    side_codec = {**mid_meta["codec"], "db_min": mid_meta["codec"]["db_min"] - 20.0}
+    assert side_meta == {**mid_meta, "codec": side_codec, "channel": "side", "channels": "stereo"}
     man = read_manifest(st)
     assert man["codec"]["channels"] == "stereo" and "mono" not in man["codec"]
     assert [t["side_file"] for t in man["tiles"]] == sides
@@ -93,8 +94,8 @@ def test_side_tile_holds_the_half_difference_of_the_channels(tmp_path):
     sf.write(wav, np.stack([left, right], 1).astype(np.float32), rate, subtype="FLOAT")
     params = CodecParams(size=64, channels="stereo")
     folder = Path(encode_song(wav, tmp_path / "o", params=params).output)
-    mid = tile_magnitude_db(read_tile(folder / "pan_0005.png").pixels, params)
-    side = tile_magnitude_db(read_tile(folder / "pan_0005.side.png").pixels, params)
+    mid = tile_magnitude_db(read_tile(folder / "pan_0005.png").pixels, params.tile_codec())
+    side = tile_magnitude_db(read_tile(folder / "pan_0005.side.png").pixels, params.side_codec())
     k = int(np.argmax(mid.max(axis=1)))
     # mid = 0.625 * sine, side = 0.375 * sine: 20*log10(0.375/0.625) = -4.44 dB
     assert np.median(side[k] - mid[k]) == pytest.approx(-4.44, abs=0.1)
@@ -163,3 +164,24 @@ def test_stereo_encode_killed_then_rerun_gives_the_same_files(tmp_path):
     for n in names:                # tiles kept from the killed run were written at level 9
         a, b = read_tile(Path(res.output) / n), read_tile(Path(ref.output) / n)
         assert np.array_equal(a.pixels, b.pixels) and a.metadata == b.metadata, n
+
+
+def test_the_side_keeps_quiet_detail_below_the_mid_floor(tmp_path):
+    """A side 120 dB below full scale (under the mid's -110 dB floor) survives in the side
+    tile, whose floor is 20 dB lower (the measured choice: see SIDE_FLOOR_DROP_DB)."""
+    from wavdiff_utils.codec.params import SIDE_FLOOR_DROP_DB
+
+    rate, n = 44100, 44100
+    t = np.arange(n) / rate
+    centre, quiet = 0.5 * np.sin(2 * np.pi * 440 * t), 1e-6 * np.sin(2 * np.pi * 5000 * t)
+    wav = tmp_path / "quiet.wav"
+    sf.write(wav, np.stack([centre + quiet, centre - quiet], 1).astype(np.float32), rate,
+             subtype="FLOAT")
+    params = CodecParams(size=64, channels="stereo")
+    folder = Path(encode_song(wav, tmp_path / "o", params=params).output)
+    side = read_tile(folder / "quiet_0005.side.png")
+    assert side.metadata["codec"]["db_min"] == params.db_min - SIDE_FLOOR_DROP_DB
+    db = tile_magnitude_db(side.pixels, params.side_codec())
+    k = int(round(5000 / (rate / params.n_fft)))
+    assert np.median(db[k]) == pytest.approx(-120, abs=1.5)       # kept, near its true level
+    assert float(np.median(db[k])) < params.db_min                 # where a mid tile keeps nothing

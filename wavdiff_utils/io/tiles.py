@@ -298,12 +298,14 @@ def tile_metadata(params, song: str, span, *, source: str, is_last: bool,
         Whether a model made the tile (recorded as ``"generated": true``).
     channel : {"mid", "side"}
         ``"side"`` marks the side tile of a stereo song (``"channel": "side"``,
-        ``"channels": "stereo"``); a mid tile's metadata is a mono tile's, unchanged.
+        ``"channels": "stereo"``, and the codec of :meth:`CodecParams.side_codec`, whose floor
+        is lower); a mid tile's metadata is a mono tile's, unchanged.
     """
     if channel not in ("mid", "side"):
         raise BadParameterError(f"channel must be 'mid' or 'side', got {channel!r}")
+    codec = params.side_codec() if channel == "side" else params.tile_codec()
     meta = {"format": TILE_FORMAT, "version": 1, "wavdiff_version": __version__,
-            "codec": params.tile_codec().to_dict(), "song": song, "source": source,
+            "codec": codec.to_dict(), "song": song, "source": source,
             "tile_index": span.index, "start": span.start, "end": span.end, "stop": span.stop,
             "pad": span.pad, "is_last": bool(is_last),
             "start_seconds": span.start / params.sample_rate,

@@ -299,7 +299,8 @@ def _encoded(job: _SongJob, blocks, levels: "_Levels", side_levels: "_Levels", t
         return encode_stream(levels.counted(blocks), codec, threads=threads)
     mids, sides = itertools.tee(blocks, 2)
     return zip(encode_stream(levels.counted(m for m, _ in mids), codec, threads=threads),
-               encode_stream(side_levels.counted(x for _, x in sides), codec, threads=threads),
+               encode_stream(side_levels.counted(x for _, x in sides), job.params.side_codec(),
+                             threads=threads),
                strict=True)
 
 
