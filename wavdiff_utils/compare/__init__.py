@@ -4,8 +4,9 @@ Names load on first use (``lazy_loader``)."""
 import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(__name__, submod_attrs={
-    "notebook": ["CompareInputs", "compare_inputs", "headline_markdown", "show_previews", "show_audio"],
+    "notebook": ["CompareInputs", "compare_inputs", "headline_markdown", "show_previews", "show_audio", "round_trip_tiles", "tiles_codec"],
     "preview": ["render_preview", "DIFF_MODES", "DIFF_GAIN", "SEPARATOR_PX", "HEADER_PX"],
-    "scores": ["TileScore", "AudioScore"],
+    "scores": ["TileScore", "AudioScore", "ChannelScores", "WIDTH_FIGURES"],
+    "stereo": ["TILE_CHANNELS", "channel_figures", "width_table"],
     "tiles": ["compare_tiles", "ComparisonResult", "MATCH_MODES", "SCORES_CSV", "AUDIO_CSV", "SUMMARY_TXT", "PREVIEW_DIR", "AVERAGE_KEY", "UNPAIRED_HINT"],
 })

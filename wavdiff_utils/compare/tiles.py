@@ -6,6 +6,12 @@ for the two phase channels), writes an 8-bit side-by-side preview per pair
 (Original | Reconstructed | ``|Diff| x50``) and a ``scores.csv``.  Given the
 songs' audio as well, it adds waveform SNR and log-spectral distance per song.
 
+Stereo sets are compared per channel: the side tiles ``<song>_<index:04d>.side.png`` are
+paired like the mid tiles, ``scores.csv`` gains a ``channel`` column (``mid``/``side``, only
+when either set holds a side tile, so a mono report is as it always was) and an average row
+per channel, and the summary gives each channel's means.  Two stereo songs are scored per
+channel (left, right, the mono mix) with the stereo width of each.
+
 Problems never stop the run: unmatched tiles, unreadable files and size
 mismatches are collected in the :class:`ComparisonResult` and shown by its
 :meth:`~ComparisonResult.summary`.
@@ -34,12 +40,13 @@ from ..errors import BadParameterError, MissingInputError
 from ..codec.params import CodecParams
 from ..codec.transform import FULL_SCALE
 from ..io.audio import AudioError
-from ..io.tiles import TileImageError, find_tiles
-from ..jobs.decode import decode_batch
-from ..jobs.encode import encode_batch
+from ..io.tiles import TileImageError, find_tiles, is_side_tile
 from ..paths import atomic_path, display_path
 from .preview import DIFF_GAIN, DIFF_MODES, colormap_lut, write_png8, render_preview
-from .scores import pair_audio, codec, finite_mean, fmt_db, score_audio, score_pair
+from .scores import (STEREO_AUDIO_COLUMNS, pair_audio, codec, finite_mean, fmt_db, score_audio,
+                     score_pair)
+from .stereo import (TILE_CHANNELS, channel_figures, channel_lines, find_side_tiles,
+                     mono_side_hint, width_table)
 
 __all__ = ["compare_tiles", "ComparisonResult", "MATCH_MODES", "SCORES_CSV", "AUDIO_CSV",
            "SUMMARY_TXT", "PREVIEW_DIR", "AVERAGE_KEY", "UNPAIRED_HINT"]
@@ -67,6 +74,16 @@ _AUDIO_COLUMNS = ["song", "original", "reconstructed", "sample_rate", "seconds",
                   "samples_original", "samples_reconstructed", "snr_db", "lsd_db"]
 
 
+def _tile_columns(stereo: bool) -> list[str]:
+    """Columns of ``scores.csv``: a ``channel`` column after ``key`` for stereo sets only."""
+    return _TILE_COLUMNS[:1] + ["channel"] + _TILE_COLUMNS[1:] if stereo else _TILE_COLUMNS
+
+
+def _audio_columns(audio) -> list[str]:
+    """Columns of ``audio_scores.csv``: the stereo ones when any file has more than one channel."""
+    return _AUDIO_COLUMNS + (STEREO_AUDIO_COLUMNS if any(not a.mono for a in audio) else [])
+
+
 @dataclass
 class ComparisonResult:
     """Everything :func:`compare_tiles` found.
@@ -87,6 +104,8 @@ class ComparisonResult:
         Files written into ``output``.
     seconds : float
         Wall time of the comparison.
+    side_counts : (int, int)
+        Side tiles found in the original and the reconstructed set (see :attr:`stereo`).
     """
 
     original: Path
@@ -101,6 +120,7 @@ class ComparisonResult:
     audio_csv: Path | None = None
     summary_txt: Path | None = None
     seconds: float = 0.0
+    side_counts: tuple = (0, 0)
 
     # ------------------------------------------------------------------ figures
     @property
@@ -147,23 +167,55 @@ class ComparisonResult:
         return float("inf") if m == 0 else float(10 * np.log10(FULL_SCALE ** 2 / m))
 
     @property
+    def stereo(self) -> bool:
+        """True when either set holds a side tile: the report is per channel (``mid``/``side``)."""
+        return any(self.side_counts)
+
+    def channel_figures(self) -> dict[str, dict]:
+        """Means per channel (``{"mid": {...}, "side": {...}}``, the channels scored):
+        ``pairs``, ``identical``, ``psnr``, ``psnr_magnitude``, ``psnr_phase_nonsilent``,
+        ``stft_snr``; see :func:`wavdiff_utils.compare.stereo.channel_figures`."""
+        return channel_figures(self.tiles)
+
+    @property
     def ok(self) -> bool:
         """True when every tile found a partner and every pair and song was scored."""
         return not (self.errors or self.only_original or self.only_reconstructed)
 
     # ------------------------------------------------------------------ tables
-    def average_row(self) -> dict:
-        """The ``AVERAGE`` row of ``scores.csv`` (means over the scored pairs)."""
-        t = self.tiles
-        return {"key": AVERAGE_KEY, "original": f"{len(t)} pairs",
-                "reconstructed": f"{self.identical} identical", "width": "", "height": "",
-                "psnr_db": self.mean_psnr, "psnr_magnitude_db": self.mean_psnr_magnitude,
-                "psnr_phase_db": self.mean_psnr_phase,
+    def average_row(self, *, channel: str | None = None) -> dict:
+        """The ``AVERAGE`` row of ``scores.csv`` (means over the scored pairs).
+
+        Parameters
+        ----------
+        channel : {"mid", "side"}, optional
+            Means over that channel's pairs only (the per-channel rows of a stereo report);
+            default: every pair (its ``channel`` reads ``all``).
+        """
+        if channel is not None:
+            _check_choice("channel", channel, TILE_CHANNELS)
+        t = [x for x in self.tiles if channel is None or x.channel == channel]
+        return {"key": AVERAGE_KEY, "channel": channel or "all", "original": f"{len(t)} pairs",
+                "reconstructed": f"{sum(1 for x in t if math.isinf(x.psnr))} identical",
+                "width": "", "height": "", "psnr_db": finite_mean(x.psnr for x in t),
+                "psnr_magnitude_db": finite_mean(x.psnr_magnitude for x in t),
+                "psnr_phase_db": finite_mean(x.psnr_phase for x in t),
                 "psnr_phase_nonsilent_db": finite_mean(x.psnr_phase_nonsilent for x in t),
-                "stft_snr_db": self.mean_stft_snr,
+                "stft_snr_db": finite_mean(x.stft_snr for x in t),
                 "max_abs_diff": max((x.max_abs_diff for x in t), default=""),
                 "magnitude_mae_db": finite_mean(x.magnitude_mae_db for x in t),
                 "preview": "", "note": "means leave out identical (inf) and missing (nan) values"}
+
+    def _rows(self, *, average: bool) -> list[dict]:
+        """Rows of ``scores.csv``: one per pair, then the average rows (one per channel too
+        when stereo)."""
+        rows = [t.row() for t in self.tiles]
+        if average and rows:
+            rows.append(self.average_row())
+            if self.stereo:
+                rows += [self.average_row(channel=c) for c in TILE_CHANNELS
+                         if any(t.channel == c for t in self.tiles)]
+        return rows
 
     def table(self, *, average: bool = False):
         """Per-tile scores as a pandas DataFrame (one row per pair).
@@ -171,22 +223,28 @@ class ComparisonResult:
         Parameters
         ----------
         average : bool
-            Append the ``AVERAGE`` row, as in ``scores.csv``.
+            Append the ``AVERAGE`` row(s), as in ``scores.csv`` (a stereo set has a ``channel``
+            column and an average row per channel after the overall one).
         """
         import pandas as pd
-        rows = [t.row() for t in self.tiles]
-        if average and rows:
-            rows.append(self.average_row())
-        df = pd.DataFrame(rows, columns=_TILE_COLUMNS)
+        rows = self._rows(average=average)
+        df = pd.DataFrame(rows, columns=_tile_columns(self.stereo))
         if average and rows:
             for c in ("width", "height", "max_abs_diff"):
                 df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
         return df
 
     def audio_table(self):
-        """Per-song audio scores as a pandas DataFrame (empty when no audio was given)."""
+        """Per-song audio scores as a pandas DataFrame (empty when no audio was given); with
+        stereo files, the left and right channels' scores, the width and a note as well."""
         import pandas as pd
-        return pd.DataFrame([a.row() for a in self.audio], columns=_AUDIO_COLUMNS)
+        return pd.DataFrame([a.row() for a in self.audio], columns=_audio_columns(self.audio))
+
+    def width_table(self):
+        """Stereo width of each song stereo on both sides, original against reconstructed
+        (a pandas DataFrame; empty without such songs); see
+        :func:`wavdiff_utils.compare.stereo.width_table`."""
+        return width_table(self.audio)
 
     @property
     def unpaired(self) -> bool:
@@ -223,14 +281,15 @@ class ComparisonResult:
             if 0 < self.identical < len(self.tiles):
                 lines.append(f"  ({self.identical} identical tile(s), PSNR inf, are left out "
                              f"of the means)")
+            if self.stereo:
+                lines.append("per channel:")
+                lines += channel_lines(self.tiles)
             worst = min(self.tiles, key=lambda t: t.psnr)
             lines.append(f"worst tile {worst.key}: {fmt_db(worst.psnr)}")
+        if mono_side_hint(self.side_counts):
+            lines.append(mono_side_hint(self.side_counts))
         for a in self.audio:
-            lines.append(f"audio {a.song}: SNR {fmt_db(a.snr_db)}, LSD {a.lsd_db:.3f} dB over "
-                         f"{a.seconds:.2f} s at {a.sample_rate} Hz"
-                         + ("" if a.samples_original == a.samples_reconstructed else
-                            f" (lengths {a.samples_original} vs {a.samples_reconstructed} "
-                            f"samples, compared over the shorter)"))
+            lines += a.lines()
         for title, items in (("only in original (no reconstructed tile with the same key)",
                               self.only_original),
                              ("only in reconstructed (no original tile with the same key)",
@@ -261,12 +320,13 @@ def _index_tiles(root: Path, match: str, exclude: Path | None, side: str):
     if root.is_file():
         return {root.name: root}, []          # a single file is compared whatever its name
     groups = find_tiles(root)
-    paths = [p for tiles in groups.values() for p in tiles]
+    paths = [p for tiles in groups.values() for p in tiles] + find_side_tiles(root)
     if exclude is not None and not root.resolve().is_relative_to(exclude):
         # the report folder (previews) inside the tiles' folder is not tiles
         paths = [p for p in paths if not p.resolve().is_relative_to(exclude)]
     if not paths:
-        raise TileImageError(root, f"{side}: holds no tiles named <song>_<index:04d>.png")
+        raise TileImageError(root, f"{side}: holds no tiles named <song>_<index:04d>.png "
+                                   f"(or <song>_<index:04d>.side.png)")
     index: dict[str, list[Path]] = {}
     for p in paths:
         key = p.name if match == "name" else p.relative_to(root).as_posix()
@@ -290,7 +350,9 @@ def _cell(v) -> str:
     if isinstance(v, float):
         if math.isnan(v):
             return "nan"
-        return "inf" if math.isinf(v) else f"{v:.4f}"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return f"{v:.4f}"
     return "" if v is None else str(v)
 
 
@@ -357,7 +419,9 @@ def _pair_tiles(original: Path, reconstructed: Path, output: Path,
     out_abs = output.resolve()
     a, err_a = _index_tiles(original, match, out_abs, "original")
     b, err_b = _index_tiles(reconstructed, match, out_abs, "reconstructed")
-    result = ComparisonResult(original, reconstructed, output, errors=err_a + err_b)
+    result = ComparisonResult(original, reconstructed, output, errors=err_a + err_b,
+                              side_counts=(sum(map(is_side_tile, a.values())),
+                                           sum(map(is_side_tile, b.values()))))
     if original.is_file() and reconstructed.is_file():
         keys = [next(iter(a))] if a and b else []
         pairs = [(keys[0], a[keys[0]], next(iter(b.values())))] if keys else []
@@ -411,17 +475,15 @@ def _score_songs(result: ComparisonResult, audio_original, audio_reconstructed, 
             result.audio.append(score_audio(song, pa, pb, sr))
         except (AudioError, ValueError, OSError) as exc:
             result.errors.append((f"audio {song}", str(exc)))
-    result.audio_csv = _write_csv(result.output / AUDIO_CSV, _AUDIO_COLUMNS,
+    result.audio_csv = _write_csv(result.output / AUDIO_CSV, _audio_columns(result.audio),
                                   [x.row() for x in result.audio])
 
 
 def _write_report(result: ComparisonResult, t0: float):
     """Write ``scores.csv`` (with its average row) and ``summary.txt``; set the wall time."""
     output = result.output
-    rows = [t.row() for t in result.tiles]
-    if rows:
-        rows.append(result.average_row())
-    result.scores_csv = _write_csv(output / SCORES_CSV, _TILE_COLUMNS, rows)
+    result.scores_csv = _write_csv(output / SCORES_CSV, _tile_columns(result.stereo),
+                                   result._rows(average=True))
     result.seconds = time.perf_counter() - t0
     with atomic_path(output / SUMMARY_TXT) as tmp:
         result.summary_txt = output / SUMMARY_TXT
@@ -439,16 +501,21 @@ def compare_tiles(original, reconstructed, output, *, audio_original=None,
     ----------
     original, reconstructed : path-like
         Folders searched recursively for tiles named ``<song>_<index:04d>.png``
-        (or two single tile files, compared with each other).
+        and the side tiles of stereo sets, ``<song>_<index:04d>.side.png`` (or two
+        single tile files, compared with each other).  A side tile without a partner
+        is listed as unmatched like any tile.
     output : path-like
         Report folder (created): ``scores.csv`` (one row per pair plus an
-        ``AVERAGE`` row), ``previews/<key>_compare.png``, ``summary.txt`` and,
-        with audio, ``audio_scores.csv``.  Tiles below it are never compared,
-        so it may lie inside either input folder.
+        ``AVERAGE`` row; for a set with side tiles a ``channel`` column and an
+        ``AVERAGE`` row per channel too), ``previews/<key>_compare.png``,
+        ``summary.txt`` and, with audio, ``audio_scores.csv``.  Tiles below it are
+        never compared, so it may lie inside either input folder.
     audio_original, audio_reconstructed : path-like, optional
         The songs as audio, both or neither: two files, or two folders whose
         files are paired by song name (file stem, as the encoder names songs).
-        Adds waveform SNR and log-spectral distance per song.
+        Adds waveform SNR and log-spectral distance per song (of the mono mixes);
+        when both files of a song are stereo, of the left and right channels too,
+        with the stereo width of each file and its change.
     sample_rate : int, optional
         Rate both audio files are loaded at.  Default: the codec rate stored in
         the first original tile, else 44100 Hz.
@@ -503,44 +570,3 @@ def compare_tiles(original, reconstructed, output, *, audio_original=None,
     _write_report(result, t0)
     return result
 
-
-def round_trip_tiles(audio, workdir, *, params: CodecParams | None = None,
-                     original=None) -> tuple[Path, Path, Path]:
-    """Make two tile sets to compare: ``audio`` encoded, then decoded to WAV and encoded again.
-
-    Parameters
-    ----------
-    audio : path-like
-        Audio file or folder to encode (ignored when ``original`` is given).
-    workdir : path-like
-        Scratch root: ``original/``, ``decoded/`` and ``reconstructed/`` are made
-        below it; ``decoded/`` and ``reconstructed/`` are emptied first so no
-        song of an earlier run lingers.
-    params : CodecParams, optional
-    original : path-like, optional
-        Existing tiles to start from instead of encoding ``audio``.
-
-    Returns
-    -------
-    (original tiles, decoded audio folder, reconstructed tiles)
-
-    Raises
-    ------
-    RuntimeError
-        If a step fails for any song (the message lists them).
-    """
-    import shutil
-
-    work = Path(workdir)
-    if original is None:
-        original = work / "original"
-        encode_batch(audio, original, params=params, overwrite=True, progress=False).raise_if_failed()
-    decoded, reconstructed = work / "decoded", work / "reconstructed"
-    for d in (decoded, reconstructed):
-        shutil.rmtree(d, ignore_errors=True)
-        d.mkdir(parents=True)
-    dec = decode_batch(original, decoded, progress=False)
-    dec.raise_if_failed()
-    for r in dec.results:
-        encode_batch(r.output, reconstructed, params=params, progress=False).raise_if_failed()
-    return Path(original), decoded, reconstructed
