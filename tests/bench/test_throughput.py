@@ -84,3 +84,9 @@ def test_benchmark_notebook_quick(tmp_path):
     assert "auto decode >= 10x realtime" in text
     # whole commands, alternating with the original recipe
     assert "encode (recipe time / ours)" in text and "decode (recipe time / ours)" in text
+    # stereo: the side tile's range on the sample, and the cost of a stereo encode
+    st = json.loads((tmp_path / "work" / "stereo.json").read_text(encoding="utf-8"))
+    assert [r["file"] for r in st["side_range"]] == ["wavdiff_demo.mp3"]
+    assert st["side_range"][0]["side_clipped_high"] == 0 and st["cost"]["ratio"] > 0
+    assert len(st["cost"]["memory"]) == 4
+    assert "stereo encode time / mono" in text and "side range [-110, 10] dB" in text

@@ -57,6 +57,8 @@ def test_replace_takes_flat_codec_options_and_params():
     ({"params": "big"}, "params must be a CodecParams, got 'big'"),
     ({"colour": "blue"}, "unknown option(s) 'colour'"),
     ({"captioer": "muq"}, "did you mean captioner"),
+    ({"channels": "Stereo"}, "channels must be mono or stereo, got 'Stereo' (did you mean stereo?)"),
+    ({"channels": 2}, "channels must be mono or stereo, got 2"),
 ])
 def test_a_bad_value_is_one_line_naming_the_field(changes, words):
     with pytest.raises(BadParameterError) as info:

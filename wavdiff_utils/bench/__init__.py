@@ -10,5 +10,6 @@ __getattr__, __dir__, __all__ = _lazy.attach(__name__, submod_attrs={
     "phase": ["LEVELS", "VARIANTS", "perturb", "run_phase_benchmark", "phase_summary_lines", "decode_memory", "write_generated_demo"],
     "reference": ["reference_encode", "reference_decode", "REFERENCE_META"],
     "scaling": ["songs_per_minute", "clip_folder", "cut_clips", "engine_scaling", "loader_throughput", "main"],
+    "stereo": ["STEREO_TIME_TARGET", "side_range", "side_range_lines", "stereo_cost", "stereo_cost_lines", "run_stereo_benchmark", "default_music", "main"],
     "throughput": ["synth_music", "synth_music_blocks", "write_synth_wav", "run_benchmark", "summary_lines", "MEMORY_BOUND_BYTES", "SNR_TARGET_DB", "SPEEDUP_TARGET"],
 })

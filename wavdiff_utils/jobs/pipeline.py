@@ -454,7 +454,7 @@ def _library_warning(w) -> bool:
 
 def _run_locked(input, output, files, s: PipelineSettings, *, raw: int, say) -> PipelineResult:
     """The whole run, the output folder locked: each step, the record, then the report."""
-    res = PipelineResult(input, output, captioner=s.captioner)
+    res = PipelineResult(input, output, captioner=s.captioner, channels=s.params.channels)
     res.asked = ("dataset",) + ("shards",) * (s.shards is not None) + ("report",) * s.report \
         + ("parquet",) * (s.format == "parquet")
     # what atomic writes of a killed run left behind (we hold the lock: nobody is writing)

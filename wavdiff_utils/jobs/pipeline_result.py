@@ -13,9 +13,10 @@ from pathlib import Path
 from ..results import SUMMARY_NAME, BatchResult, failure_lines, warning_lines
 from ..dataset.card import hms
 from ..errors import UnwritableOutputError
+from ..io.manifest import read_manifest
 from ..paths import atomic_path
 
-__all__ = ["PipelineResult", "write_summary"]
+__all__ = ["PipelineResult", "write_summary", "side_tile_count"]
 
 #: Record of the last run, in the output folder.
 
@@ -57,6 +58,9 @@ class PipelineResult:
     asked : tuple of str
         The outputs the run was asked for besides the songs: ``"dataset"`` always, and
         ``"shards"``, ``"report"`` when asked (see :attr:`missing`).
+    channels : {"mono", "stereo"}
+        The codec's channels; a stereo run's summary counts the side tiles and says that each
+        dataset row is a mid (mono) tile naming its side tile.
     """
 
     input: Path
@@ -78,6 +82,7 @@ class PipelineResult:
     seconds: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     asked: tuple = ("dataset",)
+    channels: str = "mono"
 
     @property
     def missing(self) -> list:
@@ -116,7 +121,9 @@ class PipelineResult:
         total = sum(self.seconds.values())
         lines = [f"wavdiff pipeline: {self.input} -> {self.output} ({total:.1f} s)",
                  f"  songs:    {len(made)} encoded, {len(enc) - len(made)} already done, "
-                 f"{len(self.encode.failures)} failed; {n_tiles} tiles, {hms(audio)} of audio"]
+                 f"{len(self.encode.failures)} failed; {n_tiles} tiles"
+                 + (f" and {side_tile_count(enc)} side tiles (stereo)"
+                    if self.channels == "stereo" else "") + f", {hms(audio)} of audio"]
         lines += [f"  note:     {n}" for n in self.encode.notes]
         if self.captioner == "none":
             lines.append("  captions: none asked for (--captioner none)")
@@ -131,7 +138,9 @@ class PipelineResult:
         if self.export is not None:
             e = self.export
             lines.append(f"  dataset:  {e.metadata} ({e.n_tiles} rows, {e.n_captioned} with a "
-                         f"caption), card {e.card.name}")
+                         f"caption), card {e.card.name}"
+                         + ("; each row a mid tile naming its side tile (side_file_name)"
+                            if self.channels == "stereo" else ""))
         elif self.export_error:
             lines.append(f"  dataset:  not written: {self.export_error}")
         if self.shards is not None:
@@ -177,7 +186,34 @@ class PipelineResult:
             "parquet": None if self.parquet is None else self.parquet.record(),
             "parquet_error": self.parquet_error,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            **({"channels": "stereo", "side_tiles": side_tile_count(self.encode.results)}
+               if self.channels == "stereo" else {}),
         }
+
+
+def side_tile_count(results) -> int:
+    """Side tiles (``<song>_<index:04d>.side.png``) of finished songs, from their manifests.
+
+    Parameters
+    ----------
+    results : iterable of SongResult
+        Finished songs (``BatchResult.results``); ``output`` is each song's folder.
+
+    Returns
+    -------
+    int
+        Tile entries with a ``side_file`` whose file is there; 0 for mono songs.
+    """
+    count = 0
+    for r in results:
+        folder = Path(r.output)
+        try:
+            manifest = read_manifest(folder) or {}
+        except (ValueError, OSError):
+            continue
+        count += sum(1 for t in manifest.get("tiles", [])
+                     if t.get("side_file") and (folder / t["side_file"]).is_file())
+    return count
 
 
 def write_summary(res: PipelineResult) -> None:

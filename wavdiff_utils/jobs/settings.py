@@ -12,7 +12,7 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..codec.params import CodecParams, load_yaml_params
+from ..codec.params import CHANNELS, CodecParams, load_yaml_params
 from ..codec.resources import check_memory
 from ..codec.threads import usable_cores
 from ..dataset.shards import parse_shard_size
@@ -32,7 +32,10 @@ CODEC_OPTIONS = {"layout": "tile layout: exact (default, lossless) or seed",
                  "size": "tile edge in pixels (default 1024)",
                  "sample_rate": "codec sample rate in Hz (default 44100)",
                  "db_min": "dB stored as pixel 0 (default -110)",
-                 "db_max": "dB stored as pixel 65535 (default 10)"}
+                 "db_max": "dB stored as pixel 65535 (default 10)",
+                 "channels": "mono (default: one tile per span, the channels' mean) or stereo "
+                             "(also a side tile (L-R)/2 per span, <song>_<index:04d>.side.png; "
+                             "the mono tile is the mid, unchanged)"}
 
 
 #: Bytes of one encode worker process besides its tile: about 75 MB resident after its imports
@@ -41,8 +44,9 @@ WORKER_BYTES = 150_000_000
 
 
 def song_memory(params: CodecParams) -> int:
-    """Estimated peak bytes of one song being encoded in a worker process (one tile at a time)."""
-    return WORKER_BYTES + params.tile_memory
+    """Estimated peak bytes of one song being encoded in a worker process (one tile at a time;
+    stereo: a mid and a side tile at a time, so two tiles)."""
+    return WORKER_BYTES + params.tile_memory * (2 if params.stereo else 1)
 
 
 def check_workers_memory(workers: int, params: CodecParams) -> None:
@@ -227,9 +231,21 @@ class PipelineSettings:
         return output / "shards" if self.shards is True else Path(self.shards)
 
 
+def _check_channels(value) -> None:
+    """``channels`` is mono or stereo, spelt exactly as a settings file or the codec takes it (a
+    near miss such as ``Stereo`` is refused with the right spelling)."""
+    if isinstance(value, str) and value in CHANNELS:
+        return
+    near = difflib.get_close_matches(str(value).strip().lower(), CHANNELS, n=1)
+    hint = f" (did you mean {near[0]}?)" if near else ""
+    raise BadParameterError(f"channels must be {' or '.join(CHANNELS)}, got {value!r}{hint}")
+
+
 def _with_codec(base: CodecParams, changes: dict) -> CodecParams:
     """``base`` with the flat codec options ``changes``; FFT size and hop are derived again
     unless ``base`` set its own."""
+    if "channels" in changes:
+        _check_channels(changes["channels"])
     given = {k: getattr(base, k) for k in CODEC_OPTIONS}
     if CodecParams(**given) == base:              # n_fft, hop derived: derive them again
         return CodecParams(**{**given, **changes})
