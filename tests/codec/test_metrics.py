@@ -31,3 +31,23 @@ def test_unrelated_channels_correlate_near_zero_and_silence_gives_nan():
 def test_wrong_shapes_are_refused(shape):
     with pytest.raises(WavdiffError, match="needs \\(n, 2\\)"):
         stereo_width(np.zeros(shape))
+
+
+def test_split_pairs_gives_both_halves_in_order_holding_little():
+    from wavdiff_utils.codec.threads import split_pairs
+
+    taken = []
+
+    def source():
+        for i in range(1000):
+            taken.append(i)
+            yield i, -i
+
+    a, b = split_pairs(source())
+    got = []
+    for x, y in zip(a, b):                       # in step, as the stereo encoder reads them
+        got.append((x, y))
+        assert len(taken) - len(got) <= 1         # nothing read ahead beyond the pair in hand
+    assert got == [(i, -i) for i in range(1000)]
+    a, b = split_pairs(iter([(1, 2), (3, 4)]))
+    assert list(a) == [1, 3] and list(b) == [2, 4]  # one drained first: the other still whole

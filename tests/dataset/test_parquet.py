@@ -28,9 +28,10 @@ from wavdiff_utils.paths import SAMPLE_AUDIO
 
 datasets = pytest.importorskip("datasets")
 torch = pytest.importorskip("torch")
-from wavdiff_utils.dataset.parquet import (PARQUET_INDEX, ParquetTiles,  # noqa: E402
-                                           iter_parquet_rows, parquet_paths, read_parquet_index,
-                                           row_audio, row_pixels, write_parquet)
+from wavdiff_utils.dataset.parquet import write_parquet  # noqa: E402
+from wavdiff_utils.dataset.parquet_read import (PARQUET_INDEX, ParquetTiles,  # noqa: E402
+                                                iter_parquet_rows, parquet_paths,
+                                                read_parquet_index, row_audio, row_pixels)
 
 P = CodecParams(size=256)
 REPO = Path(__file__).resolve().parents[2]

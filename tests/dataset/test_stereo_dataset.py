@@ -178,3 +178,80 @@ def test_a_missing_side_tile_stops_the_shard_writer_naming_it(stereo, tmp_path):
     (copy / "duo" / "duo_0002.side.png").unlink()        # after the export listed it
     with pytest.raises(WavdiffError, match="duo_0002.side.png: listed in metadata.jsonl"):
         write_shards(copy, progress=False)
+
+
+def _parquet(folder: Path) -> Path:
+    from wavdiff_utils.dataset.parquet import write_parquet
+
+    write_parquet(folder, progress=False, card=True)
+    return folder / "parquet"
+
+
+def test_mono_parquet_holds_what_it_held_before(mono):
+    import pyarrow.parquet as pq
+
+    dest = _parquet(mono)
+    rec = json.loads(BEFORE.read_text())
+    for p in sorted((dest / "data").glob("*.parquet")):
+        t = pq.read_table(p)
+        got = {n: hashlib.sha256(json.dumps(t[n].to_pylist(), default=str).encode()).hexdigest()
+               for n in t.column_names}
+        assert got == rec[f"parquet/data/{p.name}"], p.name
+    assert "stereo" not in json.loads((dest / "parquet.json").read_text())
+
+
+def test_stereo_parquet_has_an_exact_side_column(stereo):
+    from wavdiff_utils.dataset.parquet_read import ParquetTiles, iter_parquet_rows, row_pixels
+
+    dest = _parquet(stereo)
+    index = json.loads((dest / "parquet.json").read_text())
+    assert index["stereo"] is True and "side" in index["columns"]
+    assert "`side`" in (dest / "README.md").read_text()
+    rows = {r["file_name"]: r for r in read_metadata(stereo)}
+    n = 0
+    for row in iter_parquet_rows(dest):
+        meta = rows[row["file_name"]]
+        assert np.array_equal(row_pixels(row), decode_png16(stereo / meta["file_name"]))
+        assert np.array_equal(row_pixels(row, column="side"),
+                              decode_png16(stereo / meta["side_file_name"]))
+        n += 1
+    assert n == len(rows)
+    ref = {r["file_name"]: r["pixel_values"] for r in TileDataset(stereo, channels="stereo")}
+    tiles = ParquetTiles(dest, split=None, channels="stereo")
+    assert len(tiles) == len(rows)
+    for i in range(len(tiles)):
+        item = tiles[i]
+        assert torch.equal(item["pixel_values"], ref[item["file_name"]])
+    assert ParquetTiles(dest, split=None)[0]["pixel_values"].shape == (3, 64, 64)
+
+
+def test_datasets_reads_the_side_column_at_16_bits(stereo, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    dest = _parquet(stereo)
+    ds = datasets.load_dataset(str(dest), split="train", cache_dir=str(tmp_path / "c"))
+    ds = ds.with_format("numpy", columns=["tile", "side"], dtype="uint16", output_all_columns=True)
+    row = ds[0]
+    side = decode_png16(stereo / row["file_name"].replace(".png", ".side.png"))
+    assert np.array_equal(row["side"].transpose(1, 2, 0), side)
+
+
+def test_a_mono_parquet_refuses_stereo_and_mixed_rows_are_null(mono, stereo, tmp_path):
+    from wavdiff_utils.dataset.parquet_read import ParquetTiles, iter_parquet_rows
+
+    with pytest.raises(WavdiffError, match="mono export .*channels='mid'"):
+        ParquetTiles(_parquet(mono), split=None, channels="stereo")
+    mixed = tmp_path / "mixed"
+    shutil.copytree(stereo, mixed, ignore=shutil.ignore_patterns("parquet", "shards"))
+    lines = (mixed / "metadata.jsonl").read_text().splitlines()
+    solo = [json.loads(x) for x in lines]
+    for r in solo:
+        if r["song"] == "solo":
+            r.pop("side_file_name")                    # as a mono song in a stereo library
+    (mixed / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in solo))
+    dest = _parquet(mixed)
+    sides = {r["song"]: r["side"] is None for r in iter_parquet_rows(dest)}
+    assert sides == {"duo": False, "solo": True}
+    tiles = ParquetTiles(dest, split=None, channels="stereo")
+    names = [r["song"] for r in tiles.rows]
+    with pytest.raises(WavdiffError, match="has no side tile"):
+        tiles[names.index("solo")]

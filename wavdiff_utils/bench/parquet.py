@@ -15,7 +15,7 @@ tiles, no captions; an existing dataset is reused, or pass one with ``--data``),
    ``datasets.load_dataset("parquet", data_files=...)`` (not streaming) read the card's way
    (``with_format("numpy", columns=["tile"], dtype="uint16", ...)``) and as torch tensors made
    into the same floats, against our Parquet reader
-   (:class:`~wavdiff_utils.dataset.parquet.ParquetTiles`), and one pass of ``datasets``
+   (:class:`~wavdiff_utils.dataset.parquet_read.ParquetTiles`), and one pass of ``datasets``
    streaming; one warm-up pass each, then ``--repeats`` passes alternating, median.  The
    one-time conversion ``load_dataset`` makes into its Arrow cache is timed apart.
 
@@ -35,7 +35,8 @@ import numpy as np
 
 from ..codec.params import CodecParams
 from ..dataset.export import METADATA_NAME, read_metadata
-from ..dataset.parquet import COMPRESSIONS, ParquetTiles, parquet_paths, row_pixels, write_parquet
+from ..dataset.parquet import COMPRESSIONS, write_parquet
+from ..dataset.parquet_read import ParquetTiles, parquet_paths, row_pixels
 from ..errors import BadParameterError, MissingInputError
 from ..io.audio import find_audio_files
 from ..io.png16 import decode_png16

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections import deque
 
 from ..errors import BadParameterError
 
-__all__ = ["prefetched", "ordered_map", "tile_threads", "usable_cores", "mark_in_pool",
+__all__ = ["split_pairs", "prefetched", "ordered_map", "tile_threads", "usable_cores", "mark_in_pool",
            "MAX_TILE_THREADS"]
 
 _IN_POOL = False           # set in the worker processes of a pool (mark_in_pool)
@@ -50,6 +51,26 @@ def mark_in_pool() -> None:
     """Say that this process is one worker of a pool of songs: :func:`tile_threads` is then 1."""
     global _IN_POOL
     _IN_POOL = True
+
+
+def split_pairs(pairs):
+    """Two iterators over ``pairs``, the first and second of each, an item held only until
+    both have taken it (``itertools.tee`` frees its buffer 57 items at a time: most of a song's
+    blocks, for a stereo encode reading mid and side in step)."""
+    it, queues = iter(pairs), (deque(), deque())
+
+    def one(k: int):
+        while True:
+            if not queues[k]:
+                try:
+                    pair = next(it)
+                except StopIteration:
+                    return
+                queues[0].append(pair[0])
+                queues[1].append(pair[1])
+            yield queues[k].popleft()
+
+    return one(0), one(1)
 
 
 @contextlib.contextmanager

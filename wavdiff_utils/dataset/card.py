@@ -12,8 +12,8 @@ from pathlib import Path
 from ..codec.params import CodecParams
 from ..paths import atomic_path, writing
 
-__all__ = ["write_card", "hms", "PARQUET_COLUMNS", "parquet_features", "dataset_name",
-           "write_parquet_card"]
+__all__ = ["write_card", "hms", "PARQUET_COLUMNS", "SIDE_COLUMN", "parquet_features",
+           "dataset_name", "write_parquet_card"]
 
 
 def hms(seconds: float) -> str:
@@ -205,20 +205,27 @@ PARQUET_COLUMNS = {
     "file_name": "the PNG tile in the dataset folder it was exported from",
     "codec": "the codec parameters, JSON: `CodecParams.from_dict(json.loads(row[\"codec\"]))`",
 }
+#: The column a stereo export adds (absent from mono exports, which stay as they were).
+SIDE_COLUMN = {"side": "uint16 (3, H, W), the side tile, (L-R)/2, of a stereo song (null for a mono "
+                       "song's row); it decodes with `CodecParams.from_dict(json.loads(row[\"codec\"]))"
+                       ".side_codec()` (a floor 20 dB lower); L = mid + side, R = mid - side"}
 
 
-def parquet_features(height: int, width: int):
+def parquet_features(height: int, width: int, *, stereo: bool = False):
     """The ``datasets.Features`` of the Parquet export's rows (:data:`PARQUET_COLUMNS`, tiles of
-    ``height`` x ``width``): the ``huggingface`` schema metadata ``datasets`` reads them from."""
+    ``height`` x ``width``; a stereo export also :data:`SIDE_COLUMN`): the ``huggingface`` schema
+    metadata ``datasets`` reads them from."""
     import datasets
 
     v = datasets.Value
     kinds = {"tile_index": "int32", "start_seconds": "float64", "end_seconds": "float64",
              "start_sample": "int64", "end_sample": "int64", "sample_rate": "int32",
              "padding": "float64"}
-    return datasets.Features({"tile": datasets.Array3D((3, int(height), int(width)), "uint16"),
+    shape = (3, int(height), int(width))
+    return datasets.Features({"tile": datasets.Array3D(shape, "uint16"),
                               **{k: v(kinds.get(k, "string")) for k in PARQUET_COLUMNS
-                                 if k != "tile"}})
+                                 if k != "tile"},
+                              **({"side": datasets.Array3D(shape, "uint16")} if stereo else {})})
 
 
 def dataset_name(folder) -> str:
@@ -270,7 +277,8 @@ def _parquet_contents(data: dict, name: str) -> list[str]:
              f"{data.get('png_bytes', 0) / 1e6:,.1f} MB",
              f"- made {data['created']}; `parquet.json` lists every shard with its rows, bytes "
              f"and checksum", "", "## Columns", "", "| column | holds |", "|---|---|"]
-    return lines + [f"| `{k}` | {v} |" for k, v in PARQUET_COLUMNS.items()] + [""]
+    columns = {**PARQUET_COLUMNS, **(SIDE_COLUMN if data.get("stereo") else {})}
+    return lines + [f"| `{k}` | {v} |" for k, v in columns.items()] + [""]
 
 
 def _parquet_loading(data: dict) -> list[str]:
@@ -298,7 +306,7 @@ def _parquet_loading(data: dict) -> list[str]:
         "for row in stream:", "    row[\"tile\"]            # (3, H, W) int64, the exact values",
         "```", "",
         "With wavdiff (a torch dataset, the same items as its PNG loader `TileDataset`):", "",
-        "```python", "from wavdiff_utils.dataset.parquet import ParquetTiles",
+        "```python", "from wavdiff_utils.dataset.parquet_read import ParquetTiles",
         "train = ParquetTiles(\"path/to/this/folder\", split=\"train\")  # pixel_values: float "
         "(3, H, W) in [-1, 1]", "```", "",
     ]
@@ -317,7 +325,7 @@ def _parquet_audio(params: list) -> list[str]:
         "audio = decode_array([pixels], params, n_samples=row[\"end_sample\"] - "
         "row[\"start_sample\"])",
         "soundfile.write(\"tile.wav\", audio, params.sample_rate)",
-        "# the same in one call: wavdiff_utils.dataset.parquet.row_audio(row)", "```", "",
+        "# the same in one call: wavdiff_utils.dataset.parquet_read.row_audio(row)", "```", "",
         "Consecutive rows of a song (`tile_index` 0, 1, ...) decode joined: "
         "`decode_array([pixels_0, pixels_1, ...], params)`.", "", "## Codec parameters", ""]
     for p in params:

@@ -1,6 +1,6 @@
 """A Parquet export of a dataset folder that the Hugging Face Hub and ``datasets`` read with all
 16 bits and no code of ours (Pillow, and so ``datasets``' ``Image`` feature, reads a 16-bit PNG
-as 8-bit), and our reader of it.  :func:`write_parquet` writes, into ``<folder>/parquet``:
+as 8-bit); :mod:`wavdiff_utils.dataset.parquet_read` reads it back.  :func:`write_parquet` writes, into ``<folder>/parquet``:
 ``data/<split>-000000.parquet``, ... (one row per tile, columns :data:`COLUMNS`: ``tile`` is a
 ``datasets.Array3D`` (3, H, W) of uint16), ``parquet.json`` (the index: shards, rows, bytes,
 checksums, inputs) and ``README.md`` (the card, with the YAML header the Hub reads).
@@ -25,8 +25,6 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..codec.params import CodecParams
-from ..codec.transform import FULL_SCALE, decode_array
 from ..errors import (BadParameterError, BadShardError, MissingInputError, WavdiffError,
                       one_line)
 from ..io.locking import output_lock
@@ -34,25 +32,22 @@ from ..io.manifest import manifest_params, read_manifest
 from ..io.png16 import decode_png16
 from ..io.tiles import metadata_from_bytes
 from ..paths import atomic_path, writing
-from .card import PARQUET_COLUMNS as COLUMNS, dataset_name, parquet_features, write_parquet_card
+from .card import (PARQUET_COLUMNS as COLUMNS, SIDE_COLUMN, dataset_name, parquet_features,
+                   write_parquet_card)
+from .parquet_read import DATA_DIR, FORMAT, PARQUET_DIR, PARQUET_INDEX, open_shard, read_parquet_index
 
-__all__ = ["PARQUET_DIR", "PARQUET_INDEX", "DEFAULT_PARQUET_SHARD_SIZE", "COMPRESSIONS",
-           "ROW_GROUP_BYTES", "ParquetExport", "write_parquet", "read_parquet_index",
-           "parquet_folder", "parquet_paths", "iter_parquet_rows",
-           "ParquetTiles", "row_pixels", "row_audio"]
+__all__ = ["DEFAULT_PARQUET_SHARD_SIZE", "COMPRESSIONS", "ROW_GROUP_BYTES", "ParquetExport",
+           "write_parquet"]
 
-#: The export's folder inside a dataset folder, its index, and where the shards go in it.
-PARQUET_DIR = "parquet"
-PARQUET_INDEX = "parquet.json"
-DATA_DIR = "data"
 #: Default shard limit (pixels before compression), a size the Hub handles well.
 DEFAULT_PARQUET_SHARD_SIZE = "500MB"
 #: ``compression`` choices: zstd (the default: 4% smaller on real music) or none.
 COMPRESSIONS = ("zstd", "none")
 #: Pixels per row group: one 1024x1024 tile (6.3 MB) per group, 21 of 128x128.
 ROW_GROUP_BYTES = 2_000_000
-FORMAT = "wavdiff-parquet"
 VERSION = 1
+#: The column of a stereo export's side tiles.
+SIDE = "side"
 #: Other captioners' captions (``<stem>.<word>.txt``) and their columns.
 EXTRA_CAPTIONS = ("tags", "prose", "meta")
 # export.py's names, not imported: export.py calls this module (no import cycle)
@@ -60,7 +55,6 @@ METADATA_NAME, SPLITS = "metadata.jsonl", ("train", "validation", "test")
 _UNITS = {"": 1, **{u + i: (1024 if i else 1000) ** (k + 1) for k, u in enumerate("kmgt")
                    for i in ("i", "")}}
 _NAME = re.compile(r"^[A-Za-z0-9_]+-\d{6}\.parquet$")
-_HALF = np.float32(FULL_SCALE / 2.0)
 
 
 @dataclass
@@ -86,39 +80,6 @@ class ParquetExport:
         return {"folder": str(self.folder), "shards": len(d["shards"]), "rows": d["total_rows"],
                 "bytes": d["total_bytes"], "splits": d["splits"], "written": self.written,
                 "kept": self.kept}
-
-
-def parquet_folder(path) -> Path:
-    """The export folder ``path`` names: itself when it holds ``parquet.json``, else its
-    ``parquet`` sub-folder when that does (a dataset folder)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise MissingInputError(f"Parquet folder {str(path)!r} does not exist")
-    for p in (path, path / PARQUET_DIR):
-        if (p / PARQUET_INDEX).is_file():
-            return p
-    raise MissingInputError(f"{path / PARQUET_INDEX} does not exist; write the export with "
-                            f"write_parquet({str(path)!r}) or the pipeline's --format parquet")
-
-
-def read_parquet_index(path) -> dict:
-    """``parquet.json`` of an export (``path``: the export folder or its dataset folder)."""
-    file = parquet_folder(path) / PARQUET_INDEX
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-        if data.get("format") != FORMAT or not isinstance(data.get("shards"), list):
-            raise KeyError("format")
-        return data
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, AttributeError) as exc:
-        raise BadShardError(f"{file}: not a wavdiff Parquet index ({one_line(exc)}); write the "
-                            f"export again") from None
-
-
-def parquet_paths(path, split: str | None = None) -> list[Path]:
-    """The shard files of an export (of one ``split``), in index order."""
-    folder = parquet_folder(path)
-    return [folder / DATA_DIR / s["name"] for s in read_parquet_index(folder)["shards"]
-            if split is None or s["split"] == split]
 
 
 def _shard_limit(value) -> tuple[int | None, int | None]:
@@ -165,15 +126,24 @@ def _entry_of(folder: Path, row: dict) -> dict:
         extra = {w: p for w in EXTRA_CAPTIONS
                  if (p := png.with_name(f"{png.name[:-4]}.{w}.txt")).is_file()}
         stamp = [(w, p.stat().st_size, p.stat().st_mtime_ns) for w, p in extra.items()]
+        side = folder / row["side_file_name"] if row.get("side_file_name") else None
+        if side is not None:                          # a stereo song's side tile
+            png = side
+            stamp.append(("side", side.stat().st_size, side.stat().st_mtime_ns))
+            if _png_shape(side) != shape:
+                raise BadShardError(f"{side}: {_png_shape(side)} where its mid tile is {shape}; "
+                                    f"run the pipeline again")
     except OSError as exc:
         raise BadShardError(f"{png}: listed in {METADATA_NAME} but cannot be read "
                             f"({exc.strerror or exc}); run the pipeline again") from None
     return {"key": f"{row['song']}_{int(row['tile_index']):04d}", "row": row, "extra": extra,
-            "shape": shape, "stamp": [st.st_size, st.st_mtime_ns, stamp]}
+            "shape": shape, "stamp": [st.st_size, st.st_mtime_ns, stamp], "side": side}
 
 
 def _plan(folder: Path, rows, max_bytes, max_rows, compression) -> list[dict]:
-    """Shards to write: name, split, entries and a fingerprint of their inputs and options."""
+    """Shards to write: name, split, entries, a fingerprint of their inputs and options, and
+    whether the export is stereo (a ``side`` column: some row names a side tile)."""
+    stereo = any(r.get("side_file_name") for r in rows)
     by_split: dict[str, list] = {}
     keys: dict = {}
     for row in rows:
@@ -196,20 +166,21 @@ def _plan(folder: Path, rows, max_bytes, max_rows, compression) -> list[dict]:
         if not re.fullmatch(r"[A-Za-z0-9_]+", split):
             raise BadParameterError(f"split name {split!r} in {METADATA_NAME} cannot name a shard "
                                     f"(letters, digits and _ only)")
-        for chunk in _chunks(by_split[split], max_bytes, max_rows):
+        for chunk in _chunks(by_split[split], max_bytes, max_rows, 2 if stereo else 1):
             fp = hashlib.sha256(json.dumps([FORMAT, VERSION, compression, ROW_GROUP_BYTES,
                                             [(e["row"], e["stamp"]) for e in chunk]],
                                            sort_keys=True).encode()).hexdigest()[:32]
             plan.append({"name": f"{split}-{sum(p['split'] == split for p in plan):06d}.parquet",
-                         "split": split, "entries": chunk, "fingerprint": fp})
+                         "split": split, "entries": chunk, "fingerprint": fp, "stereo": stereo})
     return plan
 
 
-def _chunks(entries: list, max_bytes, max_rows) -> list[list]:
-    """``entries`` cut into shards of at most ``max_rows`` rows or ``max_bytes`` of pixels."""
+def _chunks(entries: list, max_bytes, max_rows, tiles: int = 1) -> list[list]:
+    """``entries`` cut into shards of at most ``max_rows`` rows or ``max_bytes`` of pixels
+    (``tiles`` a row: 2 in a stereo export)."""
     out, cur, size = [], [], 0
     for e in entries:
-        n = 6 * e["shape"][0] * e["shape"][1]
+        n = 6 * tiles * e["shape"][0] * e["shape"][1]
         if cur and ((max_rows and len(cur) >= max_rows) or (max_bytes and size + n > max_bytes)):
             out.append(cur)
             cur, size = [], 0
@@ -239,7 +210,7 @@ def _read_tile(e: dict, folder: Path, manifests: dict) -> tuple[np.ndarray, dict
 
 
 def _table(folder: Path, entries: list, schema, manifests: dict):
-    """The Arrow table of ``entries`` (one row group)."""
+    """The Arrow table of ``entries`` (one row group); ``side`` too when ``schema`` has it."""
     import pyarrow as pa
 
     tiles, cols = [], {k: [] for k in COLUMNS if k != "tile"}
@@ -253,15 +224,39 @@ def _table(folder: Path, entries: list, schema, manifests: dict):
                 **{f"caption_{w}": got.get(w, "") for w in EXTRA_CAPTIONS}}
         for k in cols:
             cols[k].append(vals[k])
+    arrays = [_tile_array(tiles, schema.field("tile").type)]
+    arrays += [pa.array(cols[k], schema.field(k).type) for k in cols]
+    if SIDE in schema.names:                      # a stereo export: null for mono songs' rows
+        sides = [_read_side(e) for e in entries]
+        arrays.append(_tile_array([x if x is not None else np.zeros_like(tiles[0]) for x in sides],
+                                  schema.field(SIDE).type, [x is not None for x in sides]))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _read_side(e: dict) -> np.ndarray | None:
+    """A planned row's side tile ``(3, H, W)`` uint16, or None for a mono song's row."""
+    if e.get("side") is None:
+        return None
+    try:
+        data = e["side"].read_bytes()
+    except OSError as exc:
+        raise BadShardError(f"{e['side']}: listed in {METADATA_NAME} but cannot be read "
+                            f"({exc.strerror or exc}); run the pipeline again") from None
+    return np.ascontiguousarray(decode_png16(data, name=str(e["side"])).transpose(2, 0, 1))
+
+
+def _tile_array(tiles: list, ext, valid: list | None = None):
+    """``(3, H, W)`` uint16 tiles as the nested list array of an ``Array3D`` column (rows where
+    ``valid`` is False null)."""
+    import pyarrow as pa
+
     n, (c, h, w) = len(tiles), tiles[0].shape
     arr = pa.array(np.stack(tiles).reshape(-1), pa.uint16())
-    for step, count in ((w, n * c * h), (h, n * c), (c, n)):
-        arr = pa.ListArray.from_arrays(pa.array(np.arange(0, count + 1, dtype=np.int32) * step),
-                                       arr)
-    ext = schema.field("tile").type
-    tile = pa.ExtensionArray.from_storage(ext, arr) if isinstance(ext, pa.ExtensionType) else arr
-    return pa.Table.from_arrays([tile] + [pa.array(cols[k], schema.field(k).type) for k in cols],
-                                schema=schema)
+    for level, (step, count) in enumerate(((w, n * c * h), (h, n * c), (c, n))):
+        offsets = pa.array(np.arange(0, count + 1, dtype=np.int32) * step)
+        mask = pa.array([not v for v in valid]) if level == 2 and valid is not None else None
+        arr = pa.ListArray.from_arrays(offsets, arr, mask=mask)
+    return pa.ExtensionArray.from_storage(ext, arr) if isinstance(ext, pa.ExtensionType) else arr
 
 
 def _file_hash(path: Path) -> str:
@@ -272,15 +267,20 @@ def _file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
+def _group_rows(h: int, w: int, stereo: bool) -> int:
+    """Rows of one row group: about :data:`ROW_GROUP_BYTES` of pixels."""
+    return max(1, ROW_GROUP_BYTES // (6 * h * w * (2 if stereo else 1)))
+
+
 def _write_shard(folder: Path, target: Path, s: dict, compression: str, on_rows) -> dict:
     """Write planned shard ``s`` to ``target`` atomically; its index entry."""
     import pyarrow.parquet as pq
 
     h, w = s["entries"][0]["shape"]
-    schema = parquet_features(h, w).arrow_schema
+    schema = parquet_features(h, w, stereo=s.get("stereo", False)).arrow_schema
     schema = schema.with_metadata({**schema.metadata, b"wavdiff": json.dumps(
         {"format": FORMAT, "version": VERSION, "fingerprint": s["fingerprint"]}).encode()})
-    per_group = max(1, ROW_GROUP_BYTES // (6 * h * w))
+    per_group = _group_rows(h, w, s.get("stereo", False))
     manifests, codecs = {}, []
     with writing(target), atomic_path(target) as tmp:
         with pq.ParquetWriter(tmp, schema, compression=compression,
@@ -323,7 +323,7 @@ def _reusable(path: Path, s: dict, old: dict | None) -> dict | None:
     if not path.is_file():
         return None
     try:
-        f = _open(path)
+        f = open_shard(path)
         mark = json.loads((f.metadata.metadata or {}).get(b"wavdiff", b"{}"))
         if mark.get("fingerprint") != s["fingerprint"] or f.metadata.num_rows != len(s["entries"]):
             return None
@@ -419,7 +419,9 @@ def _write_all(folder: Path, dest: Path, plan: list, options: tuple, on_rows) ->
             with writing(f):
                 f.unlink(missing_ok=True)
     h, w = plan[0]["entries"][0]["shape"]
-    data = _index(shards, options, (3, h, w), max(1, ROW_GROUP_BYTES // (6 * h * w)))
+    data = _index(shards, options, (3, h, w), _group_rows(h, w, plan[0].get("stereo", False)))
+    if plan[0].get("stereo"):                     # a side column (mono indexes as before)
+        data.update(stereo=True, columns={**COLUMNS, **SIDE_COLUMN})
     with writing(index), atomic_path(index) as tmp:
         tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
     return ParquetExport(dest, data, written=len(todo), kept=len(plan) - len(todo))
@@ -442,154 +444,3 @@ def _index(shards: list, options: tuple, shape: tuple, per_group: int) -> dict:
             "seconds": round(sum(s["seconds"] for s in shards), 6), "splits": splits,
             "codec": codecs[0] if len(codecs) == 1 else None, "codecs": codecs,
             "columns": COLUMNS, "shards": shards}
-
-
-
-def _open(path: Path):
-    """A ``pyarrow.parquet.ParquetFile`` that checks page checksums; a damaged or missing file
-    is one :class:`BadShardError` line naming it."""
-    import pyarrow.parquet as pq
-
-    return _read(path, "its footer", lambda: pq.ParquetFile(path, page_checksum_verification=True))
-
-
-def _tiles_of(table) -> np.ndarray:
-    """The ``tile`` column of a table as ``(n, 3, H, W)`` uint16."""
-    import pyarrow as pa
-
-    col = table.column("tile").combine_chunks()
-    arr = col.storage if isinstance(col, pa.ExtensionArray) else col
-    dims = []
-    for _ in range(3):
-        sizes = arr.value_lengths().to_numpy(zero_copy_only=False)
-        dims.append(int(sizes[0]) if len(sizes) else 0)
-        arr = arr.flatten()
-    return arr.to_numpy(zero_copy_only=False).astype(np.uint16, copy=False).reshape(-1, *dims)
-
-
-def _read(path: Path, what: str, fn):
-    """``fn()`` reading ``path``; a damaged page or file is one :class:`BadShardError` line."""
-    import pyarrow as pa
-
-    try:
-        return fn()
-    except WavdiffError:
-        raise
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        raise BadShardError(f"{path}: {what} cannot be read ({one_line(exc)}); the file is "
-                            f"damaged: write the export again") from None
-
-
-def _check_shard(folder: Path, s: dict) -> Path:
-    """The path of indexed shard ``s``, after checking it is there at its indexed size."""
-    path = folder / DATA_DIR / s["name"]
-    if not path.is_file():
-        raise MissingInputError(f"{path}: listed in {PARQUET_INDEX} but missing; write the "
-                                f"export again")
-    if path.stat().st_size != s.get("bytes"):
-        raise BadShardError(f"{path}: {path.stat().st_size} bytes where {PARQUET_INDEX} says "
-                            f"{s.get('bytes')}; the file is damaged or replaced: write the "
-                            f"export again")
-    return path
-
-
-def iter_parquet_rows(path, split: str | None = None):
-    """Rows of an export (of one ``split``) in index order, read with pyarrow: dicts of the
-    columns, ``tile`` as ``(3, H, W)`` uint16 (page checksums checked)."""
-    folder = parquet_folder(path)
-    for s in read_parquet_index(folder)["shards"]:
-        if split is not None and s["split"] != split:
-            continue
-        p = _check_shard(folder, s)
-        f = _open(p)
-        for g in range(f.num_row_groups):
-            table = _read(p, f"row group {g}", lambda: f.read_row_group(g))
-            for tile, row in zip(_tiles_of(table), table.drop_columns(["tile"]).to_pylist()):
-                yield {"tile": tile, **row}
-
-
-def row_pixels(row) -> np.ndarray:
-    """A row's tile as ``(H, W, 3)`` uint16 pixels (what :func:`~wavdiff_utils.io.decode_png16`
-    gives for its PNG), whatever form ``datasets`` gave it in: nested lists, a numpy array of
-    any integer dtype, a torch tensor."""
-    tile = row["tile"] if isinstance(row, dict) else row
-    if hasattr(tile, "detach"):
-        tile = tile.detach().cpu().numpy()
-    a = np.asarray(tile)
-    if a.ndim != 3 or a.shape[0] != 3 or a.dtype.kind not in "ui":
-        raise BadParameterError(f"a row's tile must be (3, H, W) integers, got {a.shape} {a.dtype}")
-    if a.size and (a.min() < 0 or a.max() > 65535):
-        raise BadParameterError("a row's tile holds values outside 0-65535: not 16-bit pixels")
-    return np.ascontiguousarray(a.astype(np.uint16, copy=False).transpose(1, 2, 0))
-
-
-def row_audio(row) -> np.ndarray:
-    """The audio of one row alone (float32, its real samples: padding trimmed), decoded with the
-    codec parameters the row holds (``json.loads(row["codec"])``)."""
-    codec = row["codec"]
-    params = CodecParams.from_dict(json.loads(codec) if isinstance(codec, (str, bytes)) else codec)
-    n = int(row["end_sample"]) - int(row["start_sample"])
-    return decode_array([row_pixels(row)], params, n_samples=n)
-
-
-class ParquetTiles:
-    """A map-style torch dataset over a Parquet export (``root``: its folder, or the dataset
-    folder holding it): the items of :class:`~wavdiff_utils.dataset.TileDataset`
-    (``image_key``: float32 ``(3, H, W)`` in ``[-1, 1]``, bit-exact with the PNG tiles, then
-    ``transform``; and the row's columns) for the rows of ``split`` (``None``: all), read with
-    pyarrow, ``cache_groups`` row groups kept decoded per process.
-
-    Shards are checked against the index when it is made (present, at their size), pages
-    against their checksums as they are read; a ``DataLoader``'s workers open the files each.
-    Importing this module does not import torch; items do.
-    """
-
-    def __init__(self, root, *, split: str | None = "train", image_key: str = "pixel_values",
-                 transform=None, cache_groups: int = 2):
-        self.folder = parquet_folder(root)
-        self.index = read_parquet_index(self.folder)
-        self.image_key, self.transform, self.cache_groups = image_key, transform, cache_groups
-        self.rows, self.where, self.paths = [], [], []
-        for s in self.index["shards"]:
-            if split is not None and s["split"] != split:
-                continue
-            path = _check_shard(self.folder, s)
-            f = _open(path)
-            cols = [c for c in f.schema_arrow.names if c != "tile"]
-            self.rows += _read(path, "its columns", lambda: f.read(columns=cols)).to_pylist()
-            for g in range(f.num_row_groups):
-                self.where += [(len(self.paths), g, i)
-                               for i in range(f.metadata.row_group(g).num_rows)]
-            self.paths.append(path)
-        if not self.rows:
-            raise BadParameterError(f"{self.folder}: no rows in split {split!r}")
-        self._files, self._groups = {}, {}
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getstate__(self):
-        return {**self.__dict__, "_files": {}, "_groups": {}}   # open files stay in their process
-
-    def _group(self, k: int, g: int) -> np.ndarray:
-        if (k, g) not in self._groups:
-            if k not in self._files:
-                self._files[k] = _open(self.paths[k])
-            f = self._files[k]
-            table = _read(self.paths[k], f"row group {g}",
-                          lambda: f.read_row_group(g, columns=["tile"], use_threads=False))
-            while len(self._groups) >= max(1, self.cache_groups):
-                self._groups.pop(next(iter(self._groups)))
-            self._groups[(k, g)] = _tiles_of(table)
-        return self._groups[(k, g)]
-
-    def __getitem__(self, index: int) -> dict:
-        import torch
-
-        k, g, i = self.where[index]
-        x = self._group(k, g)[i].astype(np.float32)          # as pixels_to_tensor, bit-exact
-        x /= _HALF
-        x = torch.from_numpy(x - np.float32(1.0))
-        if self.transform is not None:
-            x = self.transform(x)
-        return {self.image_key: x, **self.rows[index]}

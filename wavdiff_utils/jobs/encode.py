@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import __version__
 from ..codec.params import CodecParams
-from ..codec.threads import prefetched, tile_threads, usable_cores
+from ..codec.threads import prefetched, split_pairs, tile_threads, usable_cores
 from ..codec.transform import encode_stream
 from ..errors import BadParameterError, OutputConflictError, WavdiffError
 from ..io.audio import AudioError, AudioStream, AudioUnreadableError, find_audio_files
@@ -290,34 +290,15 @@ def _check_levels(path: Path, params: CodecParams, levels: _Levels, side: _Level
         raise AudioError(path, "is silent (every sample is zero)")
 
 
-def _split(pairs):
-    """Two iterators over ``pairs``, each item held only until both have taken it
-    (``itertools.tee`` frees its buffer 57 items at a time: most of a song's blocks)."""
-    it, queues = iter(pairs), (deque(), deque())
-
-    def one(k: int):
-        while True:
-            if not queues[k]:
-                try:
-                    pair = next(it)
-                except StopIteration:
-                    return
-                queues[0].append(pair)
-                queues[1].append(pair)
-            yield queues[k].popleft()
-
-    return one(0), one(1)
-
-
 def _encoded(job: _SongJob, blocks, levels: "_Levels", side_levels: "_Levels", threads: int):
     """The song's tiles in order: EncodedTile for mono, ``(mid, side)`` pairs for stereo (two
     encoders fed in step from one read of the file)."""
     codec = job.params.tile_codec()
     if not job.params.stereo:
         return encode_stream(levels.counted(blocks), codec, threads=threads)
-    mids, sides = _split(blocks)
-    return zip(encode_stream(levels.counted(m for m, _ in mids), codec, threads=threads),
-               encode_stream(side_levels.counted(x for _, x in sides), job.params.side_codec(),
+    mids, sides = split_pairs(blocks)
+    return zip(encode_stream(levels.counted(mids), codec, threads=threads),
+               encode_stream(side_levels.counted(sides), job.params.side_codec(),
                              threads=threads),
                strict=True)
 
