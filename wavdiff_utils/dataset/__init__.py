@@ -11,5 +11,5 @@ __getattr__, __dir__, __all__ = _lazy.attach(__name__, submod_attrs={
     "parquet": ["DEFAULT_PARQUET_SHARD_SIZE", "COMPRESSIONS", "ROW_GROUP_BYTES", "ParquetExport", "write_parquet"],
     "parquet_read": ["PARQUET_DIR", "PARQUET_INDEX", "DATA_DIR", "FORMAT", "parquet_folder", "read_parquet_index", "parquet_paths", "open_shard", "read_checked", "checked_shard", "column_tiles", "iter_parquet_rows", "row_pixels", "row_audio", "ParquetTiles"],
     "shards": ["SHARD_INDEX", "DEFAULT_SHARD_SIZE", "parse_shard_size", "read_shard_index", "shard_paths", "iter_shard_raw", "decode_sample", "iter_shard_samples", "sample_key", "sample_checksum", "verify_shard", "SIDE_EXT"],
-    "tensors": ["pixels_to_tensor", "tensor_to_pixels", "magnitude_db", "write_tensor_tiles"],
+    "tensors": ["pixels_to_tensor", "tensor_to_pixels", "magnitude_db", "write_tensor_tiles", "PLANES"],
 })

@@ -13,6 +13,8 @@ What is decoded as what
   says what it assumed).  ``join="song"`` joins them instead, in natural name
   order (``x_2`` before ``x_10``), one song per folder or ``<song>_<index>``
   prefix; ``join="none"`` makes every image a clip.
+- A song with side tiles (``<song>_<index>.side.png``) makes one stereo file, mid and side
+  each decoded as below (:mod:`wavdiff_utils.jobs.decode_stereo`).
 
 Phase
 -----
@@ -49,18 +51,20 @@ from pathlib import Path
 import numpy as np
 
 from ..codec.params import CodecParams
-from ..codec.threads import prefetched, tile_threads
-from ..codec.transform import istft_stream, pixels_to_stft
+from ..codec.threads import prefetched
+from ..codec.transform import pixels_to_stft
 from ..errors import BadParameterError, MissingInputError, OutputIsAFileError
 from ..io.manifest import MANIFEST_NAME
-from ..io.tiles import (CorruptMetadataError, TileImageError, check_tile_metadata, natural_key,
+from ..io.tiles import (CorruptMetadataError, TileImageError, is_side_tile, natural_key,
                         parse_tile_name, read_tile, read_tile_metadata, tile_name)
 from ..paths import display_message, display_path
-from ..phase.reconstruct import METHODS, PhaseSettings, TileReport, reconstruct_tiles
+from ..phase.reconstruct import METHODS, PhaseSettings
 from ..results import BatchResult, SongResult, failure_lines
 from .decode_audio import level_warnings, write_decoded_audio
 from .decode_images import (check_resize, codec_for, fit_to_codec, image_notes,
-                            sequence_warnings)
+                            sequence_warnings, set_aside_metadata, wavdiff_metadata)
+from .decode_stereo import (channel_audio, find_side_tiles, pair_sides, refuse_stray, side_channel,
+                            tile_rows, write_stereo)
 
 __all__ = ["DecodeResult", "DecodeBatch", "DecodeJob", "plan_decode", "decode_song", "decode_batch",
            "summary_markdown", "IMAGE_EXTENSIONS", "JOIN_MODES", "PEAK_MODES", "MISSING_MODES",
@@ -92,6 +96,8 @@ class DecodeResult(SongResult):
         Samples beyond full scale (before any limiting).
     assumed : str
         The codec parameters used for images without metadata, or "".
+    stereo : StereoFigures or None
+        A stereo file's channels and width (``peak``, ``clipped``: both channels').
     """
 
     phase: str = "auto"
@@ -99,6 +105,7 @@ class DecodeResult(SongResult):
     peak: float = 0.0
     clipped: int = 0
     assumed: str = ""
+    stereo: object = None
 
     @property
     def peak_dbfs(self) -> float:
@@ -154,7 +161,8 @@ class DecodeBatch(BatchResult):
                          "consistency dB (worst)": round(max(sc), 1) if sc else None,
                          "peak dBFS": round(r.peak_dbfs, 1) if r.peak else None,
                          "clipped samples": r.clipped, "warnings": len(r.warnings),
-                         "output": display_path(r.output, self.root)})
+                         "output": display_path(r.output, self.root),
+                         **(r.stereo.row() if r.stereo is not None else {})})
         rows += [{"file": Path(p).name, "status": "FAILED", "output": display_message(m, self.root)}
                  for p, m in self.failures]
         return pd.DataFrame(rows)
@@ -171,8 +179,8 @@ class DecodeBatch(BatchResult):
         SC of the audio against the image's own magnitude (``TileReport.sc_db``)."""
         import pandas as pd
 
-        return pd.DataFrame([{"file": r.song, **t.to_dict()} for r in self.results
-                             for t in r.tiles]).rename(columns={"sc_db": "consistency_db"})
+        return pd.DataFrame([row for r in self.results for row in tile_rows(r)]
+                            ).rename(columns={"sc_db": "consistency_db"})
 
 # --------------------------------------------------------------------------- planning
 
@@ -185,12 +193,16 @@ class DecodeJob:
     tiles: list
     folder: Path | None = None          # a song folder with a manifest
     joined: bool = True
+    sides: list | None = None           # stereo: each tile's side tile (decode_stereo)
+    stray: list = field(default_factory=list)    # side tiles without their mid tile
 
 
 def find_images(folder) -> list[Path]:
-    """Image files under ``folder`` (recursive, hidden files skipped), in natural order."""
+    """Image files under ``folder`` (recursive, hidden files and side tiles skipped), in natural
+    order.  Side tiles go with their mid tiles (:func:`plan_decode`)."""
     folder = Path(folder)
     found = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+             and not is_side_tile(p)
              and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
     return sorted(found, key=lambda p: natural_key(p.relative_to(folder)))
 
@@ -219,7 +231,9 @@ def plan_decode(input, *, join: str = "auto") -> list[DecodeJob]:
     Returns
     -------
     list of DecodeJob
-        Output names are unique (a folder prefix is added where two would clash).
+        Output names are unique (a folder prefix is added where two would clash).  Side
+        tiles are no jobs of their own: they go with their mid tiles (``sides``), or, without
+        one, make their song's job fail (``stray``).
     """
     if join not in JOIN_MODES:
         raise BadParameterError(f"join must be one of {JOIN_MODES}, got {join!r}")
@@ -228,9 +242,11 @@ def plan_decode(input, *, join: str = "auto") -> list[DecodeJob]:
         raise MissingInputError(f"input {str(inp)!r} does not exist")
     if inp.is_file():
         parsed = parse_tile_name(inp.name)
-        return [DecodeJob(parsed[0] if parsed else inp.stem, [inp], joined=False)]
-    images = find_images(inp)
-    if not images:
+        one = [] if is_side_tile(inp) else [DecodeJob(parsed[0] if parsed else inp.stem, [inp],
+                                                      joined=False)]
+        return one + pair_sides(one, find_side_tiles(inp), make=DecodeJob)
+    images, sides = find_images(inp), find_side_tiles(inp)
+    if not images and not sides:
         raise TileImageError(inp, "holds no images (.png) to decode")
     groups: dict[tuple, list[tuple[int, Path]]] = {}
     clips: list[Path] = []
@@ -256,6 +272,7 @@ def plan_decode(input, *, join: str = "auto") -> list[DecodeJob]:
             tiles = [p for _, p in members]
         jobs.append(DecodeJob(name, tiles, folder))
     jobs += [DecodeJob(p.stem, [p], joined=False) for p in clips]
+    jobs += pair_sides(jobs, sides, make=DecodeJob)
     # unique names: prefix the folder where two outputs would collide
     counts: dict[str, int] = {}
     for j in jobs:
@@ -365,9 +382,11 @@ def _decode_file(tiles, output, opts: DecodeOptions, *, song=None, progress) -> 
         raise BadParameterError(f"output {str(output)!r} must end in .wav, .flac or .ogg")
     t0 = time.perf_counter()
     job = _resolve_job(tiles, song)
+    refuse_stray(job)
     song = song or job.name
     first, metas, warn = _read_tiles(job, song, opts)
     params, n_samples, assumed = codec_for(job, metas, opts.params)
+    params = params.tile_codec()              # a stereo manifest's: each channel a mono tile's
     warn += ([assumed] if assumed else []) + sequence_warnings(job.tiles, metas)
     own = None not in job.tiles and all(m is not None and not m.get("generated") for m in metas)
     method = "image" if opts.phase == "auto" and own and first.bit_depth == 16 \
@@ -375,14 +394,22 @@ def _decode_file(tiles, output, opts: DecodeOptions, *, song=None, progress) -> 
     if method == "image" and not first.has_phase:
         method = "auto"                      # nothing to use: said by the grey image's warning
     st = replace(opts.settings or PhaseSettings(), method=method, n_iter=int(opts.n_iter))
-    reports, peak_abs, clipped, n_written = _write_song(
-        _tile_stfts(job.tiles, params, warn, progress, opts, method), params, st, output,
-        n_samples=n_samples, peak=opts.peak)
-    warn += level_warnings(reports, peak_abs, clipped, output, opts.peak)
+    mid = _tile_stfts(job.tiles, params, warn, progress, opts, method)
+    if job.sides is None:
+        reports, peak_abs, clipped, n_written = _write_song(mid, params, st, output,
+                                                            n_samples=n_samples, peak=opts.peak)
+        stereo, loud = None, reports
+    else:                                     # checked before any audio is written
+        side = side_channel(job, metas, params, opts, warn)
+        reports, peak_abs, clipped, n_written, stereo = write_stereo(
+            mid, _tile_stfts(side.tiles, side.params, warn, None, opts, side.method), params,
+            (st, replace(st, method=side.method)), output, n_samples=n_samples, peak=opts.peak)
+        loud = stereo.level_reports()
+    warn += level_warnings(loud, peak_abs, clipped, output, opts.peak)
     return DecodeResult(song, str(first.path.parent), str(output), "decoded", len(job.tiles),
                         n_written, params.sample_rate, time.perf_counter() - t0, warnings=warn,
                         phase=opts.phase, tiles=reports, peak=peak_abs, clipped=clipped,
-                        assumed=assumed)
+                        assumed=assumed, stereo=stereo)
 
 
 def _resolve_job(tiles, song: str | None) -> DecodeJob:
@@ -398,7 +425,9 @@ def _resolve_job(tiles, song: str | None) -> DecodeJob:
     paths = [Path(t) if t is not None else None for t in tiles]
     if not any(paths):
         raise BadParameterError("no tiles given")
-    return DecodeJob(song or next(p for p in paths if p).stem, paths)
+    job = DecodeJob(song or next(p for p in paths if p).stem, paths)
+    pair_sides([job], [], make=DecodeJob)           # side tiles beside them: a stereo song
+    return job
 
 
 def _read_tiles(job: DecodeJob, song: str, opts: DecodeOptions) -> tuple:
@@ -416,28 +445,13 @@ def _read_tiles(job: DecodeJob, song: str, opts: DecodeOptions) -> tuple:
     try:
         loaded_first = read_tile(real[0], warn=False)
     except CorruptMetadataError as exc:
-        _set_aside(exc, opts, warn)
+        set_aside_metadata(exc, opts.bad_metadata, warn)
         loaded_first = read_tile(real[0], warn=False, bad_metadata="ignore")
     metas = [loaded_first.metadata if t == real[0] else None for t in job.tiles]
     for i, t in enumerate(job.tiles):
         if t is not None and t != real[0]:
-            try:
-                m = read_tile_metadata(t, strict=True)
-                if m is not None:
-                    check_tile_metadata(m, t)
-            except CorruptMetadataError as exc:
-                m = _set_aside(exc, opts, warn)
-            metas[i] = m if isinstance(m, dict) and m.get("format") == "wavdiff-tile" else None
+            metas[i] = wavdiff_metadata(t, opts.bad_metadata, warn)
     return loaded_first, metas, warn
-
-
-def _set_aside(exc: CorruptMetadataError, opts: DecodeOptions, warn: list) -> None:
-    """Corrupt metadata: refused (the message names the option), or warned about and ignored."""
-    if opts.bad_metadata == "error":
-        raise CorruptMetadataError(exc.path, f"{exc.reason}; pass bad_metadata='defaults' to "
-                                             f"decode it as an image without metadata") from None
-    warn.append(f"{Path(exc.path).name}: wavdiff metadata is corrupt: {exc.reason}; decoded as "
-                f"an image without metadata (bad_metadata='defaults')")
 
 
 def _tile_stfts(tiles: list, params: CodecParams, warn: list, progress, opts: DecodeOptions,
@@ -470,23 +484,9 @@ def _tile_stfts(tiles: list, params: CodecParams, warn: list, progress, opts: De
 
 def _write_song(stfts, params: CodecParams, st: PhaseSettings, output: Path, *, n_samples, peak):
     """Rebuild the phase and stream the audio to ``output``: (reports, peak, clipped, length)."""
-    reports: list[TileReport] = []
-
-    def audio_blocks():
-        for S, rep in reconstruct_tiles(stfts, params, st):
-            reports.append(rep)
-            yield S
-
-    def measured(blocks):                   # one block per tile: its level goes in its report
-        for k, b in enumerate(blocks):
-            if k < len(reports) and len(b):
-                a = np.abs(b)
-                reports[k].peak = float(a.max())
-                reports[k].clipped = int(np.count_nonzero(a > 1.0))
-            yield b
-
-    blocks = istft_stream(audio_blocks(), params, n_samples=n_samples, threads=tile_threads())
-    return (reports, *write_decoded_audio(measured(blocks), output, params.sample_rate, peak=peak))
+    reports: list = []
+    blocks = channel_audio(stfts, params, st, n_samples=n_samples, reports=reports)
+    return (reports, *write_decoded_audio(blocks, output, params.sample_rate, peak=peak))
 
 
 # --------------------------------------------------------------------------- many files
@@ -571,11 +571,14 @@ def summary_markdown(batch: DecodeBatch, output, scores=None) -> str:
     for r in batch.results:
         sc = [t.sc_db for t in r.tiles if t.sc_db == t.sc_db]
         fit = f", worst tile's consistency with its image {max(sc):.1f} dB SC" if sc else ""
-        lines.append(f"- `{r.song}`: {r.methods() or r.phase}{fit}, peak {r.peak_dbfs:+.1f} dBFS")
+        lines.append(f"- `{r.song}`: {r.methods() or r.phase}{fit}, peak {r.peak_dbfs:+.1f} dBFS"
+                     + (f"; {r.stereo.line()}" if r.stereo is not None else ""))
     if scores is not None and "SNR dB" in scores:
         for _, s in scores.dropna(subset=["SNR dB"]).iterrows():
-            lines.append(f"- `{s['file']}`: round trip **{s['SNR dB']:.1f} dB SNR**, "
-                         f"LSD {s['LSD dB']:.3f} dB")
+            per = s.get("SNR L dB")                 # stereo: each channel's too
+            lines.append(f"- `{s['file']}`: round trip **{s['SNR dB']:.1f} dB SNR**"
+                         + (f" (left {per:.1f}, right {s['SNR R dB']:.1f})" if per == per and
+                            per is not None else "") + f", LSD {s['LSD dB']:.3f} dB")
     by_text: dict[str, list[str]] = {}
     for r in batch.results:                  # one line per warning, however many files share it
         for w in r.warnings:

@@ -77,11 +77,11 @@ class _Guarded:
             return 0
 
 
-def _encode(blocks, fh, sample_rate: int, fmt: str, subtype: str | None) -> None:
+def _encode(blocks, fh, sample_rate: int, fmt: str, subtype: str | None, channels: int = 1) -> None:
     """Write float ``blocks`` to the open binary file ``fh`` as ``fmt``; an OS error raised."""
     guard = _Guarded(fh)
     try:
-        with sf.SoundFile(guard, "w", samplerate=sample_rate, channels=1, format=fmt,
+        with sf.SoundFile(guard, "w", samplerate=sample_rate, channels=channels, format=fmt,
                           subtype=subtype) as out:
             for b in blocks:
                 out.write(b)
@@ -99,7 +99,7 @@ def _encode(blocks, fh, sample_rate: int, fmt: str, subtype: str | None) -> None
 
 
 def _measured(blocks, stats: list):
-    """``blocks`` as float32, counting into ``stats``: [peak, samples beyond 1, length]."""
+    """``blocks`` as float32, counting into ``stats``: [peak, samples beyond 1, length] (frames)."""
     for b in blocks:
         b = np.asarray(b, dtype=np.float32)
         if len(b):
@@ -128,31 +128,34 @@ def _scaled(raw, gain: float):
         raise guard.error
 
 
-def _stream(blocks, output: Path, tmp: Path, sample_rate: int, peak: str) -> list:
+def _stream(blocks, output: Path, tmp: Path, sample_rate: int, peak: str, channels: int) -> list:
     """Write ``blocks`` to ``tmp`` in ``output``'s format; returns [peak, beyond 1, length]."""
     fmt = output.suffix[1:].upper()
     stats = [0.0, 0, 0]
     with open(tmp, "wb") as fh:
         if fmt == "WAV" and peak == "keep":       # the true values, straight to the file
-            _encode(_measured(blocks, stats), fh, sample_rate, "WAV", "FLOAT")
+            _encode(_measured(blocks, stats), fh, sample_rate, "WAV", "FLOAT", channels)
             return stats
         # a float intermediate first (the gain needs the whole file's peak); unnamed, so a
         # killed run leaves nothing behind
         with tempfile.TemporaryFile(dir=output.parent) as raw:
-            _encode(_measured(blocks, stats), raw, sample_rate, "WAV", "FLOAT")
+            _encode(_measured(blocks, stats), raw, sample_rate, "WAV", "FLOAT", channels)
             raw.seek(0)
             gain = NORMALIZED_PEAK / stats[0] if peak == "normalize" and stats[0] > 0 else 1.0
-            _encode(_scaled(raw, gain), fh, sample_rate, fmt, "FLOAT" if fmt == "WAV" else None)
+            _encode(_scaled(raw, gain), fh, sample_rate, fmt, "FLOAT" if fmt == "WAV" else None,
+                    channels)
     return stats
 
 
-def write_decoded_audio(blocks, output, sample_rate: int, *, peak: str) -> tuple[float, int, int]:
-    """Stream mono float ``blocks`` to ``output`` (.wav, .flac or .ogg) atomically.
+def write_decoded_audio(blocks, output, sample_rate: int, *, peak: str,
+                        channels: int = 1) -> tuple[float, int, int]:
+    """Stream float ``blocks`` to ``output`` (.wav, .flac or .ogg) atomically.
 
     Parameters
     ----------
     blocks : iterable of ndarray
-        Mono audio, one block at a time (closed here, whatever happens).
+        Audio, one block at a time (closed here, whatever happens): 1-D for mono,
+        ``(n, channels)`` otherwise (left and right for stereo).
     output : path-like
         The audio file; its folder is created.
     sample_rate : int
@@ -160,11 +163,13 @@ def write_decoded_audio(blocks, output, sample_rate: int, *, peak: str) -> tuple
     peak : {"keep", "limit", "normalize"}
         ``keep`` writes a WAV's true float values (FLAC and Ogg are limited to full
         scale), ``limit`` clips to [-1, 1], ``normalize`` scales the file to -1 dBFS.
+    channels : int
+        Channels of the file (1: mono blocks; 2: ``(n, 2)`` blocks).
 
     Returns
     -------
     (peak, samples beyond full scale, length)
-        Measured before any limiting.
+        Measured before any limiting, over every channel; the length in frames.
 
     Raises
     ------
@@ -176,7 +181,7 @@ def write_decoded_audio(blocks, output, sample_rate: int, *, peak: str) -> tuple
     output = Path(output)
     try:
         with writing(output), atomic_path(output) as tmp:
-            top, over, n = _stream(blocks, output, tmp, sample_rate, peak)
+            top, over, n = _stream(blocks, output, tmp, sample_rate, peak, int(channels))
     finally:
         close = getattr(blocks, "close", None)
         if close is not None:                     # stop the decode feeding a failed write

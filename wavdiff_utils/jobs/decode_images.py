@@ -31,16 +31,20 @@ on it and from which start.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
 from ..codec.params import CodecParams
 from ..errors import BadParameterError, WavdiffError
 from ..io.manifest import manifest_params, read_manifest
-from ..io.tiles import TileImageError
+from ..io.tiles import (CorruptMetadataError, TileImageError, check_tile_metadata,
+                        read_tile_metadata)
 
 __all__ = ["RESIZE_MODES", "EIGHT_BIT_CAP_DB", "ResizeReadingError", "check_resize",
-           "fit_to_codec", "image_notes", "own_size_params", "codec_for", "sequence_warnings"]
+           "fit_to_codec", "image_notes", "own_size_params", "codec_for", "sequence_warnings",
+           "set_aside_metadata", "wavdiff_metadata"]
 
 #: ``resize`` values besides a size in pixels.
 RESIZE_MODES = ("auto", "none")
@@ -224,3 +228,25 @@ def sequence_warnings(tiles: list, metas: list) -> list[str]:
         out.append(f"the tiles' own indices ({idx[0]}..{idx[-1]}) are not consecutive in file-name "
                    f"order; tiles were renamed or reordered")
     return out
+
+
+def set_aside_metadata(exc: CorruptMetadataError, bad_metadata: str, warn: list) -> None:
+    """Corrupt metadata: refused (the message names the option) under ``bad_metadata="error"``,
+    else warned about in ``warn`` and ignored (the image decodes as one without metadata)."""
+    if bad_metadata == "error":
+        raise CorruptMetadataError(exc.path, f"{exc.reason}; pass bad_metadata='defaults' to "
+                                             f"decode it as an image without metadata") from None
+    warn.append(f"{Path(exc.path).name}: wavdiff metadata is corrupt: {exc.reason}; decoded as "
+                f"an image without metadata (bad_metadata='defaults')")
+
+
+def wavdiff_metadata(path, bad_metadata: str, warn: list) -> dict | None:
+    """A tile's wavdiff metadata, checked; None when it has none (or other metadata), or when
+    it is corrupt and set aside (:func:`set_aside_metadata`)."""
+    try:
+        meta = read_tile_metadata(path, strict=True)
+        if meta is not None:
+            check_tile_metadata(meta, path)
+    except CorruptMetadataError as exc:
+        meta = set_aside_metadata(exc, bad_metadata, warn)
+    return meta if isinstance(meta, dict) and meta.get("format") == "wavdiff-tile" else None

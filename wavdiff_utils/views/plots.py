@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import BadParameterError, MissingInputError
 from ..captioning.interface import song_tiles
-from ..codec.metrics import lsd_db, snr_db
+from ..codec.metrics import lsd_db, snr_db, stereo_width
 from ..codec.params import CodecParams
 from ..codec.transform import decode_array, encode_array, tile_magnitude_db
 from ..io.audio import load_audio
@@ -41,7 +41,7 @@ PLAYER_SECONDS = 30.0
 
 def audio_player(y: np.ndarray, sample_rate: int, *, label: str = "",
                  max_seconds: float | None = PLAYER_SECONDS):
-    """A notebook audio player that works at any level and keeps a shared report small.
+    """A notebook audio player (mono, or stereo ``(n, 2)``) at any level, small in a report.
 
     The clip is embedded as MP3 (about 16 kB per second; a WAV player would
     take 176 kB per second at 44.1 kHz), cut to ``max_seconds``.
@@ -77,7 +77,7 @@ def audio_player(y: np.ndarray, sample_rate: int, *, label: str = "",
         tag = (f'<audio controls preload="none" src="data:audio/mpeg;base64,'
                f'{base64.b64encode(buf.getvalue()).decode("ascii")}"></audio>')
     except (sf.LibsndfileError, ValueError, TypeError):    # libsndfile built without MP3
-        tag = Audio(y, rate=int(sample_rate), normalize=False)._repr_html_()
+        tag = Audio(y.T, rate=int(sample_rate), normalize=False)._repr_html_()
     cap = f"<code>{html.escape(label)}</code> " if label else ""
     note = f" <small>({html.escape('; '.join(notes))})</small>" if notes else ""
     return HTML(f"<div>{cap}{note}</div>{tag}")
@@ -252,10 +252,9 @@ def _static_slices(folder: Path, man: dict, params: CodecParams, plt, *, n: int 
         axes[1, col].imshow(px[..., 1], cmap="twilight", aspect="auto")
         for ax in axes[:, col]:
             ax.axis("off")
-    axes[0, 0].text(-0.05, 0.5, "magnitude", rotation=90, va="center", ha="right",
-                    transform=axes[0, 0].transAxes, fontsize=8)
-    axes[1, 0].text(-0.05, 0.5, "cos(phase)", rotation=90, va="center", ha="right",
-                    transform=axes[1, 0].transAxes, fontsize=8)
+    for ax, text in zip(axes[:, 0], ("magnitude", "cos(phase)")):
+        ax.text(-0.05, 0.5, text, rotation=90, va="center", ha="right", transform=ax.transAxes,
+                fontsize=8)
     fig.suptitle("static view of the explorer's tiles (the slider runs live in JupyterLab)",
                  fontsize=9)
     buf = io.BytesIO()
@@ -394,31 +393,33 @@ def plot_memory(memory_rows, *, bound_bytes: int = 1 << 30):
 def plot_decode_report(batch, *, max_tiles: int = 60):
     """Per tile of a decode: how coherent the image phase was and how well the audio fits the image.
 
-    Points are the spectral convergence (dB, lower is better) of the image
-    phase as it is, and of the phase kept; colours say which method ran.
-    Returns the figure, or None when no tile went through the phase step.
+    Points are the spectral convergence (dB, lower is better) of the image phase as it is, and
+    of the phase kept; colours say which method ran, hollow points a stereo file's side tiles
+    (``song:index S``).  Returns the figure, or None when no tile went through the phase step.
     """
     plt = _plt()
-    rows = [(r.song, t) for r in batch.results for t in r.tiles if t.sc_db == t.sc_db][:max_tiles]
+    rows = [(r.song + (":{} S" if side else ":{}"), t) for r in batch.results
+            for side, tiles in enumerate((r.tiles, getattr(r.stereo, "side_tiles", [])))
+            for t in tiles if t.sc_db == t.sc_db][:max_tiles]
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(min(12, max(7, 2 + 0.35 * len(rows))), 3.6))
-    x = np.arange(len(rows))
-    colours = {}
-    palette = ["#3b6ea8", "#d1495b", "#edae49", "#00798c", "#66a182"]
-    for i, (_, t) in enumerate(rows):
+    colours, palette = {}, ["#3b6ea8", "#d1495b", "#edae49", "#00798c", "#66a182"]
+    for i, (label, t) in enumerate(rows):
         c = colours.setdefault(t.method, palette[len(colours) % len(palette)])
         if t.coherence_db is not None:
             ax.plot([i, i], [t.coherence_db, t.sc_db], color="0.8", lw=1, zorder=1)
             ax.scatter(i, t.coherence_db, marker="x", color="0.45", zorder=2)
-        ax.scatter(i, t.sc_db, color=c, zorder=3)
+        kind = {"facecolors": "none", "edgecolors": c} if label.endswith(" S") else {"color": c}
+        ax.scatter(i, t.sc_db, zorder=3, **kind)
     for m, c in colours.items():
         ax.scatter([], [], color=c, label=m)
     ax.scatter([], [], marker="x", color="0.45", label="image phase as it is")
-    ax.set_xticks(x, [f"{s}:{t.index}" for s, t in rows], rotation=60, ha="right", fontsize=7)
+    ax.set_xticks(np.arange(len(rows)), [s.format(t.index) for s, t in rows], rotation=60,
+                  ha="right", fontsize=7)
     ax.set_ylabel("spectral convergence, dB")
-    ax.set_title("phase per tile: x = image phase as it was, dot = phase kept (lower fits better)",
-                 fontsize=10)
+    ax.set_title("phase per tile: x = image phase as it was, dot = phase kept (lower fits better;"
+                 " hollow: a stereo file's side tiles)", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
@@ -427,7 +428,8 @@ def plot_decode_report(batch, *, max_tiles: int = 60):
 def show_decoded(batch, *, max_files: int = 3):
     """For the first decoded files: waveform, players, and next to the source when it is known.
 
-    Returns the table of round-trip scores (SNR, LSD) where a source exists.
+    Returns the table of round-trip scores (SNR, LSD; for stereo also per channel, and the
+    source's width) where a source exists.  Stereo: a waveform per channel, stereo players.
     """
     import pandas as pd
     import soundfile as sf
@@ -438,11 +440,15 @@ def show_decoded(batch, *, max_files: int = 3):
     for r in [r for r in batch.results if r.status == "decoded"][:max_files]:
         y, sr = sf.read(r.output, dtype="float32")
         score, ref = source_scores(r, y, sr)
-        if ref is not None:
-            plot_spectrogram_pair(ref, y, sr, labels=("original", "decoded"), name=r.song)
+        if ref is not None:                    # stereo: the spectrograms of the mid
+            plot_spectrogram_pair(*(x.mean(axis=1) if x.ndim == 2 else x for x in (ref, y)), sr,
+                                  name=r.song + (" (mid)" if y.ndim == 2 else ""))
             plt.show()
             display(audio_player(ref, sr, label=f"{r.song} original"))
-        plot_waveform(y, sr, title=f"{r.song} decoded ({r.methods() or r.phase})")
+        chans = {"": y} if y.ndim == 1 else {" left": y[:, 0], " right": y[:, 1]}
+        _, axes = plt.subplots(len(chans), 1, figsize=(12, 2.8 * len(chans)), layout="constrained")
+        for ax, (lab, c) in zip(np.atleast_1d(axes), chans.items()):
+            plot_waveform(c, sr, ax=ax, title=f"{r.song} decoded{lab} ({r.methods() or r.phase})")
         plt.show()
         display(audio_player(y, sr, label=f"{r.song} decoded"))
         rows.append({"file": r.song, "seconds": round(len(y) / sr, 2), **score})
@@ -580,10 +586,15 @@ def source_scores(result, y: np.ndarray, sample_rate: int):
     (dict, ndarray or None)
         Scores (empty when there is no source to compare with) and the source audio.
     """
-
     man = read_manifest(result.source) if Path(result.source).is_dir() else None
     if man is None or not resolve(man["source"]).exists():
         return {}, None
-    ref = load_audio(man["source"], sample_rate=sample_rate)
-    return {"SNR dB": round(snr_db(ref, y), 2), "LSD dB": round(lsd_db(ref, y), 3),
-            "length matches": len(ref) == len(y)}, ref
+    ref = load_audio(man["source"], sample_rate=sample_rate, mono=np.ndim(y) == 1)
+    chans = [] if np.ndim(y) == 1 else [0, 1]            # stereo: per channel too, and the width
+    ref = ref if not chans else ref[:, :2] if ref.shape[1] > 1 else np.repeat(ref, 2, axis=1)
+    w = {f"original {k.replace('_db', ' dB').replace('_', ' ')}": round(v, 3)
+         for k, v in (stereo_width(ref) if chans else {}).items()}
+    lsd = [lsd_db(ref[:, k], y[:, k]) for k in chans] if chans else [lsd_db(ref, y)]
+    return {"SNR dB": round(snr_db(ref[:len(y)].ravel(), y[:len(ref)].ravel()), 2),
+            **{f"SNR {'LR'[k]} dB": round(snr_db(ref[:, k], y[:, k]), 2) for k in chans},
+            "LSD dB": round(float(np.mean(lsd)), 3), "length matches": len(ref) == len(y), **w}, ref
