@@ -171,6 +171,12 @@ class Evaluation:
             lines.append(f"- record: `{display_path(self.json_path)}`")
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        """One line (the generated field-by-field form would print every embedding)."""
+        sc = self.scores
+        return (f"<Evaluation: {self.gen.n} generated vs {self.ref.n} reference samples, "
+                f"{self.embedding}: FAD {sc.fad:.4g}, KAD {sc.kad:.4g}>")
+
     def _repr_html_(self) -> str:
         import html
 
