@@ -132,3 +132,18 @@ def test_a_test_session_never_writes_into_the_users_outputs(monkeypatch, tmp_pat
     monkeypatch.delenv(OUTPUTS_ENV)
     assert resolve("outputs/train").is_relative_to(Path.cwd().resolve()) or \
         resolve("outputs/train").is_relative_to(REPO_ROOT)
+
+
+def test_outputs_run_from_another_folder_stay_there_while_inputs_fall_back_to_the_repo(
+        monkeypatch, tmp_path):
+    """A user's project folder: ``outputs/...`` (which exists in the repository too) resolves
+    under it, never into the repository; ``sample_data/...`` still comes from the repository."""
+    from wavdiff_utils.paths import OUTPUTS_ENV, output_dir, resolve
+
+    monkeypatch.delenv(OUTPUTS_ENV, raising=False)
+    (REPO_ROOT / "outputs").mkdir(exist_ok=True)           # as after any run in the repository
+    monkeypatch.chdir(tmp_path)
+    assert resolve("outputs") == tmp_path / "outputs"
+    assert output_dir("outputs/compare") == tmp_path / "outputs" / "compare"
+    assert resolve("sample_data/wavdiff_demo.mp3", must_exist=True) == \
+        REPO_ROOT / "sample_data" / "wavdiff_demo.mp3"

@@ -55,7 +55,9 @@ def resolve(path: str | os.PathLike, *, must_exist: bool = False) -> Path:
         Inside the repository's ``notebooks/`` folder, where nbval and JupyterLab
         run notebooks, relative paths start from the repository root instead.
         An existing path that is not found there is looked up in the repository
-        root too, so ``sample_data/...`` works from anywhere.  ``~`` is expanded.
+        root too, so ``sample_data/...`` works from anywhere; not a path under ``outputs/``,
+        which always stays in the launch folder (run from your own project folder, results
+        land there, never in the repository's ``outputs/``).  ``~`` is expanded.
     must_exist : bool
         Refuse a path that does not exist (an input: checked before any output is made).
 
@@ -82,7 +84,7 @@ def resolve(path: str | os.PathLike, *, must_exist: bool = False) -> Path:
     if _exists(here):
         return _real(here)
     in_repo = REPO_ROOT / p
-    if _exists(in_repo):
+    if p.parts[:1] != ("outputs",) and _exists(in_repo):    # never another project's outputs
         return _real(in_repo)
     if must_exist:
         raise MissingInputError(f"input {str(_real(here))!r} does not exist")

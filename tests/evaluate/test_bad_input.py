@@ -39,7 +39,8 @@ def clips(folder, n, sr=22050, seconds=3.0, seed=0):
 def test_fewer_than_two_samples_on_a_side(music_sets, tmp_path):
     one = clips(tmp_path / "one", 1)
     fails(BadParameterError, one, music_sets / "ref", tmp_path / "out", ["generated", "one",
-                                                                          "1 sample(s)", "at least 2"])
+                                                                          "1 sample(s)", "at least 2",
+                                                                          "clips of", "--clip-seconds"])
     fails(BadParameterError, music_sets / "held", one / "c0.wav", tmp_path / "out",
           ["reference", "c0.wav", "at least 2"])
 

@@ -159,13 +159,25 @@ def row_pixels(row, *, column: str = "tile") -> np.ndarray:
     return np.ascontiguousarray(a.astype(np.uint16, copy=False).transpose(1, 2, 0))
 
 
-def row_audio(row) -> np.ndarray:
+def row_audio(row, *, channels: str = "mid") -> np.ndarray:
     """The audio of one row alone (float32, its real samples: padding trimmed), decoded with the
-    codec parameters the row holds (``json.loads(row["codec"])``)."""
+    codec parameters the row holds (``json.loads(row["codec"])``).
+
+    ``channels="stereo"``: ``(n, 2)``, left = mid + side, right = mid - side, the side tile
+    decoded with that codec's :meth:`~CodecParams.side_codec` (its floor 20 dB lower; decoding
+    it with the row's codec itself would be wrong); a row without a side tile refuses it.
+    ``"mid"`` (default): the mono mix, ``(n,)``.
+    """
+    if channels not in ("mid", "stereo"):
+        raise BadParameterError(f"channels must be one of ('mid', 'stereo'), got {channels!r}")
     codec = row["codec"]
     params = CodecParams.from_dict(json.loads(codec) if isinstance(codec, (str, bytes)) else codec)
     n = int(row["end_sample"]) - int(row["start_sample"])
-    return decode_array([row_pixels(row)], params, n_samples=n)
+    mid = decode_array([row_pixels(row)], params, n_samples=n)
+    if channels == "mid":
+        return mid
+    side = decode_array([row_pixels(row, column=SIDE)], params.side_codec(), n_samples=n)
+    return np.stack([mid + side, mid - side], axis=1)
 
 
 class ParquetTiles:

@@ -424,6 +424,19 @@ def iter_shard_samples(folder, *, split: str | None = None):
         yield decode_sample(raw)
 
 
+def _first_sample_has_side(path: Path) -> bool:
+    """Whether the first sample of shard ``path`` has a side tile (tar headers read only)."""
+    with open(path, "rb") as fh:
+        first = None
+        for key, ext, _ in _members(path, fh):
+            if first is not None and key != first:
+                return False
+            first = key
+            if ext == SIDE_EXT:
+                return True
+    return False
+
+
 class ShardReader:
     """A torch ``IterableDataset`` over WebDataset shards: float tensors in ``[-1, 1]``.
 
@@ -476,6 +489,10 @@ class ShardReader:
         for p in self.paths:                 # len() is what will be read: sizes checked now
             _check_size(p, entries[p.name])
         self.n = sum(self.counts[p.name] for p in self.paths)
+        if channels == "stereo" and self.paths and not _first_sample_has_side(self.paths[0]):
+            raise BadParameterError(f"{self.paths[0]}: mono shards (its first sample has no side "
+                                    f"tile, {SIDE_EXT}): channels='stereo' needs a dataset encoded "
+                                    f"with channels: stereo, or use channels='mid'")
         self.split, self.image_key, self.transform = split, image_key, transform
         self.shuffle, self.seed, self.epoch = bool(shuffle), int(seed), 0
 

@@ -229,8 +229,13 @@ def scan_set(path, role: str, *, split: str | None = None, params: CodecParams |
                      f"song's last tile): {', '.join(s.name for s in short[:3])}"
                      f"{', ...' if len(short) > 3 else ''}")
     if len(samples) < minimum:
+        hint = ""
+        if kind == "audio" and samples:
+            hint = (f"; audio is cut into clips of {clip:.2f} s: a shorter "
+                    f"clip_seconds (--clip-seconds) makes more")
         raise BadParameterError(f"{role} {display_path(root)}: {len(samples)} sample(s); a "
-                                f"distribution needs at least {MIN_SAMPLES} a side (50 for FAD-inf)")
+                                f"distribution needs at least {MIN_SAMPLES} a side (50 for "
+                                f"FAD-inf){hint}")
     return SampleSet(role, root, kind, samples, rate, params if kind == "images" else None, source,
                      notes)
 
