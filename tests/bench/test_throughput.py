@@ -89,4 +89,4 @@ def test_benchmark_notebook_quick(tmp_path):
     assert [r["file"] for r in st["side_range"]] == ["wavdiff_demo.mp3"]
     assert st["side_range"][0]["side_clipped_high"] == 0 and st["cost"]["ratio"] > 0
     assert len(st["cost"]["memory"]) == 4
-    assert "stereo encode time / mono" in text and "side range [-110, 10] dB" in text
+    assert "stereo encode time / mono" in text and "side range [-130, 10] dB" in text
