@@ -299,3 +299,36 @@ def test_defect_kill_9_of_a_ray_run_leaves_no_ray_process_after_10_s(tmp_path):
             proc.kill()
         _kill([p.pid for p in run_processes(proc.pid, tag, family)])
         proc.communicate()
+
+
+def test_the_drivers_own_forks_survive_the_sweep_of_its_run(tmp_path):
+    """A torch DataLoader's workers are forks of the driver: they inherit its open files (Ray's
+    session logs among them) but are not Ray's; the sweep at the block's end leaves them (it
+    killed them once, and torch then raised 'DataLoader worker is killed' in the driver), while
+    a process of the run holding the same folder is killed."""
+    import multiprocessing as mp
+
+    folder = tmp_path / "session"
+    folder.mkdir()
+    log = open(folder / "driver.log", "w")                    # the driver's own file there
+    ctx = mp.get_context("fork")
+    fork = ctx.Process(target=time.sleep, args=(300,))
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; f = open(sys.argv[1], "
+                               "'w'); f.flush(); time.sleep(300)", str(folder / "raylet.out")])
+    try:
+        with die_with_this_process() as run:
+            run.claim(folder)
+            fork.start()                                      # inherits driver.log
+            while not (folder / "raylet.out").exists():
+                time.sleep(0.02)
+            time.sleep(0.2)
+            assert fork.pid in workers.forks_of(os.getpid())
+            assert holder.pid not in workers.forks_of(os.getpid())
+        assert holder.wait(timeout=10) == -signal.SIGKILL     # the run's: swept
+        assert fork.is_alive()                                # ours: left to us
+    finally:
+        log.close()
+        fork.kill()
+        fork.join()
+        holder.kill()
+        holder.wait()

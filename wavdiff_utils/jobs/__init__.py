@@ -15,5 +15,5 @@ __getattr__, __dir__, __all__ = _lazy.attach(__name__, submod_attrs={
     "ray_engine": ["ENGINES", "TASK_RETRIES", "OBJECT_STORE_BYTES", "RayUnavailableError", "RayConnectError", "RaySession", "ray_session", "run_encode", "run_shard_tasks", "check_engine"],
     "settings": ["PipelineSettings", "CAPTIONERS", "CODEC_OPTIONS", "WORKER_BYTES", "song_memory", "check_workers_memory", "FORMATS"],
     "shard_writer": ["ShardIndex", "ShardWriteError", "UnwritableShardError", "write_shards", "write_shard"],
-    "workers": ["init_worker", "make_pool", "stop_pool", "silence_library_warnings", "die_with_parent", "native_stderr_silenced", "die_with_this_process", "RUN_MARK"],
+    "workers": ["init_worker", "make_pool", "stop_pool", "silence_library_warnings", "die_with_parent", "forks_of", "native_stderr_silenced", "die_with_this_process", "RUN_MARK"],
 })

@@ -37,7 +37,7 @@ from ..codec.transform import stft
 from ..codec.params import CodecParams
 from ..codec.threads import mark_in_pool
 
-__all__ = ["init_worker", "make_pool", "stop_pool", "silence_library_warnings", "die_with_parent",
+__all__ = ["init_worker", "make_pool", "stop_pool", "silence_library_warnings", "die_with_parent", "forks_of",
            "native_stderr_silenced", "die_with_this_process", "RUN_MARK"]
 
 _PR_SET_PDEATHSIG = 1
@@ -270,7 +270,29 @@ def watch_and_sweep() -> None:
     parent, token = int(sys.argv[1]), sys.argv[2]
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     claims = _read_claims(sys.stdin.fileno(), parent)
-    sweep(token, claims["dir"], claims["re"], spare=(os.getpid(), parent))
+    sweep(token, claims["dir"], claims["re"], spare=(os.getpid(), parent, *forks_of(parent)))
+
+
+def forks_of(pid: int) -> list:
+    """Living children of ``pid`` running its very command line: its own forks (a torch
+    ``DataLoader``'s workers, a fork pool's), which inherit its open files, Ray's session logs
+    included, and so would look like the run's; they are the process's to end, not the
+    watcher's.  Linux only (elsewhere none)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and (d / "cmdline").read_bytes() == cmdline:
+                found.append(int(d.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
 
 
 def _read_claims(fd: int, parent: int) -> dict:
