@@ -26,7 +26,7 @@ from ..errors import BadParameterError, OutputConflictError, WavdiffError
 
 __all__ = ["TrainConfig", "PLANES", "CONDITIONING", "DEFAULT_TEXT_ENCODER", "TEXT_ENCODER_ENV",
            "CONFIG_NAME", "DEMO_DATA", "check_resumable", "read_saved_config", "MissingExtraError",
-           "require_training", "EXTRA_KEYS", "check_setting_names"]
+           "require_training", "EXTRA_KEYS", "check_setting_names", "model_planes"]
 
 #: What the model learns: all three planes, or the magnitude alone (phase rebuilt on decode).
 PLANES = ("all", "magnitude")
@@ -48,8 +48,8 @@ _PREDICTIONS = ("epsilon", "v_prediction", "sample")
 _SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear")
 _LR_SCHEDULES = ("constant", "constant_with_warmup", "cosine", "linear")
 #: Settings that shape the model or what it learns: a checkpoint only resumes with the same ones.
-MODEL_KEYS = ("planes", "conditioning", "text_encoder", "max_text_tokens", "channels", "attention",
-              "layers_per_block", "norm_groups", "prediction_type", "noise_schedule",
+MODEL_KEYS = ("planes", "stereo", "conditioning", "text_encoder", "max_text_tokens", "channels",
+              "attention", "layers_per_block", "norm_groups", "prediction_type", "noise_schedule",
               "train_timesteps", "use_ema")
 
 
@@ -66,6 +66,12 @@ MAX_TEXT_TOKENS = 4096
 #: ``07_train`` does after training (sampling, decoding), and its demo dataset (``demo_*``).
 EXTRA_KEYS = ("num_samples", "sample_steps", "guidance_scale", "prompts", "phase", "peak")
 _EXTRA_PREFIXES = ("demo_",)
+
+
+def model_planes(planes: str, stereo: bool) -> int:
+    """Planes a model learns and makes: 3 (magnitude, cos, sin) or 1 (magnitude) per tile, for
+    the mid tile alone or, in stereo, the mid and the side tile (6 or 2)."""
+    return (1 if planes == "magnitude" else 3) * (2 if stereo else 1)
 
 
 def check_setting_names(names, *, where: str = "settings") -> None:
@@ -118,6 +124,12 @@ class TrainConfig:
     planes : {"all", "magnitude"}
         Learn magnitude, cos and sin (``"all"``), or the magnitude alone; its
         samples then get their phase from the decode (``phase="auto"``).
+    stereo : bool
+        Learn a stereo dataset's (``channels: stereo``) mid and side tiles together:
+        6 planes (the mid's, then the side's), or the two magnitudes with
+        ``planes="magnitude"``; samples are written as mid and side tiles and decode
+        to stereo files.  False: the mid tiles alone (a mono dataset, or a stereo
+        one's mono mix).  A mono dataset refuses True.
     crop_frames : int
         Train on crops of this many STFT frames along time at full height (a
         tile is never resized: that would shift its bins' frequencies); 0 =
@@ -188,6 +200,7 @@ class TrainConfig:
     data: str = DEMO_DATA
     output: str = "outputs/train"
     planes: str = "all"
+    stereo: bool = False
     crop_frames: int = 32
     conditioning: str = "none"
     text_encoder: str = DEFAULT_TEXT_ENCODER
@@ -252,6 +265,9 @@ class TrainConfig:
                 raise BadParameterError(f"{key} must be a number in [{low:g}, {high:g}], got {v!r}")
             set_(key, float(v))
         set_("use_ema", bool(self.use_ema))
+        if not isinstance(self.stereo, bool) and self.stereo not in (0, 1):
+            raise BadParameterError(f"stereo must be true or false, got {self.stereo!r}")
+        set_("stereo", bool(self.stereo))
         channels = tuple(self.channels) if isinstance(self.channels, (list, tuple)) else ()
         if not channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels):
             raise BadParameterError(f"channels must be a list of positive integers (one UNet width "
@@ -306,6 +322,11 @@ class TrainConfig:
         return d
 
     @property
+    def model_planes(self) -> int:
+        """Planes the model learns (:func:`model_planes`): 3 or 1, doubled in stereo."""
+        return model_planes(self.planes, self.stereo)
+
+    @property
     def down_factor(self) -> int:
         """How much the UNet shrinks a tile: tile height and crop width must be multiples of it."""
         return 2 ** (len(self.channels) - 1)
@@ -313,6 +334,7 @@ class TrainConfig:
     def describe(self) -> str:
         """One line: model, data, steps."""
         what = "magnitude only" if self.planes == "magnitude" else "magnitude, cos, sin"
+        what += " of mid and side (stereo)" if self.stereo else ""
         cond = (f"caption-conditioned ({self.text_encoder})" if self.conditioning == "caption"
                 else "unconditional")
         crop = f"crops of {self.crop_frames} frames" if self.crop_frames else "whole tiles"
@@ -337,6 +359,12 @@ def check_resumable(saved: dict, config: TrainConfig, folder, *, codec: dict | N
         and how to start over.
     """
     now = config.to_dict()
+    was = saved.get("stereo", False if "codec" in saved else None)   # older runs: mono
+    if was is not None and was != config.stereo:
+        raise OutputConflictError(
+            f"{folder}: holds a run made with stereo={was!r}, not {config.stereo!r} (a model of "
+            f"{model_planes(config.planes, was)} planes); choose another output folder, or "
+            f"resume='restart' to start it over")
     if codec is not None and saved.get("codec") not in (None, codec):
         old, new = saved["codec"], codec
         diff = next((k for k in new if old.get(k) != new[k]), "codec")

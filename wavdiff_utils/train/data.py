@@ -1,333 +1,72 @@
-"""What a training run reads: a dataset made by the pipeline, checked, as exact 16-bit tensors.
+"""What a training run reads, as exact 16-bit tensors: tiles of a checked dataset, cropped, in order.
 
-Sources
--------
-- The pipeline's imagefolder export (``metadata.jsonl`` beside the song
-  folders, with the ``split`` column): rows of each split, tiles read with the
-  16-bit loader (:func:`wavdiff_utils.io.decode_png16`).
-- WebDataset shards (a folder with ``shards.json``), read through
-  :mod:`wavdiff_utils.dataset.shards`: each ``DataLoader`` worker (and distributed rank)
-  decodes only its own share of the samples (``ShardDataset``'s sharing), the
-  others' are skipped unread.
-
-:func:`scan_dataset` checks a folder before any training starts and says in one
-line what is wrong: an empty folder, tiles without ``metadata.jsonl``, 8-bit
-images, tiles of several sizes or codecs, missing files, no training split.
-
-Tensors
--------
-Pixels map to ``[-1, 1]`` with ``x = pixel / 32767.5 - 1`` and back bit-exactly
+The dataset is checked first (:func:`wavdiff_utils.train.scan.scan_dataset`: an
+imagefolder export or WebDataset shards).  Pixels map to ``[-1, 1]`` with
+``x = pixel / 32767.5 - 1`` and back bit-exactly
 (:func:`~wavdiff_utils.dataset.pixels_to_tensor`,
 :func:`~wavdiff_utils.dataset.tensor_to_pixels`).  With ``planes="magnitude"``
 the model sees channel 0 only, and :func:`model_to_tile` gives its samples flat
-phase planes (no phase information) for the decode to rebuild.  A tile is never
-resized (that would move its bins' frequencies); a narrower training width is a
-crop along time at full height.  Crops and the order of tiles are functions of
+phase planes (no phase information) for the decode to rebuild.  A dataset read in
+stereo gives the mid tile's planes, then the side tile's (6 planes, or the two
+magnitudes), as :func:`~wavdiff_utils.dataset.write_tensor_tiles` writes them back.  A
+tile is never resized (that would move its bins' frequencies); a narrower training width
+is a crop along time at full height.  Crops and the order of tiles are functions of
 ``(seed, epoch, index)``, so a resumed run sees exactly what an uninterrupted one does.
 """
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..codec.params import CodecParams
-from ..dataset.export import METADATA_NAME, export_dataset, read_metadata
-from ..dataset.shards import (SHARD_INDEX, ShardReader, decode_sample, iter_shard_raw,
-                              read_shard_index, shard_paths)
+from ..dataset.export import export_dataset
+from ..dataset.shards import ShardReader, decode_sample, iter_shard_raw
 from ..dataset.tensors import pixels_to_tensor
-from ..errors import BadTileError, MissingInputError, WavdiffError
+from ..errors import BadTileError
 from ..io.audio import audio_info, load_audio, write_audio
-from ..io.manifest import MANIFEST_NAME, manifest_params, read_manifest, same_codec
+from ..io.manifest import read_manifest, same_codec
 from ..io.png16 import decode_png16
-from ..io.tiles import png_header, read_tile_metadata
 from ..jobs.pipeline import run_pipeline
-from ..paths import SAMPLE_AUDIO, display_path
+from ..paths import SAMPLE_AUDIO
+from .scan import TileSource, TrainDataError, _check_sample, _check_side_sample, scan_dataset
 
-__all__ = ["TrainDataError", "TileSource", "scan_dataset", "tile_to_model", "model_to_tile",
-           "TrainTiles", "EpochSampler", "shard_tiles", "crop_offset", "collate", "DEMO_SPLITS",
-           "build_demo_dataset", "CAPTION_LOOK"]
-
-#: Training samples of a shard folder whose captions :func:`scan_dataset` looks at.
-CAPTION_LOOK = 32
-
-
-class TrainDataError(BadTileError):
-    """A dataset that cannot be trained on; the message names the folder or file and the problem."""
-
-
-@dataclass
-class TileSource:
-    """A checked dataset: where it is, its tiles per split, their size and codec.
-
-    Attributes
-    ----------
-    root : Path
-    kind : {"imagefolder", "shards"}
-    params : CodecParams
-        The codec every tile was made with (samples are written with it).
-    height, width : int
-        Tile size in pixels (rows = frequency bins, columns = STFT frames).
-    rows : dict
-        Split name -> metadata rows (imagefolder; empty for shards, which are streamed).
-    notes : list of str
-        Things worth knowing that do not stop training.
-    looked : dict
-        Shards only: split name -> ``(samples looked at, captioned among them)``, the
-        first :data:`CAPTION_LOOK` training samples.
-    """
-
-    root: Path
-    kind: str
-    params: CodecParams
-    height: int
-    width: int
-    rows: dict = field(default_factory=dict)
-    notes: list = field(default_factory=list)
-    looked: dict = field(default_factory=dict)
-
-    def count(self, split: str) -> int | None:
-        """Tiles in ``split`` (``None`` for shards: not known before they are read)."""
-        return len(self.rows.get(split, [])) if self.kind == "imagefolder" else None
-
-    def captioned(self, split: str) -> int | None:
-        """Tiles of ``split`` with a non-empty caption; for shards, among the samples looked at
-        when scanning (:attr:`looked`; ``None`` for a split not looked at)."""
-        if self.kind != "imagefolder":
-            return self.looked[split][1] if split in self.looked else None
-        return sum(bool(str(r.get("text") or "").strip()) for r in self.rows.get(split, []))
-
-    def summary(self) -> str:
-        """One line: where, how many tiles per split, size, codec."""
-        if self.kind == "imagefolder":
-            parts = ", ".join(f"{s} {len(r)}" for s, r in sorted(self.rows.items()))
-            what = f"{sum(len(r) for r in self.rows.values())} tiles ({parts})"
-        else:
-            what = "WebDataset shards"
-
-        return (f"{display_path(self.root)}: {what}, {self.height}x{self.width} px, "
-                f"{self.params.sample_rate} Hz, "
-                f"{self.params.tile_seconds:.2f} s per tile, layout {self.params.layout!r}")
-
-    def table(self):
-        """One row per split: tiles and captioned tiles."""
-        import pandas as pd
-
-        return pd.DataFrame([{"split": s, "tiles": len(r), "captioned": self.captioned(s)}
-                             for s, r in sorted(self.rows.items())])
-
-    def _repr_html_(self) -> str:
-        import html
-
-        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
-        table = self.table().to_html(index=False) if self.kind == "imagefolder" else ""
-        return (f"<p>{html.escape(self.summary())}</p>{table}"
-                + (f"<ul>{notes}</ul>" if notes else ""))
-
-# =========================================================================== checking a folder
-
-
-def scan_dataset(folder) -> TileSource:
-    """Check a dataset folder and describe it (see the module notes).
-
-    Parameters
-    ----------
-    folder : path-like
-        The pipeline's export (``metadata.jsonl``) or a shard folder (``shards.json``).
-
-    Returns
-    -------
-    TileSource
-
-    Raises
-    ------
-    MissingInputError
-        ``folder`` does not exist.
-    TrainDataError
-        Anything that stops training: one line naming the file and the problem.
-    """
-    root = Path(folder)
-    if root.is_file():
-        raise TrainDataError(f"{root}: is a file; give the dataset folder (the one holding "
-                             f"{METADATA_NAME} or {SHARD_INDEX})")
-    if not root.is_dir():
-        raise MissingInputError(f"dataset folder {str(root)!r} does not exist; make one with "
-                                f"`python -m wavdiff_utils --input AUDIO --output {root}`")
-    if (root / SHARD_INDEX).is_file():
-        return _scan_shards(root)
-    if (root / METADATA_NAME).is_file():
-        return _scan_imagefolder(root)
-    if not any(root.iterdir()):
-        raise TrainDataError(f"dataset folder {root} is empty: no {METADATA_NAME} or {SHARD_INDEX}; "
-                             f"make a dataset with `python -m wavdiff_utils --input AUDIO --output {root}`")
-    if any(root.rglob("*.png")):
-        raise TrainDataError(f"{root}: has tiles but no {METADATA_NAME} (which holds the split "
-                             f"column); write it with `wavdiff_utils.export_dataset({str(root)!r})`")
-    raise TrainDataError(f"{root}: holds no tiles, {METADATA_NAME} or {SHARD_INDEX}; make a dataset "
-                         f"with `python -m wavdiff_utils --input AUDIO --output {root}`")
-
-
-def _scan_imagefolder(root: Path) -> TileSource:
-    try:
-        rows = read_metadata(root)
-    except ValueError as exc:
-        raise TrainDataError(f"{root / METADATA_NAME}: unreadable ({exc})") from None
-    if not rows:
-        raise TrainDataError(f"{root / METADATA_NAME}: has no rows (no tiles); run the pipeline "
-                             f"into {root} first")
-    bad = [r for r in rows if not isinstance(r, dict) or not isinstance(r.get("file_name"), str)]
-    if bad:
-        raise TrainDataError(f"{root / METADATA_NAME}: a row has no file_name ({str(bad[0])[:80]})")
-    headers, missing, eight, not_rgb = {}, [], [], []
-    for r in rows:
-        path = root / r["file_name"]
-        try:
-            h = png_header(path)
-        except OSError:
-            missing.append(r["file_name"])
-            continue
-        if h is None:
-            raise TrainDataError(f"{path}: is not a PNG; tiles are 16-bit RGB PNGs")
-        if h["bit_depth"] != 16:
-            eight.append(r["file_name"])
-        if h["channels"] != 3:
-            not_rgb.append((r["file_name"], h["channels"]))
-        headers[r["file_name"]] = (h["height"], h["width"])
-    n = len(rows)
-    if missing:
-        raise TrainDataError(f"{root}: {len(missing)} of {n} tile(s) listed in {METADATA_NAME} are "
-                             f"missing (e.g. {missing[0]}); re-run the pipeline or export_dataset")
-    if eight:
-        raise TrainDataError(f"{root}: {len(eight)} of {n} tile(s) are 8-bit PNGs (e.g. {eight[0]}); "
-                             f"training needs the 16-bit tiles the pipeline writes (8 bits lose the "
-                             f"magnitude's fine steps and the phase)")
-    if not_rgb:
-        raise TrainDataError(f"{root}: {len(not_rgb)} of {n} tile(s) have {not_rgb[0][1]} channel(s), "
-                             f"not 3 (e.g. {not_rgb[0][0]}); tiles are RGB: magnitude, cos, sin")
-    sizes = Counter(headers.values())
-    if len(sizes) > 1:
-        rare = min(sizes, key=sizes.get)
-        example = next(f for f, s in headers.items() if s == rare)
-        listing = ", ".join(f"{w}x{h}: {k}" for (h, w), k in sizes.most_common())
-        raise TrainDataError(f"{root}: tiles of {len(sizes)} sizes ({listing}; e.g. {example}); "
-                             f"a model trains on one tile size: make one dataset per size")
-    (height, width), = sizes
-    params, notes = _codec_of(root, rows, height)
-    splits: dict[str, list] = {}
-    if not all("split" in r for r in rows):
-        notes.append(f"{METADATA_NAME} has no split column: every tile is training data and no "
-                     f"validation loss is made; export_dataset writes the column")
-    for r in rows:
-        splits.setdefault(str(r.get("split", "train")), []).append(r)
-    if not splits.get("train"):
-        have = ", ".join(f"{s} {len(v)}" for s, v in sorted(splits.items()))
-        raise TrainDataError(f"{root}: no tile is in split 'train' ({have}); "
-                             f"export_dataset(..., splits=...) decides the shares")
-    if not splits.get("validation"):
-        notes.append("no tile is in split 'validation': no validation loss is made")
-    return TileSource(root, "imagefolder", params, height, width, splits, notes)
-
-
-def _codec_of(root: Path, rows: list, height: int) -> tuple[CodecParams, list]:
-    """The one codec of a dataset's songs (from their manifests, else the tiles' metadata)."""
-    found: dict[str, tuple[CodecParams, str]] = {}
-    for folder in sorted({(root / r["file_name"]).parent for r in rows}):
-        try:
-            man = read_manifest(folder)
-        except (ValueError, BadTileError):
-            man = None
-        if man is not None:
-            p = manifest_params(man)
-        else:
-            first = next(root / r["file_name"] for r in rows if (root / r["file_name"]).parent == folder)
-            meta = read_tile_metadata(first)
-            if not isinstance(meta, dict) or not isinstance(meta.get("codec"), dict):
-                continue
-            p = CodecParams.from_dict(meta["codec"])
-        found.setdefault(p.to_json(), (p, folder.name))
-    notes = []
-    if not found:
-        p = CodecParams(size=height)
-        notes.append(f"no {MANIFEST_NAME} or tile metadata says the codec: assumed {p.describe()}")
-        return p, notes
-    if len(found) > 1:
-        (a, sa), (b, sb) = list(found.values())[:2]
-        diff = next(k for k, v in a.to_dict().items() if b.to_dict()[k] != v)
-        raise TrainDataError(f"{root}: songs were made with {len(found)} codec parameter sets ({sa}: "
-                             f"{diff}={a.to_dict()[diff]}, {sb}: {diff}={b.to_dict()[diff]}); train "
-                             f"on one (one dataset per codec)")
-    p = next(iter(found.values()))[0]
-    if p.size != height:
-        raise TrainDataError(f"{root}: tiles are {height} px high but their codec says size {p.size}")
-    if p.layout != "exact":
-        notes.append(f"tiles in layout {p.layout!r} were resized when encoded (lossy); layout "
-                     f"'exact' tiles train and decode better")
-    return p, notes
-
-
-def _check_sample(root: Path, sample: dict, shape=None) -> np.ndarray:
-    px = np.asarray(sample.get("pixels"))
-    key = sample.get("key", "?")
-    if px.dtype != np.uint16 or px.ndim != 3 or px.shape[2] != 3:
-        raise TrainDataError(f"{root}: sample {key} is not a 16-bit RGB tile ({px.shape} {px.dtype})")
-    if shape is not None and px.shape != shape:
-        raise TrainDataError(f"{root}: sample {key} is {px.shape[1]}x{px.shape[0]}, the first was "
-                             f"{shape[1]}x{shape[0]}; a model trains on one tile size")
-    if px.size and not np.any(px % 257):
-        raise TrainDataError(f"{root}: sample {key} is an 8-bit image scaled to 16 bits; training "
-                             f"needs the 16-bit tiles the pipeline writes")
-    return px
-
-
-def _scan_shards(root: Path) -> TileSource:
-    from itertools import islice
-
-    try:
-        index = read_shard_index(root)
-        raws = list(islice(iter_shard_raw(shard_paths(root, split="train")), CAPTION_LOOK))
-    except WavdiffError:               # a damaged shard: its one line names the .tar and member
-        raise
-    except (OSError, ValueError) as exc:
-        raise TrainDataError(f"{root}: unreadable shards ({exc})") from None
-    if not raws:
-        raise TrainDataError(f"{root}: the shards hold no sample in split 'train'")
-    first = decode_sample(raws[0])
-    px = _check_sample(root, first)
-    codec = (first.get("meta") or {}).get("codec")
-    if not isinstance(codec, dict):
-        codec = index.get("codec")
-    if not isinstance(codec, dict):
-        raise TrainDataError(f"{root}: sample {first.get('key')} carries no codec parameters "
-                             f"(meta['codec']); the samples cannot be written back as tiles")
-    params = CodecParams.from_dict(codec)
-    captioned = sum(bool(r.get("txt", b"").decode("utf-8", "replace").strip()) for r in raws)
-    notes = ["shards are streamed: every sample's size is checked as it is read"]
-    return TileSource(root, "shards", params, px.shape[0], px.shape[1], {}, notes,
-                      looked={"train": (len(raws), captioned)})
+__all__ = ["tile_to_model", "model_to_tile", "TrainTiles", "EpochSampler", "shard_tiles",
+           "crop_offset", "collate", "DEMO_SPLITS", "build_demo_dataset"]
 
 # =========================================================================== tensors
 
 
-def tile_to_model(pixels: np.ndarray, planes: str = "all"):
+def tile_to_model(pixels: np.ndarray, planes: str = "all", side: np.ndarray | None = None):
     """``(H, W, 3)`` uint16 pixels -> float32 tensor ``(C, H, W)`` in ``[-1, 1]`` (C = 3, or 1
-    for ``planes="magnitude"``), exactly as :func:`~wavdiff_utils.dataset.pixels_to_tensor`."""
+    for ``planes="magnitude"``), exactly as :func:`~wavdiff_utils.dataset.pixels_to_tensor`.
+    With the ``side`` tile's pixels (stereo), its planes follow the mid's: C = 6, or 2."""
     x = pixels_to_tensor(pixels)
-    return x[:1].contiguous() if planes == "magnitude" else x
+    x = x[:1].contiguous() if planes == "magnitude" else x
+    if side is None:
+        return x
+    import torch
+
+    s = pixels_to_tensor(side)
+    return torch.cat([x, s[:1] if planes == "magnitude" else s])
 
 
 def model_to_tile(x, planes: str = "all"):
-    """A model's ``(C, H, W)`` or ``(N, C, H, W)`` output -> 3-plane tensors for
-    :func:`~wavdiff_utils.dataset.write_tensor_tiles`; magnitude-only output gets flat phase
-    planes (cos = sin = 0: no phase information, so the decode rebuilds one)."""
+    """A model's ``(C, H, W)`` or ``(N, C, H, W)`` output -> tensors of 3 planes per channel for
+    :func:`~wavdiff_utils.dataset.write_tensor_tiles` (6 for stereo: mid, then side);
+    magnitude-only output (1 plane per channel) gets flat phase planes (cos = sin = 0: no
+    phase information, so the decode rebuilds one)."""
     import torch
 
     x = x.detach().float().cpu()
     if planes != "magnitude":
         return x
-    flat = torch.zeros_like(x).expand(*x.shape[:-3], 2, *x.shape[-2:])
-    return torch.cat([x, flat], dim=-3)
+    flat = torch.zeros_like(x[..., :1, :, :]).expand(*x.shape[:-3], 2, *x.shape[-2:])
+    parts = []
+    for c in range(x.shape[-3]):                # each channel's magnitude, then its flat phase
+        parts += [x[..., c:c + 1, :, :], flat]
+    return torch.cat(parts, dim=-3)
 
 
 def crop_offset(width: int, crop: int, *, seed: int, epoch: int, index: int) -> int:
@@ -356,6 +95,9 @@ class TrainTiles:
         Centre crops (validation, probes) instead of random ones per epoch.
     limit : int
         Use only the first ``limit`` rows (0: all).
+
+    A source read in stereo (:attr:`TileSource.stereo`) gives each row's side tile's planes
+    after its mid tile's.
     """
 
     def __init__(self, source: TileSource, split: str, *, planes: str = "all", crop: int = 0,
@@ -367,6 +109,7 @@ class TrainTiles:
         self.split, self.planes, self.crop, self.seed = split, planes, int(crop), int(seed)
         self.width = source.width
         self.fixed = fixed
+        self.stereo = bool(source.stereo)
         self.epoch = 0
 
     def use_epoch(self, epoch: int) -> None:
@@ -382,12 +125,22 @@ class TrainTiles:
         px = decode_png16(path)
         if px.shape[1] != self.width:
             raise TrainDataError(f"{path}: is {px.shape[1]} px wide, the dataset's tiles {self.width}")
-        x = tile_to_model(px, self.planes)
+        side = self._side(row, px.shape) if self.stereo else None
+        x = tile_to_model(px, self.planes, side)
         off = crop_offset(self.width, self.crop, seed=self.seed, index=index,
                           epoch=-1 if self.fixed else self.epoch)
         if self.crop and self.crop < self.width:
             x = x[:, :, off:off + self.crop].contiguous()
         return {"pixel_values": x, "text": str(row.get("text") or ""), "index": index}
+
+    def _side(self, row: dict, shape: tuple) -> np.ndarray:
+        """The side tile of ``row``: the shape of its mid tile's pixels, or one line naming it."""
+        path = self.root / row["side_file_name"]
+        px = decode_png16(path)
+        if px.shape != shape:
+            raise TrainDataError(f"{path}: a side tile of {px.shape[1]}x{px.shape[0]} px, its mid "
+                                 f"tile {row['file_name']} {shape[1]}x{shape[0]}; re-encode its song")
+        return px
 
 
 class EpochSampler:
@@ -428,13 +181,14 @@ def shard_tiles(source: TileSource, split: str, *, planes: str = "all", crop: in
     which the crops depend on.  Training order: shards shuffled per epoch, then samples
     through a buffer of ``shuffle_buffer`` seeded by ``(seed, epoch, reader)``; ``fixed``
     (probes, validation) reads the first ``limit`` samples in order, all of them in every
-    reader.
+    reader.  A source read in stereo gives each sample's ``side.png`` planes after its tile's
+    (a sample without one is a one-line :class:`TrainDataError` naming it).
     """
     from torch.utils.data import IterableDataset
 
     reader = ShardReader(source.root, split=split, shuffle=not fixed, seed=seed)
     stream = _ShardStream(source.root, reader, _shard_starts(reader), planes, crop, seed,
-                          fixed, limit, shuffle_buffer)
+                          fixed, limit, shuffle_buffer, bool(source.stereo))
 
     class ShardTiles(IterableDataset):
         def __init__(self):
@@ -463,6 +217,7 @@ class _ShardStream:
     fixed: bool
     limit: int
     shuffle_buffer: int
+    stereo: bool = False
 
 
 def _shard_starts(reader: ShardReader) -> dict:
@@ -490,7 +245,8 @@ def _share_shards(stream: _ShardStream):
 
 
 def _read_samples(stream: _ShardStream):
-    """Decode and check this reader's samples: ``(index, pixels, caption)`` of each."""
+    """Decode and check this reader's samples: ``(index, pixels, side pixels or None,
+    caption)`` of each."""
     from bisect import bisect_right
 
     paths, keep, firsts = _share_shards(stream)
@@ -508,7 +264,9 @@ def _read_samples(stream: _ShardStream):
         sample = decode_sample(raw)
         px = _check_sample(stream.root, sample, shape)
         shape = px.shape
-        yield last[0], px, str(sample.get("caption") or "")
+        side = _check_side_sample(stream.root, sample, raw.get("__url__", stream.root), shape) \
+            if stream.stereo else None
+        yield last[0], px, side, str(sample.get("caption") or "")
 
 
 def _stream_items(stream: _ShardStream, epoch: int):
@@ -522,8 +280,8 @@ def _stream_items(stream: _ShardStream, epoch: int):
     def pop() -> tuple:
         return buffer.pop(int(rng.integers(len(buffer))) if not fixed else 0)
 
-    for k, px, text in _read_samples(stream):
-        buffer.append((k, px, text))
+    for item in _read_samples(stream):
+        buffer.append(item)
         if not fixed and len(buffer) < stream.shuffle_buffer:
             continue
         yield _shard_item(stream, epoch, *pop())
@@ -531,9 +289,9 @@ def _stream_items(stream: _ShardStream, epoch: int):
         yield _shard_item(stream, epoch, *pop())
 
 
-def _shard_item(stream: _ShardStream, epoch: int, k: int, px: np.ndarray, text: str) -> dict:
+def _shard_item(stream: _ShardStream, epoch: int, k: int, px: np.ndarray, side, text: str) -> dict:
     """A training item from sample ``k``: model tensor (cropped), caption and index."""
-    x = tile_to_model(px, stream.planes)
+    x = tile_to_model(px, stream.planes, side)
     crop = stream.crop
     if crop and crop < px.shape[1]:
         off = crop_offset(px.shape[1], crop, seed=stream.seed, index=k,
@@ -549,7 +307,8 @@ DEMO_SPLITS = (("train", 0.75), ("validation", 0.25))
 
 
 def build_demo_dataset(folder, *, size: int = 128, sample_rate: int = 22050, parts: int = 4,
-                       seconds: float | None = None, progress: bool = False) -> TileSource:
+                       seconds: float | None = None, stereo: bool = False,
+                       progress: bool = False) -> TileSource:
     """A small dataset from the bundled sample, for the quick run of ``07_train`` and the tests.
 
     The sample is cut into ``parts`` songs (``<folder>_audio/wavdiff_demo_part_<k>.wav``), which
@@ -557,6 +316,8 @@ def build_demo_dataset(folder, *, size: int = 128, sample_rate: int = 22050, par
     shorter STFT) with metadata captions, and exports with :data:`DEMO_SPLITS`.  ``seconds``
     keeps only the sample's start (tests).  A re-run reuses the songs already encoded with the
     same codec parameters (nothing is encoded again) and re-encodes those made with others.
+    ``stereo``: the parts keep the sample's two channels and are encoded with ``channels:
+    stereo`` (a side tile beside each tile), and the dataset is read in stereo.
 
     Returns
     -------
@@ -564,9 +325,10 @@ def build_demo_dataset(folder, *, size: int = 128, sample_rate: int = 22050, par
     """
 
     folder = Path(folder)
-    params = CodecParams(size=size, sample_rate=sample_rate)
+    params = CodecParams(size=size, sample_rate=sample_rate,
+                         channels="stereo" if stereo else "mono")
     audio = folder.parent / f"{folder.name}_audio"
-    y = load_audio(SAMPLE_AUDIO, sample_rate=sample_rate)
+    y = load_audio(SAMPLE_AUDIO, sample_rate=sample_rate, mono=not stereo)
     if seconds:
         y = y[:int(seconds * sample_rate)]
     n = len(y) // int(parts)
@@ -574,7 +336,8 @@ def build_demo_dataset(folder, *, size: int = 128, sample_rate: int = 22050, par
         path = audio / f"{SAMPLE_AUDIO.stem}_part_{k + 1}.wav"
         part = y[k * n:(k + 1) * n]
         info = audio_info(path) if path.is_file() else {}
-        if (info.get("sample_rate"), info.get("frames")) != (sample_rate, len(part)):
+        have = (info.get("sample_rate"), info.get("frames"), info.get("channels"))
+        if have != (sample_rate, len(part), part.shape[1] if part.ndim == 2 else 1):
             write_audio(path, part, sample_rate=sample_rate)     # missing, or another cut
 
     other = False                                # a song encoded with other codec parameters
@@ -589,4 +352,4 @@ def build_demo_dataset(folder, *, size: int = 128, sample_rate: int = 22050, par
     if not result.ok:
         raise TrainDataError(f"{folder}: the demo dataset could not be made: {result.summary()}")
     export_dataset(folder, splits=DEMO_SPLITS)
-    return scan_dataset(folder)
+    return scan_dataset(folder, stereo=stereo)

@@ -172,8 +172,7 @@ def check_training(config: TrainConfig, height: int, width: int, memory: Memory 
     if memory is None:
         check_workers(config, height, width)
         return
-    c_in = 1 if config.planes == "magnitude" else 3
-    est = dict(act_bytes=memory.act_bytes, channels_in=c_in)
+    est = dict(act_bytes=memory.act_bytes, channels_in=config.model_planes)
     _check("channels (widest block)", max(config.channels),        # the weights alone
            lambda w: training_bytes(config, height, width, batch_size=0, widest=w, **est), memory,
            "narrow the UNet")
@@ -195,7 +194,7 @@ def check_workers(config: TrainConfig, height: int, width: int) -> None:
     cores = usable_cores()
     check_at_most("num_workers", n, max(8, 4 * cores), f"this machine gives this run {cores} "
                   f"core(s); each worker is a process")
-    batch = config.batch_size * 3 * height * width * 4
+    batch = config.batch_size * max(3, config.model_planes) * height * width * 4
     check_memory("num_workers", n, lambda k: k * (WORKER_BYTES + 2 * batch))   # prefetch: 2
 
 
@@ -204,5 +203,6 @@ def out_of_memory(config: TrainConfig, height: int, width: int, where: str) -> B
     return BadParameterError(
         f"batch_size {config.batch_size}: out of memory {where} while training on {height} x "
         f"{width} crops with channels {list(config.channels)} (about "
-        f"{gb(training_bytes(config, height, width))} estimated); lower batch_size or "
+        f"{gb(training_bytes(config, height, width, channels_in=max(3, config.model_planes)))} "
+        f"estimated); lower batch_size or "
         f"crop_frames, and raise grad_accum for the same effective batch")

@@ -10,7 +10,8 @@ import re
 
 from ..errors import WavdiffError, first_line, one_line
 from .config import TrainConfig
-from .data import EpochSampler, TileSource, TrainDataError, TrainTiles, collate, shard_tiles
+from .data import EpochSampler, TrainTiles, collate, shard_tiles
+from .scan import TileSource, TrainDataError
 
 __all__ = ["make_loader", "probe_batch", "validation_loader", "fixed_loss", "PROBE_TILES",
            "batches", "data_error"]

@@ -6,7 +6,8 @@ DDPM noise schedule; AdamW with a warm-up; ``EMAModel`` for the weights kept;
 ``save_state`` checkpoints; progress bar.  What differs:
 
 - **Data** is our 16-bit tiles (:mod:`wavdiff_utils.train.data`): never resized,
-  cropped along time at full height, split by the dataset's ``split`` column.
+  cropped along time at full height, split by the dataset's ``split`` column; with
+  ``stereo`` a stereo dataset's mid and side tiles together (6 planes, or 2 magnitudes).
 - **Exact resume.**  Data order and crops are functions of ``(seed, epoch,
   index)``, the noise comes from a generator saved in every checkpoint with
   the step, epoch and batch reached, and a resumed run skips the batches of
@@ -46,7 +47,7 @@ from .checkpoints import (checkpoint_folders, latest_checkpoint, load_checkpoint
                           save_checkpoint)
 from .config import (CONFIG_NAME, TrainConfig, check_resumable, check_setting_names,
                      read_saved_config, require_training)
-from .data import TileSource, TrainDataError, scan_dataset
+from .scan import TileSource, TrainDataError, scan_dataset
 from .guards import check_geometry, check_training, device_memory, out_of_memory
 from .loaders import batches, fixed_loss, make_loader, probe_batch, validation_loader
 from .model import build_unet, noise_scheduler, save_model
@@ -145,7 +146,7 @@ def train(config: TrainConfig | None = None, *, progress: bool = True, callback=
     """
     config = (config or TrainConfig()).replace(**changes) if changes else (config or TrainConfig())
     say = log or (lambda *_: None)
-    source = scan_dataset(resolve(config.data))
+    source = scan_dataset(resolve(config.data), stereo=config.stereo)
     width = check_geometry(config, source)
     check_training(config, source.height, width, device_memory(config))   # before torch loads
     require_training()
@@ -278,8 +279,7 @@ def _prepare_run(config: TrainConfig, source: TileSource, out: Path, width: int,
     if config.conditioning == "caption":
         encoder = TextEncoder(config.text_encoder, device=device,
                               max_tokens=config.max_text_tokens)
-    channels = 1 if config.planes == "magnitude" else 3
-    unet = build_unet(config, channels_in=channels, height=source.height, width=width,
+    unet = build_unet(config, channels_in=config.model_planes, height=source.height, width=width,
                       cross_attention_dim=encoder.dim if encoder is not None else None)
     schedule = noise_scheduler(config)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate, betas=(0.95, 0.999),

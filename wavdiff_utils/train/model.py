@@ -3,13 +3,16 @@
 Unconditional runs use ``UNet2DModel``; caption-conditioned ones
 ``UNet2DConditionModel`` with cross-attention on the text encoder's states
 (in the mid block, and in each resolution whose ``attention`` flag is set).
-The model learns 3 planes (magnitude, cos, sin) or 1 (magnitude).
+The model learns 3 planes (magnitude, cos, sin) or 1 (magnitude), of the mid tile alone, or
+in stereo of the mid and the side tile (6 or 2: the mid's first).
 
 A saved model is a folder::
 
     unet/                 diffusers save_pretrained (the EMA weights when the run kept them)
     scheduler/            the DDPM noise schedule it was trained with
-    wavdiff_model.json    codec, planes, conditioning, text encoder, training size, steps
+    wavdiff_model.json    codec, planes, stereo, conditioning, text encoder, training size, steps
+
+A model saved before stereo existed has no ``stereo`` and is mono.
 
 :func:`load_model` reads it back for :func:`wavdiff_utils.train.sample.sample_tiles`.
 """
@@ -24,7 +27,7 @@ from ..errors import BadParameterError, MissingInputError
 from ..codec.params import CodecParams
 from ..paths import atomic_path
 from .checkpoints import saving
-from .config import TrainConfig
+from .config import PLANES, TrainConfig, model_planes
 
 __all__ = ["build_unet", "noise_scheduler", "save_model", "load_model", "TrainedModel",
            "MODEL_META", "MODEL_FORMAT"]
@@ -41,7 +44,7 @@ def build_unet(config: TrainConfig, *, channels_in: int, height: int, width: int
     ----------
     config : TrainConfig
     channels_in : int
-        3 (magnitude, cos, sin) or 1 (magnitude).
+        3 (magnitude, cos, sin) or 1 (magnitude); 6 or 2 in stereo (mid, then side).
     height, width : int
         Training size (the tile's height, the crop's width); recorded as ``sample_size``.
     cross_attention_dim : int, optional
@@ -97,6 +100,8 @@ class TrainedModel:
     max_text_tokens : int
     meta : dict
         Everything in ``wavdiff_model.json``.
+    stereo : bool
+        Learned mid and side tiles together (its samples are stereo).
     """
 
     folder: Path
@@ -108,16 +113,19 @@ class TrainedModel:
     text_encoder: str
     max_text_tokens: int
     meta: dict = field(default_factory=dict)
+    stereo: bool = False
 
     @property
     def channels(self) -> int:
-        return 1 if self.planes == "magnitude" else 3
+        """Planes the UNet takes and makes (:func:`~wavdiff_utils.train.config.model_planes`)."""
+        return model_planes(self.planes, self.stereo)
 
     def describe(self) -> str:
         cond = f"caption-conditioned ({self.text_encoder})" if self.conditioning == "caption" \
             else "unconditional"
         return (f"{cond} model of {self.params.size}x{self.params.size} tiles "
-                f"({'magnitude only' if self.planes == 'magnitude' else 'magnitude, cos, sin'}), "
+                f"({'magnitude only' if self.planes == 'magnitude' else 'magnitude, cos, sin'}"
+                f"{' of mid and side, stereo' if self.stereo else ''}), "
                 f"trained {self.meta.get('steps', '?')} steps on {self.meta.get('train_size')}")
 
 
@@ -127,7 +135,8 @@ def save_model(folder, unet, scheduler, *, config: TrainConfig, params: CodecPar
     folder = Path(folder)
     tmp = folder.parent / f".{folder.name}.partial"
     meta = {"format": MODEL_FORMAT, "version": 1, "unet_class": type(unet).__name__,
-            "codec": params.to_dict(), "planes": config.planes, "conditioning": config.conditioning,
+            "codec": params.to_dict(), "planes": config.planes, "stereo": bool(config.stereo),
+            "conditioning": config.conditioning,
             "text_encoder": config.text_encoder if config.conditioning == "caption" else None,
             "max_text_tokens": config.max_text_tokens, "train_size": list(train_size),
             "steps": int(steps), "ema": bool(ema), "config": config.to_dict()}
@@ -177,9 +186,15 @@ def load_model(folder, *, device="cpu") -> TrainedModel:
         raise BadParameterError(f"{folder}: the model's weights or scheduler cannot be read "
                                 f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); train "
                                 f"again or restore the folder") from None
-    return TrainedModel(folder, unet, sched, codec, meta["planes"],
-                        meta["conditioning"], meta.get("text_encoder") or "",
-                        int(meta.get("max_text_tokens", 64)), meta)
+    model = TrainedModel(folder, unet, sched, codec, meta["planes"],
+                         meta["conditioning"], meta.get("text_encoder") or "",
+                         int(meta.get("max_text_tokens", 64)), meta, stereo=meta["stereo"])
+    taken = getattr(unet.config, "in_channels", model.channels)
+    if taken != model.channels:
+        raise BadParameterError(f"{path}: says planes={model.planes!r}, stereo={model.stereo} "
+                                f"({model.channels} planes) but its UNet takes {taken}; the "
+                                f"model folder is damaged: train again or restore it")
+    return model
 
 
 def _model_meta(path: Path) -> tuple[dict, CodecParams]:
@@ -196,6 +211,11 @@ def _model_meta(path: Path) -> tuple[dict, CodecParams]:
     if missing or not isinstance(meta["codec"], dict):
         raise BadParameterError(f"{path}: lacks {missing or ['codec']}; the model folder is "
                                 f"damaged: train again or restore it")
+    meta.setdefault("stereo", False)                     # saved before stereo existed
+    if not isinstance(meta["stereo"], bool) or meta["planes"] not in PLANES:
+        raise BadParameterError(f"{path}: stereo={meta['stereo']!r}, planes={meta['planes']!r} "
+                                f"cannot be used; the model folder is damaged: train again or "
+                                f"restore it")
     try:
         return meta, CodecParams.from_dict(meta["codec"])
     except (TypeError, ValueError) as exc:

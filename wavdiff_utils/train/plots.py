@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io.tiles import read_tile
+from ..io.tiles import read_tile, side_tile_of
 from ..views.plots import plot_tile
 
 __all__ = ["plot_losses", "plot_samples"]
@@ -49,18 +49,24 @@ def plot_losses(result, *, smooth: int = 0):
 
 
 def plot_samples(samples, *, cols: int = 4):
-    """The magnitude of each sampled tile (dB, frequency in kHz), titled with its prompt."""
+    """The magnitude of each sampled tile (dB, frequency in kHz), titled with its prompt; a
+    stereo sample's side tile (on its own, lower, dB range) beside its mid tile."""
     import matplotlib.pyplot as plt
 
-    paths = list(samples.paths)
-    cols = max(1, min(cols, len(paths)))
-    rows = -(-len(paths) // cols)
+    p = samples.params
+    panels = []                                   # (path, codec, prompt)
+    for path, prompt in zip(samples.paths, samples.prompts):
+        panels.append((path, p.tile_codec(), prompt))
+        if p.stereo:
+            panels.append((side_tile_of(path), p.side_codec(), prompt))
+    cols = max(1, min(cols, len(panels)))
+    rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, path, prompt in zip(axes.flat, paths, samples.prompts):
+    for ax, (path, codec, prompt) in zip(axes.flat, panels):
         ax.axis("on")
         title = path.name + (f"\n{prompt[:40]}" if prompt else "")
-        plot_tile(read_tile(path, warn=False).pixels, samples.params, ax=ax, title=title)
+        plot_tile(read_tile(path, warn=False).pixels, codec, ax=ax, title=title)
     fig.tight_layout()
     return fig

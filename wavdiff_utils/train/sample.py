@@ -7,12 +7,14 @@ resolutions divide).  They are written by
 parameters, named as a generator names its output (``sample_0000.png``,
 ``sample_0001.png``, ...; with the prompt beside a conditioned sample in
 ``sample_0000.txt``), and decoded by ``03_decode`` / :func:`decode_batch`, one
-clip per sample with ``join="none"``.
+clip per sample with ``join="none"``.  A stereo model's samples are 6-plane tensors
+written as a mid tile and its side tile (``sample_0000.side.png``, with the side codec),
+which decode to one stereo file per sample.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..codec.params import CodecParams
@@ -47,8 +49,10 @@ class SampleResult:
     ----------
     folder : Path
     paths : list of Path
-        ``sample_<index:04d>.png``, 16-bit tiles with codec metadata.
+        ``sample_<index:04d>.png``, 16-bit tiles with codec metadata (stereo: the mid
+        tiles, each with ``sample_<index:04d>.side.png`` beside it).
     params : CodecParams
+        The model's codec (``params.stereo`` for stereo samples).
     prompts : list of str
         Caption of each sample (empty when unconditional).
     steps : int
@@ -68,7 +72,8 @@ class SampleResult:
     def summary(self) -> str:
 
         guided = f", guidance {self.guidance_scale:g}" if any(self.prompts) else ""
-        return (f"{len(self.paths)} sample tile(s) of {self.params.tile_seconds:.2f} s in "
+        what = "stereo sample(s) (mid and side tiles)" if self.params.stereo else "sample tile(s)"
+        return (f"{len(self.paths)} {what} of {self.params.tile_seconds:.2f} s in "
                 f"{display_path(self.folder)} ({self.steps} DDIM steps{guided}, {self.seconds:.1f} s)")
 
 
@@ -115,7 +120,7 @@ def sample_tiles(model, output, *, n: int = 2, steps: int = 50, guidance_scale: 
     dev = pick_device(device)
     if not isinstance(model, TrainedModel):
         model = load_model(model, device=dev)
-    p = model.params
+    p = replace(model.params, channels="stereo" if model.stereo else "mono")
     _check_sizes(model, p, n=int(n), steps=int(steps))
     unet = model.unet.to(dev)
     _check_resolutions(unet, p.size)
@@ -151,7 +156,8 @@ class _Sampler:
 def _check_sizes(model: TrainedModel, p: CodecParams, *, n: int, steps: int) -> None:
     """Refuse more samples than the memory holds (noise, results and tiles of all of them are
     kept at once), and more DDIM steps than the model has noise levels."""
-    check_memory("n", n, lambda k: k * p.size * p.size * (model.channels * 8 + 6))
+    tiles = 2 if model.stereo else 1             # uint16 RGB tiles per sample: 6 bytes a pixel
+    check_memory("n", n, lambda k: k * p.size * p.size * (model.channels * 8 + 6 * tiles))
     levels = int(model.scheduler_config.get("num_train_timesteps", 1000))
     check_at_most("steps", steps, levels, "DDIM steps: one per noise level the model was "
                                           "trained with, at most")
