@@ -55,7 +55,7 @@ _EXPORTS = {
     "compare.tiles": ["compare_tiles"],
     "train.loop": ["train"],
     "train.config": ["TrainConfig"],
-    "train.data": ["scan_dataset"],
+    "train.scan": ["scan_dataset"],
     "train.sample": ["sample_tiles"],
     "errors": ["WavdiffError", "BadAudioError", "BadTileError", "WeightsMissingError",
                "MissingInputError", "BadParameterError", "OutputConflictError",
