@@ -26,14 +26,7 @@ from wavdiff_utils.train.data import (TrainDataError, TrainTiles, build_demo_dat
 from wavdiff_utils.train.loop import train
 from wavdiff_utils.train.model import MODEL_META, load_model
 from wavdiff_utils.train.sample import sample_tiles
-
-
-def _one_line(exc_info, *names):
-    msg = str(exc_info.value)
-    assert "\n" not in msg and msg.strip()
-    for n in names:
-        assert str(n) in msg, msg
-    return msg
+from tests.train.test_data import _one_line
 
 
 @pytest.fixture(scope="module")
