@@ -95,7 +95,6 @@ def show_samples(result: Evaluation, which: str = "worst", *, n: int = 3) -> lis
     """Draw and play the ``n`` generated samples farthest from (``"worst"``) or nearest to
     (``"best"``) the reference; returns their rows."""
     import matplotlib.pyplot as plt
-    from IPython.display import display
 
     order = result.ranked() if which == "worst" else result.ranked()[::-1]
     picks = order[:max(0, int(n))]
@@ -107,19 +106,13 @@ def show_samples(result: Evaluation, which: str = "worst", *, n: int = 3) -> lis
                                  f"{result.scores.distances[i]:.3g}", ax)
                for i, ax in zip(picks, axes[0])]
     fig.suptitle(f"{which} {len(picks)} generated sample(s)", fontsize=10)
-    fig.tight_layout()
-    plt.show()
-    for p in players:
-        display(p)
-    rows = result.sample_rows()
-    return [rows[i] for i in picks]
+    return _show_with_players(result, fig, players, picks)
 
 
 def show_neighbours(result: Evaluation, *, n: int = 3) -> list[dict]:
     """The ``n`` generated samples most similar to a reference sample (embedding cosine), each
     beside that nearest reference sample, with players: what memorization would look like."""
     import matplotlib.pyplot as plt
-    from IPython.display import display
 
     sc = result.scores
     picks = [int(i) for i in np.argsort(-sc.cosine.value, kind="stable")[:max(0, int(n))]]
@@ -136,6 +129,14 @@ def show_neighbours(result: Evaluation, *, n: int = 3) -> list[dict]:
         players.append(_tile_with_player(result, "reference", j, f"nearest reference "
                                          f"{result.ref.samples[j].name}\ncosine "
                                          f"{sc.cosine.value[i]:.3f}{mag}", row[1]))
+    return _show_with_players(result, fig, players, picks)
+
+
+def _show_with_players(result: Evaluation, fig, players: list, picks: list[int]) -> list[dict]:
+    """Show ``fig``, then its audio players; return the sample rows of ``picks``."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
     fig.tight_layout()
     plt.show()
     for p in players:
