@@ -1,4 +1,4 @@
-"""The batch report shows every song's warnings in the words the terminal printed."""
+"""The batch report: every song's warnings in the words the terminal printed; stereo songs play in stereo."""
 import json
 
 import numpy as np
@@ -42,3 +42,67 @@ def test_a_short_clip_draws_a_visible_waveform():
     assert drawn and np.ptp(drawn[0].get_ydata()) > 1.9
     long = plot_waveform(np.tile(y, 10), 22050)
     assert long.collections and long.collections[0].get_paths()      # the envelope of a long clip
+
+
+def _duet(path, rate: int = 22050, seconds: float = 3.0) -> np.ndarray:
+    """A loud stereo file whose channels differ (left: a music-like mix, right: it delayed and
+    quieter), written as float so samples beyond +-1 survive."""
+    left = music_like(seconds, rate) * 1.3
+    right = np.roll(left, 300) * 0.6
+    y = np.stack([left, right], axis=1).astype(np.float32)
+    sf.write(path, y, rate, subtype="FLOAT")
+    return y
+
+
+def test_a_stereo_batch_report_plays_its_tiles_in_stereo(tmp_path, monkeypatch):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from wavdiff_utils.codec.metrics import snr_db
+    from wavdiff_utils.codec.params import CodecParams
+    from wavdiff_utils.io.audio import load_audio
+    from wavdiff_utils.io.manifest import manifest_params, read_manifest
+    from wavdiff_utils.io.tiles import side_tile_of
+    from wavdiff_utils.views.batch_report import show_batch_report, tile_audio, tile_round_trip
+
+    matplotlib.use("Agg")
+    _duet(tmp_path / "duet.wav")
+    out = tmp_path / "out"
+    run_pipeline(tmp_path / "duet.wav", out, captioner="none", report=False, progress=False,
+                 workers=1, log=None, params=CodecParams(size=128, channels="stereo"))
+    song = out / "duet"
+    man = read_manifest(song)
+    params = manifest_params(man)
+    t = man["tiles"][1]
+    src = load_audio(tmp_path / "duet.wav", sample_rate=params.sample_rate, mono=False)
+    y = tile_audio(song, t, params)
+    assert y.shape == (t["end"] - t["start"], 2)
+    for ch in (0, 1):                  # each channel rebuilt from mid +- side, near its source
+        assert snr_db(src[t["start"]:t["end"], ch], y[:, ch]) > 40
+    assert not np.allclose(y[:, 0], y[:, 1])
+    assert tile_round_trip(song, 1)["stereo"] is True
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *objs: shown.extend(objs))
+    show_batch_report(out, max_players=2)
+    plt.close("all")
+    text = "\n".join(getattr(o, "data", None) or o.to_string() for o in shown)
+    assert text.count("+ side (stereo)") == 2 and "(the mid, against the mono mix)" in text
+
+    side_tile_of(song / t["file"]).unlink()          # a side tile gone: that player is the mid
+    assert tile_audio(song, t, params).ndim == 1
+
+
+def test_a_mono_song_plays_mono(tmp_path):
+    from wavdiff_utils.codec.params import CodecParams
+    from wavdiff_utils.io.manifest import manifest_params, read_manifest
+    from wavdiff_utils.views.batch_report import tile_audio, tile_round_trip
+
+    _duet(tmp_path / "duet.wav")
+    out = tmp_path / "out"
+    run_pipeline(tmp_path / "duet.wav", out, captioner="none", report=False, progress=False,
+                 workers=1, log=None, params=CodecParams(size=128))
+    man = read_manifest(out / "duet")
+    y = tile_audio(out / "duet", man["tiles"][0], manifest_params(man))
+    assert y.ndim == 1 and len(y) == man["tiles"][0]["end"] - man["tiles"][0]["start"]
+    assert tile_round_trip(out / "duet", 0)["stereo"] is False

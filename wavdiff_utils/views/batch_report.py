@@ -3,8 +3,8 @@
 :func:`show_batch_report` is the whole notebook: a summary of the batch, a
 table of its songs, then per song a strip of its tiles, the caption of every
 tile, the round trip of one tile decoded alone and players of the first tiles.
-The figures and players come from :func:`song_strip`, :func:`tile_round_trip`
-and :func:`audio_player`.
+The figures and players come from :func:`song_strip`, :func:`tile_round_trip`,
+:func:`tile_audio` (a stereo song's players play left and right) and :func:`audio_player`.
 """
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ from ..dataset.eight_bit import eight_bit_cost
 from ..dataset.export import METADATA_NAME, read_metadata
 from ..io.audio import load_audio
 from ..io.manifest import manifest_params, read_manifest
-from ..io.tiles import read_tile
+from ..io.tiles import read_tile, side_tile_of
 from ..paths import display_path, resolve
 from ..results import SUMMARY_NAME
 from .plots import audio_player
 
-__all__ = ["show_batch_report", "batch_overview", "song_strip", "tile_round_trip"]
+__all__ = ["show_batch_report", "batch_overview", "song_strip", "tile_round_trip", "tile_audio"]
 
 
 def batch_overview(folder) -> tuple[str, list[dict], dict]:
@@ -133,15 +133,16 @@ def show_batch_report(output, *, max_songs: int = 20, max_tiles: int = 16,
         plt.show()
         display(HTML(_caption_table(tiles)))
         rt = tile_round_trip(d, snr_tile)
-        span = f"tile {rt['tile']:04d} ({rt['start_seconds']:.2f}-{rt['end_seconds']:.2f} s) decoded alone"
+        span = (f"tile {rt['tile']:04d} ({rt['start_seconds']:.2f}-{rt['end_seconds']:.2f} s) "
+                f"decoded alone{' (the mid, against the mono mix)' if rt['stereo'] else ''}")
         display(Markdown(f"{span}: **SNR {rt['snr_db']:.1f} dB**, LSD {rt['lsd_db']:.3f} dB against "
                          f"the source" if rt["snr_db"] is not None else f"{span}: {rt['error']}"))
         man = read_manifest(d)
         p = manifest_params(man)
         for t in man["tiles"][:max_players]:
-            y = decode_array([read_tile(d / t["file"], warn=False).pixels], p,
-                             n_samples=t["end"] - t["start"])
-            display(audio_player(y, p.sample_rate, label=t["file"]))
+            y = tile_audio(d, t, p)
+            display(audio_player(y, p.sample_rate,
+                                 label=t["file"] + (" + side (stereo)" if y.ndim == 2 else "")))
     if len(songs) > max_songs:
         display(Markdown(f"*{len(songs) - max_songs} more song(s) in the table above, not drawn "
                          f"(max_songs={max_songs}).*"))
@@ -230,11 +231,11 @@ def tile_round_trip(folder, index: int | None = None) -> dict:
         raise BadParameterError(f"tile index {index} is out of range: {folder.name} has {len(tiles)} tiles")
     t = tiles[i]
     sr = params.sample_rate
-    y = decode_array([read_tile(folder / t["file"], warn=False).pixels], params,
+    y = decode_array([read_tile(folder / t["file"], warn=False).pixels], params.tile_codec(),
                      n_samples=t["end"] - t["start"])
     out = {"tile": i, "file": t["file"], "start_seconds": t["start"] / sr,
            "end_seconds": t["end"] / sr, "snr_db": None, "lsd_db": None, "error": "",
-           "decoded": y, "sample_rate": sr}
+           "decoded": y, "sample_rate": sr, "stereo": params.channels == "stereo"}
     src = Path(man.get("source", ""))
     if not src.is_file():
         out["error"] = f"source {str(src)!r} is not there any more; nothing to compare with"
@@ -243,3 +244,32 @@ def tile_round_trip(folder, index: int | None = None) -> dict:
     out["snr_db"] = snr_db(ref, y)
     out["lsd_db"] = lsd_db(ref, y)
     return out
+
+
+def tile_audio(folder, tile: dict, params) -> np.ndarray:
+    """One tile of a song folder decoded alone (its phase as stored, else rebuilt).
+
+    Parameters
+    ----------
+    folder : path-like
+        The song folder.
+    tile : dict
+        The tile's entry in ``manifest.json`` (``file``, ``start``, ``end``).
+    params : CodecParams
+        The manifest's codec (:func:`~wavdiff_utils.io.manifest_params`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)``; for a stereo song whose side tile is there, ``(n, 2)``: left = mid + side,
+        right = mid - side, the side decoded with :meth:`~CodecParams.side_codec`.
+    """
+    folder = Path(folder)
+    n = tile["end"] - tile["start"]
+    mid_path = folder / tile["file"]
+    mid = decode_array([read_tile(mid_path, warn=False).pixels], params.tile_codec(), n_samples=n)
+    side_path = side_tile_of(mid_path)
+    if params.channels != "stereo" or not side_path.is_file():
+        return mid
+    side = decode_array([read_tile(side_path, warn=False).pixels], params.side_codec(), n_samples=n)
+    return np.stack([mid + side, mid - side], axis=1)
