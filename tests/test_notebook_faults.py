@@ -136,3 +136,31 @@ def test_defect_05_01_encode_shows_a_symlink_loop_in_its_table_then_one_line(wor
     html = "".join(table[0]["data"]["text/html"])
     assert "FAILED" in html and "loop.wav" in html and "symbolic links" in html
     assert (tmp_path / "tiles_out" / "clip" / "manifest.json").is_file()    # the good song
+
+
+def test_03_decode_corrupt_metadata_names_the_parameter_that_decodes_it(work, tmp_path):
+    """A tile with corrupt metadata stops 03_decode with one line that names ``bad_metadata``,
+    a parameter the notebook has: passed as "defaults", the song decodes, with a warning."""
+    from tests.jobs.test_decode_faults import splice_chunk
+
+    shutil.copytree(work / "tiles", tmp_path / "tiles")
+    tile = sorted((tmp_path / "tiles" / "clip").glob("clip_*.png"))[1]
+    splice_chunk(tile, b'{"format": "wavdiff-tile", codec: }')
+    exc, errors, _ = run("03_decode", tmp_path, input="tiles", output="decoded")
+    assert_one_line(exc, errors, "BatchFailedError", tile.name, "not valid JSON",
+                    "bad_metadata='defaults'")
+    assert not (tmp_path / "decoded" / "clip.wav").exists()
+
+    executed = tmp_path / "03_decode.defaults.ipynb"
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        pm.execute_notebook(str(NOTEBOOKS / "03_decode.ipynb"), str(executed), kernel_name="python3",
+                            progress_bar=False, parameters=dict(input="tiles", output="decoded",
+                                                                bad_metadata="defaults"))
+    finally:
+        os.chdir(cwd)
+    assert (tmp_path / "decoded" / "clip.wav").is_file()
+    text = "".join("".join(o.get("text", "")) for c in json.loads(executed.read_text())["cells"]
+                   for o in c.get("outputs", []))
+    assert f"{tile.name}: wavdiff metadata is corrupt" in text
