@@ -75,6 +75,9 @@ def test_own_tiles_stay_exact_under_auto(song, tmp_path):
     yb, _ = sf.read(tmp_path / "image.wav")
     assert np.array_equal(ya, yb) and {t.method for t in a.tiles} == {"image"}
     assert a.n_samples == b.n_samples == 44100
+    table = decode_batch(song, tmp_path / "out", progress=False).tile_table()
+    sc = table[["coherence_db", "consistency_db"]]      # exact phase: no SC, NaN (was None)
+    assert (sc.dtypes == float).all() and sc.isna().all().all()
 
 
 @pytest.mark.parametrize("make, problem", [
@@ -188,6 +191,9 @@ def test_grey_and_8bit_images_decode_with_a_warning(song, tmp_path):
     by = {x.song: x for x in r.results}
     assert r.ok and by["grey"].tiles[0].method == "fgla (pghi start)"
     assert by["grey"].tiles[0].coherence_db is None
+    table = r.tile_table().set_index("file")          # not measured: NaN in a float column
+    assert table["coherence_db"].dtype == float and np.isnan(table.loc["grey", "coherence_db"])
+    assert np.isfinite(table.loc["grey", "consistency_db"])
     assert any("magnitude only" in w for w in by["grey"].warnings)
     assert any("8-bit image" in w for w in by["eight"].warnings)
     assert by["eight"].tiles[0].method != "image" or by["eight"].tiles[0].coherence_db < -50

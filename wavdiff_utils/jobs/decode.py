@@ -176,11 +176,15 @@ class DecodeBatch(BatchResult):
 
     def tile_table(self):
         """One row per tile: method chosen, image-phase coherence, and ``consistency_db``: the
-        SC of the audio against the image's own magnitude (``TileReport.sc_db``)."""
+        SC of the audio against the image's own magnitude (``TileReport.sc_db``).  Both SC
+        columns are float, NaN where not measured (tiles decoded with their exact phase)."""
         import pandas as pd
 
-        return pd.DataFrame([row for r in self.results for row in tile_rows(r)]
-                            ).rename(columns={"sc_db": "consistency_db"})
+        df = pd.DataFrame([row for r in self.results for row in tile_rows(r)]
+                          ).rename(columns={"sc_db": "consistency_db"})
+        sc = [c for c in ("coherence_db", "consistency_db") if c in df.columns]
+        df[sc] = df[sc].astype(float)
+        return df
 
 # --------------------------------------------------------------------------- planning
 
