@@ -1,5 +1,6 @@
 """Stereo datasets (issue 26): side tiles in metadata.jsonl, the card, the 16-bit loaders; mono
-exports unchanged (recorded before stereo datasets existed)."""
+exports unchanged (recorded before stereo datasets existed); every format bit-exact on real music
+when outputs/music is there (scripts/fetch_music.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -281,3 +282,59 @@ def test_row_audio_decodes_a_stereo_row_to_left_and_right(stereo):
     mono_row = {**row, "side": None}
     with pytest.raises(WavdiffError, match="no 'side' tile"):
         row_audio(mono_row, channels="stereo")
+
+
+MUSIC = Path(__file__).resolve().parents[2] / "outputs" / "music"
+
+
+@pytest.mark.skipif(not (MUSIC / "derived" / "loud_stereo_44k.mp3").is_file()
+                    or not any(MUSIC.glob("*.ogg")),
+                    reason="no real music in outputs/music (scripts/fetch_music.py)")
+def test_real_stereo_music_is_bit_exact_through_every_format(tmp_path):
+    """30 s (from 0:30) of a real stereo song and of the loud MP3 (samples beyond +-1), 256 px
+    stereo tiles: the loader, the datasets loader, the shards and the Parquet export each give
+    the PNGs' mid and side planes bit for bit."""
+    from wavdiff_utils.dataset.shards import ShardReader
+    from wavdiff_utils.dataset.tensors import tensor_to_pixels
+    from wavdiff_utils.io.audio import load_audio
+    from wavdiff_utils.jobs.shard_writer import write_shards
+
+    (tmp_path / "in").mkdir()
+    for src in (sorted(MUSIC.glob("*.ogg"))[-1], MUSIC / "derived" / "loud_stereo_44k.mp3"):
+        y = load_audio(src, sample_rate=44100, mono=False)[30 * 44100:60 * 44100]
+        assert y.shape[1] == 2 and (src.suffix == ".ogg" or np.abs(y).max() > 1)
+        sf.write(tmp_path / "in" / f"{src.stem}.wav", y, 44100, subtype="FLOAT")
+    out = tmp_path / "out"
+    assert encode_batch(tmp_path / "in", out, params=CodecParams(size=256, channels="stereo"),
+                        progress=False).ok
+    export_dataset(out)
+    write_shards(out, progress=False)
+    rows = {r["file_name"]: r for r in read_metadata(out)}
+    assert len(rows) > 40 and all("side_file_name" in r for r in rows.values())
+    by_tile = {(r["song"], r["tile_index"]): n for n, r in rows.items()}
+
+    def exact(name: str, x: torch.Tensor) -> None:
+        assert x.shape == (6, 256, 256), name
+        assert np.array_equal(tensor_to_pixels(x[:3]), decode_png16(out / name)), name
+        assert np.array_equal(tensor_to_pixels(x[3:]),
+                              decode_png16(out / rows[name]["side_file_name"])), name
+
+    readers = {"TileDataset": TileDataset(out, channels="stereo"),
+               "ShardReader": ShardReader(out / "shards", split=None, channels="stereo"),
+               "ParquetTiles": _parquet_tiles(out),
+               "load_tile_dataset": load_tile_dataset(out, channels="stereo",
+                                                      cache_dir=str(tmp_path / "cache"))}
+    for label, reader in readers.items():
+        seen = set()
+        items = (reader[i] for i in range(len(reader))) if hasattr(reader, "__getitem__") else reader
+        for item in items:                   # datasets' imagefolder turns file_name into image
+            name = item.get("file_name") or by_tile[item["song"], int(item["tile_index"])]
+            exact(name, item["pixel_values"])
+            seen.add(name)
+        assert seen == set(rows), label
+
+
+def _parquet_tiles(folder: Path):
+    from wavdiff_utils.dataset.parquet_read import ParquetTiles
+
+    return ParquetTiles(_parquet(folder), split=None, channels="stereo")
