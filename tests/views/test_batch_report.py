@@ -2,9 +2,11 @@
 import json
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from tests.audio_fixtures import music_like
+from wavdiff_utils.errors import WavdiffError
 from wavdiff_utils.jobs.pipeline import run_pipeline
 from wavdiff_utils.results import SUMMARY_NAME
 from wavdiff_utils.views.batch_report import batch_overview
@@ -63,7 +65,8 @@ def test_a_stereo_batch_report_plays_its_tiles_in_stereo(tmp_path, monkeypatch):
     from wavdiff_utils.io.audio import load_audio
     from wavdiff_utils.io.manifest import manifest_params, read_manifest
     from wavdiff_utils.io.tiles import side_tile_of
-    from wavdiff_utils.views.batch_report import show_batch_report, tile_audio, tile_round_trip
+    from wavdiff_utils.views.batch_report import (show_batch_report, song_strip, tile_audio,
+                                                  tile_round_trip)
 
     matplotlib.use("Agg")
     _duet(tmp_path / "duet.wav")
@@ -84,10 +87,16 @@ def test_a_stereo_batch_report_plays_its_tiles_in_stereo(tmp_path, monkeypatch):
 
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda *objs: shown.extend(objs))
+    before = len(plt.get_fignums())
     show_batch_report(out, max_players=2)
+    titles = [plt.figure(n).axes[0].get_title() for n in plt.get_fignums()[before:]]
     plt.close("all")
     text = "\n".join(getattr(o, "data", None) or o.to_string() for o in shown)
     assert text.count("+ side (stereo)") == 2 and "(the mid, against the mono mix)" in text
+    assert [t.split(":")[0] for t in titles] == ["duet mid", "duet side"]     # a strip each
+    side = song_strip(song, channel="side").axes[0].images[0]
+    assert side.get_clim() == (params.side_codec().db_min, params.db_max)
+    plt.close("all")
 
     side_tile_of(song / t["file"]).unlink()          # a side tile gone: that player is the mid
     assert tile_audio(song, t, params).ndim == 1
@@ -96,7 +105,7 @@ def test_a_stereo_batch_report_plays_its_tiles_in_stereo(tmp_path, monkeypatch):
 def test_a_mono_song_plays_mono(tmp_path):
     from wavdiff_utils.codec.params import CodecParams
     from wavdiff_utils.io.manifest import manifest_params, read_manifest
-    from wavdiff_utils.views.batch_report import tile_audio, tile_round_trip
+    from wavdiff_utils.views.batch_report import song_strip, tile_audio, tile_round_trip
 
     _duet(tmp_path / "duet.wav")
     out = tmp_path / "out"
@@ -106,3 +115,7 @@ def test_a_mono_song_plays_mono(tmp_path):
     y = tile_audio(out / "duet", man["tiles"][0], manifest_params(man))
     assert y.ndim == 1 and len(y) == man["tiles"][0]["end"] - man["tiles"][0]["start"]
     assert tile_round_trip(out / "duet", 0)["stereo"] is False
+    for channel, words in (("side", "a mono song has no side tiles"), ("left", "'mid' or 'side'")):
+        with pytest.raises(WavdiffError, match=words) as info:
+            song_strip(out / "duet", channel=channel)
+        assert "\n" not in str(info.value)

@@ -107,9 +107,8 @@ def show_batch_report(output, *, max_songs: int = 20, max_tiles: int = 16,
     FileNotFoundError
         ``output`` holds no dataset (:func:`wavdiff_utils.jobs.ensure_dataset` builds one).
     """
-    import matplotlib.pyplot as plt
     import pandas as pd
-    from IPython.display import HTML, Markdown, display
+    from IPython.display import Markdown, display
 
     folder = resolve(output)
     if not (folder / METADATA_NAME).is_file():
@@ -123,32 +122,44 @@ def show_batch_report(output, *, max_songs: int = 20, max_tiles: int = 16,
     display(pd.DataFrame([{"song": s, "status": status.get(s, ""), "tiles": len(t),
                            "captioned": sum(bool(r["text"]) for r in t),
                            "seconds": round(t[-1]["end_seconds"], 2)} for s, t in songs.items()]))
-    display(Markdown("## Songs\nTile strip (magnitude in dB, tile borders in white), the caption of "
-                     "every tile, the round trip of one tile decoded alone against the source "
-                     "audio, and players of the first tiles, each decoded from its tile alone."))
+    display(Markdown("## Songs\nTile strip (magnitude in dB, tile borders in white; a stereo "
+                     "song's side tiles in a second strip), the caption of every tile, the round "
+                     "trip of one tile decoded alone against the source audio, and players of the "
+                     "first tiles, each decoded from its tile alone (stereo: mid and side)."))
     for song, tiles in list(songs.items())[:max_songs]:
-        d = folder / Path(tiles[0]["file_name"]).parent
         display(Markdown(f"### {song}"))
-        song_strip(d, max_tiles=max_tiles)
-        plt.show()
-        display(HTML(_caption_table(tiles)))
-        rt = tile_round_trip(d, snr_tile)
-        span = (f"tile {rt['tile']:04d} ({rt['start_seconds']:.2f}-{rt['end_seconds']:.2f} s) "
-                f"decoded alone{' (the mid, against the mono mix)' if rt['stereo'] else ''}")
-        display(Markdown(f"{span}: **SNR {rt['snr_db']:.1f} dB**, LSD {rt['lsd_db']:.3f} dB against "
-                         f"the source" if rt["snr_db"] is not None else f"{span}: {rt['error']}"))
-        man = read_manifest(d)
-        p = manifest_params(man)
-        for t in man["tiles"][:max_players]:
-            y = tile_audio(d, t, p)
-            display(audio_player(y, p.sample_rate,
-                                 label=t["file"] + (" + side (stereo)" if y.ndim == 2 else "")))
+        _show_song(folder / Path(tiles[0]["file_name"]).parent, tiles, max_tiles=max_tiles,
+                   max_players=max_players, snr_tile=snr_tile)
     if len(songs) > max_songs:
         display(Markdown(f"*{len(songs) - max_songs} more song(s) in the table above, not drawn "
                          f"(max_songs={max_songs}).*"))
 
 
-def song_strip(folder, *, max_tiles: int = 16, height: int = 160, cmap: str = "magma"):
+def _show_song(d: Path, tiles: list[dict], *, max_tiles: int, max_players: int,
+               snr_tile: int) -> None:
+    """One song of the batch report: its strip (and side strip), captions, round trip, players."""
+    import matplotlib.pyplot as plt
+    from IPython.display import HTML, Markdown, display
+
+    man = read_manifest(d)
+    p = manifest_params(man)
+    for channel in ("mid", "side") if p.channels == "stereo" else ("mid",):
+        song_strip(d, max_tiles=max_tiles, channel=channel)    # the side on its own, lower, scale
+        plt.show()
+    display(HTML(_caption_table(tiles)))
+    rt = tile_round_trip(d, snr_tile)
+    span = (f"tile {rt['tile']:04d} ({rt['start_seconds']:.2f}-{rt['end_seconds']:.2f} s) "
+            f"decoded alone{' (the mid, against the mono mix)' if rt['stereo'] else ''}")
+    display(Markdown(f"{span}: **SNR {rt['snr_db']:.1f} dB**, LSD {rt['lsd_db']:.3f} dB against "
+                     f"the source" if rt["snr_db"] is not None else f"{span}: {rt['error']}"))
+    for t in man["tiles"][:max_players]:
+        y = tile_audio(d, t, p)
+        display(audio_player(y, p.sample_rate,
+                             label=t["file"] + (" + side (stereo)" if y.ndim == 2 else "")))
+
+
+def song_strip(folder, *, max_tiles: int = 16, height: int = 160, cmap: str = "magma",
+               channel: str = "mid"):
     """A song's tiles side by side as one spectrogram strip (magnitude in dB), tile borders marked.
 
     Parameters
@@ -159,6 +170,11 @@ def song_strip(folder, *, max_tiles: int = 16, height: int = 160, cmap: str = "m
         Tiles drawn (the first ones).
     height : int
         Pixels per tile edge in the strip (tiles are shrunk with area averaging).
+    cmap : str
+        Matplotlib colour map.
+    channel : {"mid", "side"}
+        A stereo song's side tiles (``<song>_<index>.side.png``) draw on their own scale, the
+        side codec's (a floor 20 dB lower); the mid, a mono song's only tiles, is the default.
 
     Returns
     -------
@@ -171,11 +187,19 @@ def song_strip(folder, *, max_tiles: int = 16, height: int = 160, cmap: str = "m
     man = read_manifest(folder)
     if man is None:
         raise MissingInputError(f"{folder}: no manifest.json; not a finished song folder")
+    if channel not in ("mid", "side"):
+        raise BadParameterError(f"channel must be 'mid' or 'side', got {channel!r}")
     params = manifest_params(man)
+    if channel == "side" and params.channels != "stereo":
+        raise BadParameterError(f"{folder}: a mono song has no side tiles; channel must be 'mid'")
+    label = f" {channel}" if params.channels == "stereo" else ""
+    params = params.side_codec() if channel == "side" else params.tile_codec()
     tiles = man["tiles"][:max(1, int(max_tiles))]
     parts = []
     for t in tiles:
-        db = tile_magnitude_db(read_tile(folder / t["file"], warn=False).pixels, params)
+        path = folder / t["file"]
+        path = side_tile_of(path) if channel == "side" else path
+        db = tile_magnitude_db(read_tile(path, warn=False).pixels, params)
         parts.append(cv2.resize(db.astype(np.float32), (height, height), interpolation=cv2.INTER_AREA))
     strip = np.concatenate(parts, axis=1)
     sr = params.sample_rate
@@ -195,8 +219,8 @@ def song_strip(folder, *, max_tiles: int = 16, height: int = 160, cmap: str = "m
     ax.set_xlabel("seconds")
     ax.set_ylabel("kHz")
     more = len(man["tiles"]) - len(tiles)
-    ax.set_title(f"{man['song']}: {man['n_tiles']} tiles" + (f" (first {len(tiles)})" if more else ""),
-                 fontsize=9)
+    ax.set_title(f"{man['song']}{label}: {man['n_tiles']} tiles"
+                 + (f" (first {len(tiles)})" if more else ""), fontsize=9)
     fig.colorbar(im, ax=ax, label="dB", pad=0.01)
     fig.tight_layout()
     return fig
