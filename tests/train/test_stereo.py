@@ -346,3 +346,13 @@ def test_songs_encoded_mono_and_stereo_in_one_dataset(stereo, tiny, tmp_path):
     with pytest.raises(TrainDataError) as e:
         scan_dataset(ds, stereo=True)
     _one_line(e, "have no side tile", song.name)
+
+
+@pytest.mark.parametrize("value", ["stereo", "mono"])
+def test_channels_set_to_a_channel_layout_points_to_stereo(value):
+    """07_train's ``channels`` is the UNet's widths; a user who sets it to "stereo" (as in
+    01_encode) is told which setting learns a stereo dataset."""
+    with pytest.raises(WavdiffError) as info:
+        TrainConfig(channels=value)
+    _one_line(info, "channels must be a list of positive integers", repr(value),
+              "stereo=True")

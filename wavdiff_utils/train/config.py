@@ -270,8 +270,10 @@ class TrainConfig:
         set_("stereo", bool(self.stereo))
         channels = tuple(self.channels) if isinstance(self.channels, (list, tuple)) else ()
         if not channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels):
+            hint = ("; a stereo dataset is learnt with stereo=True"
+                    if self.channels in ("stereo", "mono", "mid") else "")
             raise BadParameterError(f"channels must be a list of positive integers (one UNet width "
-                                    f"per resolution), got {self.channels!r}")
+                                    f"per resolution), got {self.channels!r}{hint}")
         attention = self.attention
         if isinstance(attention, bool):
             attention = (attention,) * len(channels)
