@@ -39,6 +39,26 @@ def made(tmp_path_factory):
     return src, out, D.export_dataset(out)
 
 
+def test_a_re_export_loads_its_new_rows_through_the_same_datasets_cache(made, tmp_path):
+    """``datasets`` caches a local folder by its name and its card's YAML: a dataset folder
+    exported again with other rows (a song removed) must not load the rows cached before."""
+    import shutil
+
+    datasets = pytest.importorskip("datasets")
+    _, out, _ = made
+    folder = tmp_path / "dataset"
+    shutil.copytree(out, folder)
+    cache = str(tmp_path / "cache")
+    assert datasets.load_dataset(str(folder), split="train", cache_dir=cache).num_rows \
+        == len(D.read_metadata(out))
+    shutil.rmtree(folder / "b")
+    D.export_dataset(folder)
+    left = D.read_metadata(folder)
+    assert {r["song"] for r in left} == {"a"}
+    again = datasets.load_dataset(str(folder), split="train", cache_dir=cache)
+    assert again.num_rows == len(left) and set(again["song"]) == {"a"}
+
+
 def test_export_writes_one_row_per_tile_with_relative_paths(made):
     _, out, res = made
     rows = D.read_metadata(out)

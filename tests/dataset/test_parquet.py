@@ -150,6 +150,28 @@ def test_the_folder_loads_as_a_hub_repo_by_its_card(export, tmp_path):
     assert abs(index["seconds"] - (6 + 0.7 + 0.5)) < 0.01
 
 
+def test_two_exports_in_one_datasets_cache_each_load_their_own_rows(dataset, tmp_path):
+    """``datasets`` caches a local folder by its base name (``parquet`` for every export) and a
+    hash of its card's YAML: two exports with the same splits shared one cache entry, and
+    ``load_dataset(folder)`` gave the second the first one's rows.  The card's content id
+    keeps them apart."""
+    small = tmp_path / "small"
+    shutil.copytree(dataset, small, ignore=shutil.ignore_patterns("parquet", "shards"))
+    rows = (small / "metadata.jsonl").read_text().splitlines()
+    kept = [r for r in rows if json.loads(r)["song"] != "wavdiff_demo"][:2] + \
+        [r for r in rows if json.loads(r)["song"] == "wavdiff_demo"][:3]
+    (small / "metadata.jsonl").write_text("".join(r + "\n" for r in kept))
+    big = write_parquet(dataset, tmp_path / "big" / "parquet", progress=False)
+    little = write_parquet(small, tmp_path / "little" / "parquet", progress=False)
+    assert list(big.data["splits"]) == list(little.data["splits"])      # the same YAML but ...
+    cache = str(tmp_path / "cache")
+    for ex, want in ((big, len(read_metadata(dataset))), (little, 5), (big, None)):
+        ds = datasets.load_dataset(str(ex.folder), cache_dir=cache)
+        assert sum(len(ds[s]) for s in ds) == (want or len(read_metadata(dataset)))
+    head = (tmp_path / "little" / "parquet" / "README.md").read_text().split("---")[1]
+    assert "description: \"wavdiff Parquet export " in head
+
+
 def test_our_loader_gives_the_png_loaders_items(dataset, export):
     from wavdiff_utils.dataset.loader import TileDataset
 

@@ -5,6 +5,7 @@ it, turn a row back into audio, and share it on the Hugging Face Hub."""
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -49,7 +50,8 @@ def write_card(res, name: str) -> None:
         res.warnings.append(f"{path}: exists and was not written by wavdiff; left as it is")
         return
     params = [CodecParams.from_dict(c) for c in res.codecs]
-    lines = _front_matter_lines(name) + _contents_lines(res, name, params)
+    content_id = hashlib.blake2b(Path(res.metadata).read_bytes(), digest_size=8).hexdigest()
+    lines = _front_matter_lines(name, content_id) + _contents_lines(res, name, params)
     lines += _layout_lines() + (_stereo_lines() if any(p.stereo for p in params) else [])
     lines += _codec_lines(res, params) + _storage_lines(res)
     lines += _usage_lines(params[0])
@@ -57,8 +59,14 @@ def write_card(res, name: str) -> None:
         tmp.write_text("\n".join(lines), encoding="utf-8")
 
 
-def _front_matter_lines(name: str) -> list[str]:
-    """The card's YAML front matter (Hugging Face metadata) and wavdiff's mark."""
+def _front_matter_lines(name: str, content_id: str) -> list[str]:
+    """The card's YAML front matter (Hugging Face metadata) and wavdiff's mark.
+
+    ``content_id`` (a hash of ``metadata.jsonl``) goes in ``dataset_info.description``:
+    ``datasets`` caches a local folder under its base name and a hash of this YAML, so without
+    it a re-exported folder, or another dataset folder of the same name, loads the rows cached
+    first (see :func:`_parquet_front_matter`).
+    """
     return [
         "---",
         f"pretty_name: {json.dumps(name)}",
@@ -69,6 +77,8 @@ def _front_matter_lines(name: str) -> list[str]:
         "- music",
         "- spectrogram",
         "- wavdiff",
+        "dataset_info:",
+        f"  description: \"wavdiff dataset {content_id}\"",
         "configs:",
         "- config_name: default",
         "  data_files:",
@@ -241,7 +251,8 @@ def write_parquet_card(folder, data: dict, name: str) -> str | None:
     if path.is_file() and _CARD_MARK not in path.read_text(encoding="utf-8", errors="replace"):
         return f"{path}: exists and was not written by wavdiff; left as it is"
     params = [CodecParams.from_dict(c) for c in data["codecs"]] or [CodecParams()]
-    lines = _parquet_front_matter(name, list(data["splits"])) + _parquet_contents(data, name)
+    lines = _parquet_front_matter(name, list(data["splits"]), _export_id(data))
+    lines += _parquet_contents(data, name)
     lines += _parquet_loading(data) + _parquet_audio(params) + _parquet_hub()
     text = "\n".join(lines)
     if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text:
@@ -250,10 +261,23 @@ def write_parquet_card(folder, data: dict, name: str) -> str | None:
     return None
 
 
-def _parquet_front_matter(name: str, splits: list) -> list[str]:
-    """YAML the Hub reads: name, tags, and one ``data_files`` entry per split."""
+def _export_id(data: dict) -> str:
+    """A Parquet export's content id: a hash of its shards' names and checksums."""
+    shards = sorted((s["name"], s["blake2b"]) for s in data["shards"])
+    return hashlib.blake2b(json.dumps(shards).encode(), digest_size=8).hexdigest()
+
+
+def _parquet_front_matter(name: str, splits: list, content_id: str) -> list[str]:
+    """YAML the Hub reads: name, tags, and one ``data_files`` entry per split.
+
+    ``dataset_info.description`` holds the export's content id: ``datasets`` caches a local
+    folder under its base name (``parquet`` for every export) and a hash of this YAML, so two
+    exports with the same YAML would share one cache entry, and ``load_dataset(folder)`` would
+    give back whichever was read first.
+    """
     lines = ["---", f"pretty_name: {json.dumps(name)}", "task_categories:", "- text-to-image",
-             "tags:", "- audio", "- music", "- spectrogram", "- wavdiff", "configs:",
+             "tags:", "- audio", "- music", "- spectrogram", "- wavdiff", "dataset_info:",
+             f"  description: \"wavdiff Parquet export {content_id}\"", "configs:",
              "- config_name: default", "  data_files:"]
     for split in splits:
         lines += [f"  - split: {split}", f"    path: \"data/{split}-*.parquet\""]
