@@ -185,3 +185,22 @@ def test_the_side_keeps_quiet_detail_below_the_mid_floor(tmp_path):
     k = int(round(5000 / (rate / params.n_fft)))
     assert np.median(db[k]) == pytest.approx(-120, abs=1.5)       # kept, near its true level
     assert float(np.median(db[k])) < params.db_min                 # where a mid tile keeps nothing
+
+
+def test_the_full_scale_warning_of_a_stereo_song_names_the_louder_channel(tmp_path):
+    """Left peaking at 1.15 and right at 1.51: the mid's peak is lower than either channel's,
+    so the warning and the manifest give the louder channel's, 1.51."""
+    t = np.arange(44100) / 44100
+    left = (1.15 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    right = (1.51 * np.sin(2 * np.pi * 330 * t + 1.0)).astype(np.float32)
+    wav = tmp_path / "loud.wav"
+    sf.write(wav, np.stack([left, right], axis=1), 44100, subtype="FLOAT")
+    res = encode_song(wav, tmp_path / "o", params=CodecParams(size=64, channels="stereo"))
+    man = _manifest(Path(res.output))
+    want = float(np.max(np.abs(np.stack([left, right]))))
+    assert man["channel_peak"] == pytest.approx(want, rel=1e-6) and man["peak"] < want - 0.05
+    full = [w for w in man["warnings"] if "full scale" in w]
+    assert full == [f"input reaches full scale (peak {want:.3f}, the louder of left and right): "
+                    f"it may be clipped"]
+    mono = encode_song(wav, tmp_path / "m", params=CodecParams(size=64))
+    assert "channel_peak" not in _manifest(Path(mono.output))

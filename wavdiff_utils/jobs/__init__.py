@@ -9,6 +9,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(__name__, submod_attrs={
     "decode_images": ["RESIZE_MODES", "EIGHT_BIT_CAP_DB", "ResizeReadingError", "check_resize", "fit_to_codec", "image_notes", "own_size_params", "codec_for", "sequence_warnings", "set_aside_metadata", "wavdiff_metadata"],
     "decode_stereo": ["UnpairedSideError", "StereoFigures", "WidthMeter", "SideChannel", "find_side_tiles", "pair_sides", "refuse_stray", "side_channel", "channel_audio", "write_stereo", "tile_rows", "SPAN_FIELDS", "SIDE_OWN_FIELDS"],
     "encode": ["encode_song", "encode_one", "encode_batch", "OutputExistsError", "capped_workers", "check_complete", "source_state", "verify"],
+    "levels": ["Levels", "check_levels"],
     "pipeline": ["REPORT_NOTEBOOK", "run_pipeline", "encode_songs", "default_workers", "check_workers", "ensure_dataset"],
     "pipeline_result": ["PipelineResult", "write_summary", "side_tile_count"],
     "ray_captions": ["caption_actor_count", "run_captions", "caption_on_ray"],

@@ -17,19 +17,18 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from .. import __version__
 from ..codec.params import CodecParams
 from ..codec.threads import prefetched, split_pairs, tile_threads, usable_cores
 from ..codec.transform import encode_stream
 from ..errors import BadParameterError, OutputConflictError, WavdiffError
-from ..io.audio import AudioError, AudioStream, AudioUnreadableError, find_audio_files
+from ..io.audio import AudioStream, AudioUnreadableError, find_audio_files
 from ..io.locking import output_lock
 from ..io.manifest import MANIFEST_NAME, manifest_params, read_manifest, same_codec, write_manifest
 from ..io.tiles import read_tile_metadata, side_tile_name, tile_metadata, tile_name, write_tile
 from ..paths import atomic_path, remove_temporaries, song_id, song_ids, writing
 from ..results import BatchResult, SongResult
+from .levels import Levels, check_levels
 from .workers import make_pool, native_stderr_silenced, stop_pool
 
 __all__ = ["encode_song", "encode_one", "encode_batch", "OutputExistsError", "capped_workers",
@@ -153,22 +152,7 @@ class _StreamedTiles:
     below: int
     side_peak: float | None = None       # stereo songs: the side's peak and clipped values
     side_clipped: int = 0
-
-
-class _Levels:
-    """Peak and number of the samples of the blocks that pass through :meth:`counted`."""
-
-    def __init__(self) -> None:
-        self.peak = 0.0
-        self.n_samples = 0
-
-    def counted(self, blocks):
-        """Yield ``blocks`` unchanged, counting their samples and peak on the way."""
-        for b in blocks:
-            if len(b):
-                self.peak = max(self.peak, float(np.max(np.abs(b))))
-                self.n_samples += len(b)
-            yield b
+    channel_peak: float | None = None    # stereo songs: the louder of left's and right's peaks
 
 
 def _skip_finished(job: _SongJob, manifest: dict) -> SongResult:
@@ -276,27 +260,13 @@ def _write_tiles(job: _SongJob, tiles, writer: ThreadPoolExecutor, *, png_compre
     return tiles_meta, counts
 
 
-def _check_levels(path: Path, params: CodecParams, levels: _Levels, side: _Levels) -> None:
-    """Raise :class:`AudioError` for audio that is empty, shorter than ``n_fft`` or silent."""
-    n_samples = levels.n_samples
-    if n_samples == 0:
-        raise AudioError(path, "contains no audio samples (empty file)")
-    if n_samples < params.n_fft:
-        raise AudioError(path, f"is too short: {n_samples} samples "
-                               f"({1000 * n_samples / params.sample_rate:.1f} ms) at "
-                               f"{params.sample_rate} Hz; at least n_fft={params.n_fft} "
-                               f"needed")
-    if levels.peak == 0.0 and side.peak == 0.0:
-        raise AudioError(path, "is silent (every sample is zero)")
-
-
-def _encoded(job: _SongJob, blocks, levels: "_Levels", side_levels: "_Levels", threads: int):
+def _encoded(job: _SongJob, blocks, levels: Levels, side_levels: Levels, threads: int):
     """The song's tiles in order: EncodedTile for mono, ``(mid, side)`` pairs for stereo (two
     encoders fed in step from one read of the file)."""
     codec = job.params.tile_codec()
     if not job.params.stereo:
         return encode_stream(levels.counted(blocks), codec, threads=threads)
-    mids, sides = split_pairs(blocks)
+    mids, sides = split_pairs(levels.counted_pairs(blocks))
     return zip(encode_stream(levels.counted(mids), codec, threads=threads),
                encode_stream(side_levels.counted(sides), job.params.side_codec(),
                              threads=threads),
@@ -306,7 +276,7 @@ def _encoded(job: _SongJob, blocks, levels: "_Levels", side_levels: "_Levels", t
 def _stream_tiles(job: _SongJob, stream: AudioStream, *, png_compression, progress,
                   threads) -> _StreamedTiles:
     """Encode the stream into tiles in the partial folder; an unusable file leaves nothing."""
-    levels, side_levels = _Levels(), _Levels()
+    levels, side_levels = Levels(), Levels()
     # three stages overlap: audio decoding (libsndfile, soxr) in one thread, the STFT and pixel
     # maths here, PNG encoding and writing (OpenCV) in another; all three release the GIL
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wavdiff-png")
@@ -315,7 +285,7 @@ def _stream_tiles(job: _SongJob, stream: AudioStream, *, png_compression, progre
             tiles = _encoded(job, blocks, levels, side_levels, threads or tile_threads(spare=1))
             tiles_meta, counts = _write_tiles(job, tiles, writer, png_compression=png_compression,
                                               progress=progress)
-        _check_levels(job.path, job.params, levels, side_levels)
+        check_levels(job.path, job.params, levels, side_levels)
     except Exception:
         # an unusable file leaves nothing behind; an interruption (KeyboardInterrupt) keeps
         # the finished tiles of the partial folder for the next run to reuse
@@ -325,7 +295,8 @@ def _stream_tiles(job: _SongJob, stream: AudioStream, *, png_compression, progre
     finally:                 # an interruption still finishes the tiles already handed over
         writer.shutdown(wait=True)
     return _StreamedTiles(tiles_meta, levels.n_samples, levels.peak, counts[0], counts[1],
-                          side_levels.peak if job.params.stereo else None, counts[2])
+                          side_levels.peak if job.params.stereo else None, counts[2],
+                          levels.channel_peak if job.params.stereo else None)
 
 
 def _song_warnings(stream: AudioStream, done: _StreamedTiles, params: CodecParams) -> list:
@@ -333,8 +304,10 @@ def _song_warnings(stream: AudioStream, done: _StreamedTiles, params: CodecParam
     warn = []
     if stream.truncated:
         warn.append(stream.truncated)
-    if done.peak >= 1.0:
-        warn.append(f"input reaches full scale (peak {done.peak:.3f}): it may be clipped")
+    peak, which = ((done.peak, "") if done.channel_peak is None else
+                   (done.channel_peak, ", the louder of left and right"))
+    if peak >= 1.0:
+        warn.append(f"input reaches full scale (peak {peak:.3f}{which}): it may be clipped")
     if done.clipped:
         warn.append(f"{done.clipped} magnitude values above db_max={params.db_max:g} dB "
                     f"were clipped")
@@ -362,8 +335,8 @@ def _song_manifest(job: _SongJob, stream: AudioStream, done: _StreamedTiles,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **state, "source_hash": stream.content_hash,
         "warnings": _song_warnings(stream, done, params),
-        **({"side_peak": done.side_peak, "side_clipped_high": done.side_clipped}
-           if params.stereo else {}),
+        **({"side_peak": done.side_peak, "side_clipped_high": done.side_clipped,
+            "channel_peak": done.channel_peak} if params.stereo else {}),
     }
 
 
