@@ -526,7 +526,7 @@ def test_defect_04_non_finite_file_does_not_abort_encode_batch(tmp_path, value):
 
 
 def test_defect_05_players_of_audio_peaking_above_full_scale(tmp_path):
-    from wavdiff_utils.views.plots import tile_players
+    from wavdiff_utils.views.encoded import tile_players
     src = write(tmp_path / "loud.wav", music_like(0.5) * 1.44, 44100, subtype="FLOAT")
     res = encode_song(src, tmp_path / "out", params=P)
     players = tile_players(res.output, max_tiles=2)

@@ -65,8 +65,8 @@ def test_a_stereo_batch_report_plays_its_tiles_in_stereo(tmp_path, monkeypatch):
     from wavdiff_utils.io.audio import load_audio
     from wavdiff_utils.io.manifest import manifest_params, read_manifest
     from wavdiff_utils.io.tiles import side_tile_of
-    from wavdiff_utils.views.batch_report import (show_batch_report, song_strip, tile_audio,
-                                                  tile_round_trip)
+    from wavdiff_utils.views.batch_report import show_batch_report, song_strip, tile_round_trip
+    from wavdiff_utils.views.encoded import tile_audio
 
     matplotlib.use("Agg")
     _duet(tmp_path / "duet.wav")
@@ -105,7 +105,8 @@ def test_a_stereo_batch_report_plays_its_tiles_in_stereo(tmp_path, monkeypatch):
 def test_a_mono_song_plays_mono(tmp_path):
     from wavdiff_utils.codec.params import CodecParams
     from wavdiff_utils.io.manifest import manifest_params, read_manifest
-    from wavdiff_utils.views.batch_report import song_strip, tile_audio, tile_round_trip
+    from wavdiff_utils.views.batch_report import song_strip, tile_round_trip
+    from wavdiff_utils.views.encoded import tile_audio
 
     _duet(tmp_path / "duet.wav")
     out = tmp_path / "out"

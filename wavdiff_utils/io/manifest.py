@@ -11,11 +11,11 @@ from pathlib import Path
 
 from ..codec.params import CodecParams
 from ..codec.tiling import TileSpan
-from ..errors import BadParameterError, BadTileError
+from ..errors import BadParameterError, BadTileError, MissingInputError
 from ..paths import atomic_path
 from .tiles import parse_tile_name, read_tile_metadata
 
-__all__ = ["MANIFEST_NAME", "write_manifest", "read_manifest", "manifest_spans",
+__all__ = ["MANIFEST_NAME", "write_manifest", "read_manifest", "require_manifest", "manifest_spans",
            "manifest_params", "manifest_from_tiles", "same_codec"]
 
 MANIFEST_NAME = "manifest.json"
@@ -53,6 +53,15 @@ def read_manifest(folder) -> dict | None:
         raise BadParameterError(f"{path}: not a wavdiff manifest (format={got!r})")
     _check_fields(data, path)
     return data
+
+
+def require_manifest(folder) -> dict:
+    """:func:`read_manifest`, refusing a folder without one in one line naming it."""
+    man = read_manifest(folder)
+    if man is None:
+        raise MissingInputError(f"{folder}: no manifest.json; not a song folder made by "
+                                f"01_encode (or an encode that finished)")
+    return man
 
 
 def _check_fields(data: dict, path: Path) -> None:

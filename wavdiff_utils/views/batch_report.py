@@ -4,7 +4,8 @@
 table of its songs, then per song a strip of its tiles, the caption of every
 tile, the round trip of one tile decoded alone and players of the first tiles.
 The figures and players come from :func:`song_strip`, :func:`tile_round_trip`,
-:func:`tile_audio` (a stereo song's players play left and right) and :func:`audio_player`.
+:func:`~wavdiff_utils.views.encoded.tile_audio` (a stereo song's players play left and right)
+and :func:`audio_player`.
 """
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ from ..codec.transform import decode_array, tile_magnitude_db
 from ..dataset.eight_bit import eight_bit_cost
 from ..dataset.export import METADATA_NAME, read_metadata
 from ..io.audio import load_audio
-from ..io.manifest import manifest_params, read_manifest
+from ..io.manifest import manifest_params, read_manifest, require_manifest
 from ..io.tiles import read_tile, side_tile_of
 from ..paths import display_path, resolve
 from ..results import SUMMARY_NAME
+from .encoded import tile_audio
 from .plots import audio_player
 
-__all__ = ["show_batch_report", "batch_overview", "song_strip", "tile_round_trip", "tile_audio"]
+__all__ = ["show_batch_report", "batch_overview", "song_strip", "tile_round_trip"]
 
 
 def batch_overview(folder) -> tuple[str, list[dict], dict]:
@@ -141,7 +143,7 @@ def _show_song(d: Path, tiles: list[dict], *, max_tiles: int, max_players: int,
     import matplotlib.pyplot as plt
     from IPython.display import HTML, Markdown, display
 
-    man = read_manifest(d)
+    man = require_manifest(d)
     p = manifest_params(man)
     for channel in ("mid", "side") if p.channels == "stereo" else ("mid",):
         song_strip(d, max_tiles=max_tiles, channel=channel)    # the side on its own, lower, scale
@@ -184,9 +186,7 @@ def song_strip(folder, *, max_tiles: int = 16, height: int = 160, cmap: str = "m
     import matplotlib.pyplot as plt
 
     folder = Path(folder)
-    man = read_manifest(folder)
-    if man is None:
-        raise MissingInputError(f"{folder}: no manifest.json; not a finished song folder")
+    man = require_manifest(folder)
     if channel not in ("mid", "side"):
         raise BadParameterError(f"channel must be 'mid' or 'side', got {channel!r}")
     params = manifest_params(man)
@@ -245,9 +245,7 @@ def tile_round_trip(folder, index: int | None = None) -> dict:
     """
 
     folder = Path(folder)
-    man = read_manifest(folder)
-    if man is None:
-        raise MissingInputError(f"{folder}: no manifest.json; not a finished song folder")
+    man = require_manifest(folder)
     params = manifest_params(man)
     tiles = man["tiles"]
     i = len(tiles) // 2 if index is None or index < 0 else int(index)
@@ -268,32 +266,3 @@ def tile_round_trip(folder, index: int | None = None) -> dict:
     out["snr_db"] = snr_db(ref, y)
     out["lsd_db"] = lsd_db(ref, y)
     return out
-
-
-def tile_audio(folder, tile: dict, params) -> np.ndarray:
-    """One tile of a song folder decoded alone (its phase as stored, else rebuilt).
-
-    Parameters
-    ----------
-    folder : path-like
-        The song folder.
-    tile : dict
-        The tile's entry in ``manifest.json`` (``file``, ``start``, ``end``).
-    params : CodecParams
-        The manifest's codec (:func:`~wavdiff_utils.io.manifest_params`).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(n,)``; for a stereo song whose side tile is there, ``(n, 2)``: left = mid + side,
-        right = mid - side, the side decoded with :meth:`~CodecParams.side_codec`.
-    """
-    folder = Path(folder)
-    n = tile["end"] - tile["start"]
-    mid_path = folder / tile["file"]
-    mid = decode_array([read_tile(mid_path, warn=False).pixels], params.tile_codec(), n_samples=n)
-    side_path = side_tile_of(mid_path)
-    if params.channels != "stereo" or not side_path.is_file():
-        return mid
-    side = decode_array([read_tile(side_path, warn=False).pixels], params.side_codec(), n_samples=n)
-    return np.stack([mid + side, mid - side], axis=1)

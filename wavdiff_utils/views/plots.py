@@ -12,23 +12,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import BadParameterError, MissingInputError
+from ..errors import BadParameterError
 from ..captioning.interface import song_tiles
 from ..codec.metrics import lsd_db, snr_db, stereo_width
 from ..codec.params import CodecParams
 from ..codec.transform import decode_array, encode_array, tile_magnitude_db
 from ..io.audio import load_audio
-from ..io.manifest import manifest_params, manifest_spans, read_manifest
+from ..io.manifest import manifest_params, read_manifest, require_manifest
 from ..io.tiles import read_tile, tile_name
 from ..paths import resolve
 
 if TYPE_CHECKING:
     from ..captioning.results import CaptionBatch, CaptionResult
 
-__all__ = ["plot_waveform", "plot_tile_grid", "plot_tile", "tile_players", "tile_explorer",
+__all__ = ["plot_waveform", "plot_tile_grid", "plot_tile", "tile_explorer",
            "plot_spectrogram_pair", "audio_player", "plot_decode_report", "show_decoded",
            "show_captions", "plot_captions", "plot_scores", "score_table", "plot_compare_scores",
-           "plot_benchmark", "plot_memory", "show_encoded", "source_scores"]
+           "plot_benchmark", "plot_memory", "source_scores"]
 
 
 def _plt():
@@ -151,9 +151,7 @@ def plot_tile_grid(folder, *, max_tiles: int = 12, cols: int = 4, cmap: str = "m
     """
     plt = _plt()
     folder = Path(folder)
-    man = read_manifest(folder)
-    if man is None:
-        raise MissingInputError(f"{folder}: no manifest.json; is this a song folder made by 01_encode?")
+    man = require_manifest(folder)
     params = manifest_params(man)
     tiles = man["tiles"][:max_tiles]
     cols = max(1, min(cols, len(tiles)))
@@ -174,25 +172,6 @@ def plot_tile_grid(folder, *, max_tiles: int = 12, cols: int = 4, cmap: str = "m
     return fig
 
 
-def tile_players(folder, *, max_tiles: int = 4, source_audio: np.ndarray | None = None):
-    """An audio player per tile: the samples that tile stands for, decoded from the tile alone.
-
-    Returns a list of ``(file name, player)`` (see :func:`audio_player`).
-    """
-    folder = Path(folder)
-    man = read_manifest(folder)
-    params = manifest_params(man)
-    out = []
-    for t in man["tiles"][:max_tiles]:
-        if source_audio is not None:
-            y = source_audio[t["start"]:t["end"]]
-        else:
-            px = read_tile(folder / t["file"], warn=False).pixels
-            y = decode_array([px], params, n_samples=t["end"] - t["start"])
-        out.append((t["file"], audio_player(y, params.sample_rate)))
-    return out
-
-
 def tile_explorer(folder):
     """Slider over a song's tiles: magnitude, phase (cos) and a player of the tile decoded alone.
 
@@ -206,7 +185,7 @@ def tile_explorer(folder):
     from IPython.display import Image, display
 
     folder = Path(folder)
-    man = read_manifest(folder)
+    man = require_manifest(folder)
     params = manifest_params(man)
     plt = _plt()
     slider = widgets.IntSlider(0, 0, len(man["tiles"]) - 1, description="tile")
@@ -557,25 +536,6 @@ def show_captions(batch: CaptionBatch, *, max_songs: int = 2, max_tiles: int = 4
     display(Markdown("\n".join(lines + [f"- FAILED: {msg}" for _, msg in batch.failures])))
     if raise_on_failure:
         batch.raise_if_failed()
-
-
-def show_encoded(result, *, max_songs: int = 3, max_players: int = 4) -> None:
-    """For the first encoded songs: waveform with tile borders, tile thumbnails, a player per tile."""
-    from IPython.display import Markdown, display
-
-    plt = _plt()
-    for r in result.results[:max_songs]:
-        man = read_manifest(r.output)
-        params = manifest_params(man)
-        y = load_audio(man["source"], sample_rate=params.sample_rate)
-        plot_waveform(y, params.sample_rate, spans=manifest_spans(man),
-                      title=f"{r.song}: {man['duration']:.1f} s, {man['n_tiles']} tiles, "
-                            f"peak {man['peak']:.2f}")
-        plt.show()
-        plot_tile_grid(r.output)
-        plt.show()
-        for name, player in tile_players(r.output, max_tiles=max_players):
-            display(Markdown(f"`{name}`"), player)
 
 
 def source_scores(result, y: np.ndarray, sample_rate: int):
