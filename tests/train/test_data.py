@@ -98,7 +98,12 @@ def test_missing_and_empty_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(TrainDataError) as e:
         scan_dataset(tmp_path / "empty")
-    _one_line(e, "empty", "python -m wavdiff_utils")
+    msg = _one_line(e, "empty", "python -m wavdiff_utils")
+    assert "--channels stereo" not in msg
+    for folder, kind in ((tmp_path / "nope", MissingInputError), (tmp_path / "empty", TrainDataError)):
+        with pytest.raises(kind) as e:            # a stereo run is told how to make a stereo one
+            scan_dataset(folder, stereo=True)
+        _one_line(e, folder, f"--output {folder} --channels stereo`")
 
 
 def _encode(tmp_path, name, params, seconds=0.3, seed=1):

@@ -153,24 +153,26 @@ def scan_dataset(folder, *, stereo: bool = False) -> TileSource:
         Anything that stops training: one line naming the file and the problem.
     """
     root = Path(folder)
+    make = (f"`python -m wavdiff_utils --input AUDIO --output {root}"
+            f"{' --channels stereo' if stereo else ''}`")
     if root.is_file():
         raise TrainDataError(f"{root}: is a file; give the dataset folder (the one holding "
                              f"{METADATA_NAME} or {SHARD_INDEX})")
     if not root.is_dir():
         raise MissingInputError(f"dataset folder {str(root)!r} does not exist; make one with "
-                                f"`python -m wavdiff_utils --input AUDIO --output {root}`")
+                                f"{make}")
     if (root / SHARD_INDEX).is_file():
         return _scan_shards(root, bool(stereo))
     if (root / METADATA_NAME).is_file():
         return _scan_imagefolder(root, bool(stereo))
     if not any(root.iterdir()):
         raise TrainDataError(f"dataset folder {root} is empty: no {METADATA_NAME} or {SHARD_INDEX}; "
-                             f"make a dataset with `python -m wavdiff_utils --input AUDIO --output {root}`")
+                             f"make a dataset with {make}")
     if any(root.rglob("*.png")):
         raise TrainDataError(f"{root}: has tiles but no {METADATA_NAME} (which holds the split "
                              f"column); write it with `wavdiff_utils.export_dataset({str(root)!r})`")
     raise TrainDataError(f"{root}: holds no tiles, {METADATA_NAME} or {SHARD_INDEX}; make a dataset "
-                         f"with `python -m wavdiff_utils --input AUDIO --output {root}`")
+                         f"with {make}")
 
 
 def _headers(root: Path, files: list, what: str = "tile") -> dict:
