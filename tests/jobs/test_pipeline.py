@@ -99,8 +99,10 @@ def test_interrupted_song_resumes(songs, tmp_path, monkeypatch):
 
 def test_existing_output_with_other_parameters(songs, tmp_path):
     encode_song(songs / "a.wav", tmp_path / "t", params=P)
-    with pytest.raises(OutputExistsError, match="other codec parameters"):
+    with pytest.raises(OutputExistsError, match="other codec parameters") as info:
         encode_song(songs / "a.wav", tmp_path / "t", params=CodecParams(size=64))
+    assert f"(size {P.size} vs 64, n_fft {P.n_fft} vs 128, hop_length {P.hop_length} vs 32: " \
+        f"there vs asked)" in str(info.value)
     res = encode_song(songs / "a.wav", tmp_path / "t", params=CodecParams(size=64), overwrite=True)
     assert res.status == "encoded"
     assert len(list((tmp_path / "t" / "a").glob("*.png"))) == res.n_tiles

@@ -114,8 +114,10 @@ def test_a_mono_file_encoded_as_stereo_gets_a_silent_side_said_once(tmp_path):
 def test_switching_channels_re_encodes_only_after_overwrite(tmp_path, stereo_wav):
     out = tmp_path / "o"
     encode_song(stereo_wav, out, params=CodecParams(size=64))
-    with pytest.raises(WavdiffError, match="other codec parameters"):
+    with pytest.raises(WavdiffError, match="other codec parameters") as info:
         encode_song(stereo_wav, out, params=CodecParams(size=64, channels="stereo"))
+    assert "(channels 'mono' vs 'stereo': there vs asked)" in str(info.value)   # what differs
+    assert "--overwrite on the command line" in str(info.value)
     res = encode_song(stereo_wav, out, params=CodecParams(size=64, channels="stereo"), overwrite=True)
     assert res.status == "encoded" and any(Path(res.output).glob("*.side.png"))
     res = encode_song(stereo_wav, out, params=CodecParams(size=64), overwrite=True)
@@ -204,3 +206,20 @@ def test_the_full_scale_warning_of_a_stereo_song_names_the_louder_channel(tmp_pa
                     f"it may be clipped"]
     mono = encode_song(wav, tmp_path / "m", params=CodecParams(size=64))
     assert "channel_peak" not in _manifest(Path(mono.output))
+
+
+def test_a_stereo_run_that_encoded_nothing_does_not_claim_side_tiles(tmp_path, stereo_wav):
+    """Asked for stereo over a mono dataset (no --overwrite): the song fails, the dataset stays
+    mono, and the summary does not say its rows name side tiles."""
+    from wavdiff_utils.jobs.pipeline import run_pipeline
+
+    kw = dict(captioner="none", report=False, progress=False, workers=1, log=None)
+    run_pipeline(stereo_wav, tmp_path / "ds", params=CodecParams(size=64), **kw)
+    res = run_pipeline(stereo_wav, tmp_path / "ds", params=CodecParams(size=64, channels="stereo"),
+                       **kw)
+    text = res.summary()
+    assert "1 failed" in text and "channels 'mono' vs 'stereo'" in text
+    assert "side_file_name" not in text
+    res = run_pipeline(stereo_wav, tmp_path / "ds", overwrite=True,
+                       params=CodecParams(size=64, channels="stereo"), **kw)
+    assert "each row a mid tile naming its side tile (side_file_name)" in res.summary()

@@ -219,6 +219,12 @@ class CodecParams:
         (the side is quiet; the same top, which it can never exceed: |L-R|/2 <= max(|L|, |R|))."""
         return dataclasses.replace(self, channels="mono", db_min=self.db_min - SIDE_FLOOR_DROP_DB)
 
+    def differences(self, other: "CodecParams", *, skip=()) -> str:
+        """The settings in which ``other`` differs, ``"hop_length 32 vs 64"`` (these first),
+        in field order; ``skip`` names fields left out.  Empty when they are the same."""
+        a, b = dataclasses.asdict(self), dataclasses.asdict(other)
+        return ", ".join(f"{k} {a[k]!r} vs {b[k]!r}" for k in a if k not in skip and a[k] != b[k])
+
     # ------------------------------------------------------------------ I/O
     def to_dict(self) -> dict:
         """The settings as a dict: mono ones exactly as before ``channels`` existed (with the

@@ -176,13 +176,6 @@ class SideChannel:
     params: CodecParams
 
 
-def _differences(a: CodecParams, b: CodecParams, *, skip=()) -> str:
-    """The codec fields of ``a`` and ``b`` that differ: ``"hop_length 32 vs 64"``."""
-    da, db = a.to_dict(), b.to_dict()
-    return ", ".join(f"{k} {da.get(k)!r} vs {db.get(k)!r}" for k in sorted(set(da) | set(db))
-                     if k not in skip and da.get(k) != db.get(k))
-
-
 def _check_pair(side: Path, meta: dict, mid: Path | None, mid_meta: dict | None,
                 params: CodecParams, first: tuple | None) -> CodecParams:
     """Refuse a side tile that is not the side of ``mid`` (its kind, layout, span) or not of a
@@ -193,11 +186,11 @@ def _check_pair(side: Path, meta: dict, mid: Path | None, mid_meta: dict | None,
                                       f"(mono) tile's (no \"channel\": \"side\"); was "
                                       f"{mid_label} copied under this name?")
     own = CodecParams.from_dict(meta["codec"])
-    if diff := _differences(own, params, skip=SIDE_OWN_FIELDS):
+    if diff := own.differences(params, skip=SIDE_OWN_FIELDS):
         raise UnpairedSideError(side, f"was made with other codec parameters than its mid tile "
                                       f"{mid_label} ({diff}); a stereo span needs both from one "
                                       f"encode")
-    if first is not None and (diff := _differences(own, first[1])):
+    if first is not None and (diff := own.differences(first[1])):
         raise UnpairedSideError(side, f"was made with other codec parameters than the song's "
                                       f"side tile {first[0].name} ({diff}); the side tiles of "
                                       f"one song come from one encode")

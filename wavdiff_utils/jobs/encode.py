@@ -186,8 +186,9 @@ def _check_existing(job: _SongJob, manifest: dict) -> tuple[SongResult | None, b
     if not same_codec(manifest, params):
         raise OutputExistsError(
             f"{folder}: already holds tiles of {manifest.get('source_name')!r} made with other "
-            f"codec parameters ({manifest_params(manifest).describe()}); pass overwrite=True to "
-            f"replace them, or choose another output folder")
+            f"codec parameters ({manifest_params(manifest).differences(params)}: there vs asked); "
+            f"pass overwrite=True (--overwrite on the command line) to replace them, or choose "
+            f"another output folder")
     if manifest.get("source_name") != path.name:
         raise OutputExistsError(
             f"{folder}: already holds tiles of another file ({manifest.get('source_name')!r}); "

@@ -140,7 +140,7 @@ class PipelineResult:
             lines.append(f"  dataset:  {e.metadata} ({e.n_tiles} rows, {e.n_captioned} with a "
                          f"caption), card {e.card.name}"
                          + ("; each row a mid tile naming its side tile (side_file_name)"
-                            if self.channels == "stereo" else ""))
+                            if any(c.get("channels") == "stereo" for c in e.codecs) else ""))
         elif self.export_error:
             lines.append(f"  dataset:  not written: {self.export_error}")
         if self.shards is not None:
