@@ -153,3 +153,27 @@ def test_griffinlim_option(songs, tmp_path):
     assert all(t.iterations == 8 for t in r.results[0].tiles)
     y, _ = sf.read(tmp_path / "gl" / "a.wav")
     assert len(y) == 44100 and np.abs(y).max() > 0.01
+
+
+def test_holdout_puts_more_songs_in_validation_and_test_from_the_command_line(tmp_path):
+    """Eight songs all but one in train at the default 0.05; ``--holdout 0.2`` moves whole songs
+    (every tile of a song in one split) into validation and test, the same ones on every run."""
+    from wavdiff_utils.dataset.export import holdout_splits, read_metadata, song_split
+    from wavdiff_utils.jobs.cli import main
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(8):
+        write(src / f"song{i}.wav", music_like(0.3, 44100, seed=i), 44100)
+    splits = {}
+    for holdout in ("0.05", "0.2"):
+        out = tmp_path / f"ds{holdout}"
+        args = ["--input", str(src), "--output", str(out), "--captioner", "none", "--size", "64",
+                "--no-report", "-q", "--holdout", holdout]
+        assert main(args) == 0
+        rows = read_metadata(out)
+        splits[holdout] = {r["song"]: r["split"] for r in rows}
+        for r in rows:                                   # a song's tiles share one split
+            assert r["split"] == song_split(r["song"], holdout_splits(float(holdout)))
+    assert sorted(splits["0.05"].values()).count("train") == 7
+    assert {"validation", "test"} <= set(splits["0.2"].values())

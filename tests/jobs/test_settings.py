@@ -58,6 +58,9 @@ def test_replace_takes_flat_codec_options_and_params():
     ({"colour": "blue"}, "unknown option(s) 'colour'"),
     ({"captioer": "muq"}, "did you mean captioner"),
     ({"channels": "Stereo"}, "channels must be mono or stereo, got 'Stereo' (did you mean stereo?)"),
+    ({"holdout": 0.5}, "holdout must be a share of the songs from 0 to under 0.5, got 0.5"),
+    ({"holdout": -0.1}, "holdout must be a share of the songs from 0 to under 0.5, got -0.1"),
+    ({"holdout": "lots"}, "holdout must be a number from 0 to under 0.5, got 'lots'"),
     ({"channels": 2}, "channels must be mono or stereo, got 2"),
 ])
 def test_a_bad_value_is_one_line_naming_the_field(changes, words):

@@ -33,7 +33,7 @@ from ..paths import atomic_path
 from .card import hms as _hms, write_card
 from .parquet import write_parquet
 
-__all__ = ["METADATA_NAME", "CARD_NAME", "CHANNELS", "DatasetExport", "export_dataset",
+__all__ = ["METADATA_NAME", "CARD_NAME", "CHANNELS", "DatasetExport", "export_dataset", "holdout_splits",
            "song_split", "read_metadata"]
 
 #: The rows file ``datasets``' imagefolder loader reads.
@@ -108,6 +108,16 @@ def caption_of(png: Path) -> str:
 
 #: Default shares of the train / validation / test splits.
 SPLITS = (("train", 0.9), ("validation", 0.05), ("test", 0.05))
+
+
+def holdout_splits(holdout: float) -> tuple:
+    """Split shares with ``holdout`` of the songs in validation and as many in test (the
+    pipeline's ``holdout`` option; 0.05 gives :data:`SPLITS`)."""
+    h = float(holdout)
+    if not 0 <= h < 0.5:
+        raise BadParameterError(f"holdout must be a share of the songs from 0 to under 0.5, "
+                                f"got {holdout!r}")
+    return (("train", 1 - 2 * h), ("validation", h), ("test", h))
 
 
 def song_split(song: str, splits=SPLITS) -> str:

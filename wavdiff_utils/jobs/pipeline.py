@@ -41,7 +41,7 @@ from ..codec.params import CodecParams
 from ..codec import resources
 from ..codec.threads import usable_cores
 from ..codec.tiling import n_tiles_for
-from ..dataset.export import METADATA_NAME, export_dataset
+from ..dataset.export import METADATA_NAME, export_dataset, holdout_splits
 from ..dataset.parquet import write_parquet
 from ..errors import (BadParameterError, MissingInputError, OutputIsAFileError, WavdiffError,
                       WeightsMissingError, first_line, one_line)
@@ -348,13 +348,13 @@ def _caption_ray(files, ok, output, s: PipelineSettings, *, bar, res, session):
     res.caption_failures += failures
 
 
-def _export(res: PipelineResult) -> None:
+def _export(res: PipelineResult, holdout: float) -> None:
     """``metadata.jsonl`` and the card; a problem becomes ``res.export_error``."""
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res.export = export_dataset(res.output)
+            res.export = export_dataset(res.output, splits=holdout_splits(holdout))
         res.warnings += res.export.warnings
     except (ValueError, OSError) as exc:
         res.export_error = first_line(exc)
@@ -476,7 +476,7 @@ def _run_locked(input, output, files, s: PipelineSettings, *, raw: int, say) -> 
             res.seconds["ray start"] = session.start_seconds
         _encode_and_caption(input, output, files, s, res=res, bar=bar, session=session,
                             raw=raw, est=est)
-        _export(res)
+        _export(res, s.holdout)
         if shards_dir is not None:
             _shards(res, shards_dir, shard_size=s.shard_size, engine=s.engine, bar=bar)
         if s.format == "parquet":

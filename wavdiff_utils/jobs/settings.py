@@ -17,6 +17,7 @@ from ..codec.resources import check_memory
 from ..codec.threads import usable_cores
 from ..dataset.shards import parse_shard_size
 from ..errors import BadParameterError
+from ..dataset.export import holdout_splits
 from ..dataset.parquet import COMPRESSIONS
 from .ray_engine import ENGINES
 
@@ -118,6 +119,10 @@ class PipelineSettings:
     parquet_compression: str = _opt("zstd", "Parquet compression: zstd or none")
     shard_size: str | int = _opt("1GB", "shard limit: a size with a unit (default 1GB; 500MB) "
                                  "or a number of samples (2000)")
+    holdout: float = _opt(0.05, "share of the songs in the validation split, and as many in "
+                          "test (whole songs, by a hash of the name; default 0.05). A small "
+                          "library may get none: with 0.2 about one song in five goes to each",
+                          type=float)
 
     def __post_init__(self):
         if not isinstance(self.params, CodecParams):
@@ -130,6 +135,10 @@ class PipelineSettings:
             parse_shard_size(self.shard_size)
         if self.format == "parquet":
             parse_shard_size(self.parquet_shard_size)
+        if isinstance(self.holdout, bool) or not isinstance(self.holdout, (int, float)):
+            raise BadParameterError(f"holdout must be a number from 0 to under 0.5, got "
+                                    f"{self.holdout!r}")
+        holdout_splits(self.holdout)
 
     def _set(self, name: str, value) -> None:
         object.__setattr__(self, name, value)

@@ -263,10 +263,13 @@ def _scan_imagefolder(root: Path, stereo: bool = False) -> TileSource:
         splits.setdefault(str(r.get("split", "train")), []).append(r)
     if not splits.get("train"):
         have = ", ".join(f"{s} {len(v)}" for s, v in sorted(splits.items()))
-        raise TrainDataError(f"{root}: no tile is in split 'train' ({have}); "
-                             f"export_dataset(..., splits=...) decides the shares")
+        raise TrainDataError(f"{root}: no tile is in split 'train' ({have}); the pipeline's "
+                             f"--holdout (export_dataset(..., splits=...)) decides the shares")
     if not splits.get("validation"):
-        notes.append("no tile is in split 'validation': no validation loss is made")
+        songs = len({r.get("song") for r in rows})
+        notes.append(f"no tile is in split 'validation': no validation loss is made ({songs} "
+                     f"song(s); the pipeline's --holdout, default 0.05, sets the share held "
+                     f"out: 0.2 holds about one song in five)")
     return TileSource(root, "imagefolder", params, height, width, splits, notes, stereo=stereo)
 
 
