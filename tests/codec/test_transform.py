@@ -169,3 +169,28 @@ def test_tile_threads_follow_omp_num_threads_and_the_cores(monkeypatch, omp, spa
     assert workers.tile_threads(spare=spare) == want
     monkeypatch.setattr(workers, "_IN_POOL", True)          # a pool's worker: the songs fill the cores
     assert workers.tile_threads(spare=spare) == 1
+
+
+def test_silent_end_keeps_a_generated_tiles_last_samples_from_blowing_up():
+    """An STFT that no audio has (random phase, as a generator's image): the plain inverse
+    divides the last hop by the thin tails of the last windows, and those samples come out
+    louder than the whole body; with ``silent_end`` they fade out.  Only the last n_fft/2
+    samples change (our own tiles keep the plain inverse: exactness there needs the tails)."""
+    from wavdiff_utils.codec.transform import istft_stream
+
+    p = CodecParams(size=128)
+    rng = np.random.default_rng(3)
+    shape = (p.n_fft // 2 + 1, p.frames_per_tile)
+    S = (rng.rayleigh(1.0, shape) * np.exp(2j * np.pi * rng.random(shape))).astype(np.complex64)
+    plain = np.concatenate(list(istft_stream([S], p)))
+    faded = np.concatenate(list(istft_stream([S], p, silent_end=True)))
+    half = p.n_fft // 2                     # the span the silent frames' windows reach
+    assert np.array_equal(plain[:-half], faded[:-half])    # only the last n_fft/2 samples differ
+    hop = p.hop_length
+
+    def rms(x):
+        return float(np.sqrt(np.mean(np.square(x))))
+
+    body = rms(plain[:-half])
+    assert rms(plain[-hop:]) > 1.3 * body                  # louder than the body: the click
+    assert rms(faded[-hop:]) < body and np.abs(faded[-8:]).max() < body       # faded out

@@ -415,7 +415,8 @@ def decode_stream(tiles: Iterable[np.ndarray], params: CodecParams, *,
 
 
 def istft_stream(stfts: Iterable[np.ndarray], params: CodecParams, *,
-                 n_samples: int | None = None, threads: int = 1) -> Iterator[np.ndarray]:
+                 n_samples: int | None = None, threads: int = 1,
+                 silent_end: bool = False) -> Iterator[np.ndarray]:
     """Inverse STFT of consecutive tiles' STFT blocks, joined across tile borders.
 
     Parameters
@@ -429,6 +430,12 @@ def istft_stream(stfts: Iterable[np.ndarray], params: CodecParams, *,
     threads : int
         Tiles inverted at once (in threads; numpy's FFT releases the GIL).  The blocks still
         come out in order; memory grows by about one tile per thread.
+    silent_end : bool
+        Invert the last tile as if silence followed it.  Off (the default) the last hop of
+        samples is divided by the tails of the last frames' windows alone: exact for a tile's
+        own STFT (our tiles), but for an image whose STFT no audio has (a generator's) that
+        division, down to a sixth of the body's, turns the end into a click.  On, the last
+        ``n_fft / 2`` samples fade out instead (nothing before them changes).
 
     Yields
     ------
@@ -438,7 +445,7 @@ def istft_stream(stfts: Iterable[np.ndarray], params: CodecParams, *,
     emitted = 0
     tiles = 0
     for out in ordered_map(lambda *job: _tile_audio(*job, params, n_samples),
-                           _istft_blocks(stfts, params), threads):
+                           _istft_blocks(stfts, params, silent_end), threads):
         tiles += 1
         if out is not None:
             emitted += len(out)
@@ -448,9 +455,10 @@ def istft_stream(stfts: Iterable[np.ndarray], params: CodecParams, *,
                          f"a tile at the end is missing")
 
 
-def _istft_blocks(stfts: Iterable[np.ndarray], params: CodecParams):
+def _istft_blocks(stfts: Iterable[np.ndarray], params: CodecParams, silent_end: bool = False):
     """``(block, index, context frames on the left)`` per tile: its STFT frames with a few of
-    each neighbour's, so that the inverse STFT joins across the border."""
+    each neighbour's, so that the inverse STFT joins across the border (after the last tile,
+    silent frames with ``silent_end``)."""
     ctx = math.ceil(params.n_fft // 2 / params.hop_length) + 1
     it = iter(stfts)
     prev = None
@@ -459,7 +467,8 @@ def _istft_blocks(stfts: Iterable[np.ndarray], params: CodecParams):
     while cur is not None:
         nxt = next(it, None)
         left = prev[:, -ctx:] if prev is not None else np.zeros((cur.shape[0], 0), cur.dtype)
-        right = nxt[:, :ctx] if nxt is not None else np.zeros((cur.shape[0], 0), cur.dtype)
+        right = (nxt[:, :ctx] if nxt is not None else
+                 np.zeros((cur.shape[0], ctx if silent_end else 0), cur.dtype))
         yield np.concatenate([left, cur, right], axis=1), index, left.shape[1]
         prev, cur = cur, nxt
         index += 1

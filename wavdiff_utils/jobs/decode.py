@@ -401,13 +401,15 @@ def _decode_file(tiles, output, opts: DecodeOptions, *, song=None, progress) -> 
     mid = _tile_stfts(job.tiles, params, warn, progress, opts, method)
     if job.sides is None:
         reports, peak_abs, clipped, n_written = _write_song(mid, params, st, output,
-                                                            n_samples=n_samples, peak=opts.peak)
+                                                            n_samples=n_samples, peak=opts.peak,
+                                                            silent_end=not own)
         stereo, loud = None, reports
     else:                                     # checked before any audio is written
         side = side_channel(job, metas, params, opts, warn)
         reports, peak_abs, clipped, n_written, stereo = write_stereo(
             mid, _tile_stfts(side.tiles, side.params, warn, None, opts, side.method), params,
-            (st, replace(st, method=side.method)), output, n_samples=n_samples, peak=opts.peak)
+            (st, replace(st, method=side.method)), output, n_samples=n_samples, peak=opts.peak,
+            silent_end=not own)
         loud = stereo.level_reports()
     warn += level_warnings(loud, peak_abs, clipped, output, opts.peak)
     return DecodeResult(song, str(first.path.parent), str(output), "decoded", len(job.tiles),
@@ -486,10 +488,12 @@ def _tile_stfts(tiles: list, params: CodecParams, warn: list, progress, opts: De
             yield S, tile.has_phase
 
 
-def _write_song(stfts, params: CodecParams, st: PhaseSettings, output: Path, *, n_samples, peak):
+def _write_song(stfts, params: CodecParams, st: PhaseSettings, output: Path, *, n_samples, peak,
+                silent_end: bool):
     """Rebuild the phase and stream the audio to ``output``: (reports, peak, clipped, length)."""
     reports: list = []
-    blocks = channel_audio(stfts, params, st, n_samples=n_samples, reports=reports)
+    blocks = channel_audio(stfts, params, st, n_samples=n_samples, reports=reports,
+                           silent_end=silent_end)
     return (reports, *write_decoded_audio(blocks, output, params.sample_rate, peak=peak))
 
 

@@ -270,8 +270,11 @@ def side_channel(job, mid_metas: list, params: CodecParams, opts, warn: list) ->
 # --------------------------------------------------------------------------- audio
 
 
-def channel_audio(stfts, params: CodecParams, settings, *, n_samples, reports: list):
-    """One channel's audio blocks: phase rebuilt, inverse STFT joined and trimmed (the mono path).
+def channel_audio(stfts, params: CodecParams, settings, *, n_samples, reports: list,
+                  silent_end: bool = False):
+    """One channel's audio blocks: phase rebuilt, inverse STFT joined and trimmed (the mono path;
+    ``silent_end`` for images that are not our own tiles, see
+    :func:`~wavdiff_utils.codec.transform.istft_stream`).
 
     Each block is one tile's; its peak and samples beyond full scale go into that tile's
     :class:`~wavdiff_utils.phase.reconstruct.TileReport`, appended to ``reports``.
@@ -281,7 +284,8 @@ def channel_audio(stfts, params: CodecParams, settings, *, n_samples, reports: l
             reports.append(rep)
             yield S
 
-    blocks = istft_stream(audio_blocks(), params, n_samples=n_samples, threads=tile_threads())
+    blocks = istft_stream(audio_blocks(), params, n_samples=n_samples, threads=tile_threads(),
+                          silent_end=silent_end)
     for k, b in enumerate(blocks):            # one block per tile: its level goes in its report
         if k < len(reports) and len(b):
             a = np.abs(b)
@@ -426,7 +430,7 @@ def _fmt_db(peak: float) -> str:
 
 
 def write_stereo(mid_stfts, side_stfts, params: CodecParams, settings: tuple, output: Path, *,
-                 n_samples, peak: str):
+                 n_samples, peak: str, silent_end: bool = False):
     """Decode the mid and side tiles and stream left and right to ``output``, atomically.
 
     Parameters
@@ -450,9 +454,10 @@ def write_stereo(mid_stfts, side_stfts, params: CodecParams, settings: tuple, ou
     """
     mid_reports: list = []
     figures = StereoFigures(side_method=settings[1].method)
-    mid = channel_audio(mid_stfts, params, settings[0], n_samples=n_samples, reports=mid_reports)
+    mid = channel_audio(mid_stfts, params, settings[0], n_samples=n_samples, reports=mid_reports,
+                        silent_end=silent_end)
     side = channel_audio(side_stfts, params, settings[1], n_samples=n_samples,
-                         reports=figures.side_tiles)
+                         reports=figures.side_tiles, silent_end=silent_end)
     top, over, n = write_decoded_audio(figures.combined(mid, side), output, params.sample_rate,
                                        peak=peak, channels=2)
     return mid_reports, top, over, n, figures
