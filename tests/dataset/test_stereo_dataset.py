@@ -209,6 +209,8 @@ def test_stereo_parquet_has_an_exact_side_column(stereo):
     assert index["stereo"] is True and "side" in index["columns"]
     assert "`side`" in (dest / "README.md").read_text()
     rows = {r["file_name"]: r for r in read_metadata(stereo)}
+    assert index["png_bytes"] == sum((stereo / r[k]).stat().st_size for r in rows.values()
+                                     for k in ("file_name", "side_file_name"))   # both tiles
     n = 0
     for row in iter_parquet_rows(dest):
         meta = rows[row["file_name"]]

@@ -133,7 +133,8 @@ def test_report_gives_per_channel_figures_and_width(song, tmp_path):
     tiles = r.tile_table()
     assert list(tiles["channel"].value_counts().sort_index()) == [11, 11]
     text = summary_markdown(r, tmp_path / "out")
-    assert "stereo: left peak" in text and "correlation" in text
+    assert "stereo: left peak" in text and "correlation" in text and "clipped)" not in text
+    assert "samples beyond full scale), right" in text     # counted, not clipped (peak="keep")
 
 
 def test_loud_stereo_limits_and_normalizes_both_channels(tmp_path):

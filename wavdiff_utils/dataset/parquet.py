@@ -310,7 +310,9 @@ def _entry(s: dict, path: Path, codecs: list) -> dict:
             "bytes": path.stat().st_size, "blake2b": _file_hash(path),
             "fingerprint": s["fingerprint"], "first_key": es[0]["key"],
             "last_key": es[-1]["key"], "songs": len({e["row"]["song"] for e in es}),
-            "seconds": round(sec, 6), "png_bytes": sum(e["stamp"][0] for e in es),
+            "seconds": round(sec, 6),              # the PNGs, a stereo row's side tile too
+            "png_bytes": sum(e["stamp"][0] + sum(x[1] for x in e["stamp"][2] if x[0] == "side")
+                             for e in es),
             "codecs": codecs}
 
 

@@ -418,8 +418,9 @@ class StereoFigures:
         r, w = self.row(), self.width
         sc = r["side consistency dB (worst)"]
         fit = f", worst side tile's consistency {sc:.1f} dB SC" if sc is not None else ""
-        return (f"stereo: left peak {_fmt_db(self.peak[0])} dBFS ({self.clipped[0]} clipped), "
-                f"right {_fmt_db(self.peak[1])} dBFS ({self.clipped[1]} clipped); width: L/R "
+        return (f"stereo: left peak {_fmt_db(self.peak[0])} dBFS ({self.clipped[0]} samples "
+                f"beyond full scale), right {_fmt_db(self.peak[1])} dBFS ({self.clipped[1]}); "
+                f"width: L/R "
                 f"level difference {w.get('level_difference_db', np.nan):+.2f} dB, correlation "
                 f"{w.get('correlation', np.nan):.3f}, side {w.get('side_to_mid_db', np.nan):.1f} "
                 f"dB re mid; side phase {self.side_methods()}{fit}")
