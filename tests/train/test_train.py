@@ -180,6 +180,13 @@ def test_command_line(tiny, tmp_path, capsys):
     assert (tmp_path / "run" / "samples" / "sample_0000.png").is_file()
     saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
     assert saved["learning_rate"] == 1e-4          # YAML 1.1 reads "1e-4" as a string
+    # the run's own record trains again as it was (its "codec" entry is a record, not a setting)
+    assert "codec" in saved
+    rc = main(["-f", str(tmp_path / "run" / "train_config.json"), "--set", "output",
+               str(tmp_path / "again"), "--samples", "1"])
+    again = json.loads((tmp_path / "again" / "train_config.json").read_text())
+    assert rc == 0 and {**again, "output": saved["output"]} == saved
+    capsys.readouterr()
     rc = main(["--set", "data", str(tmp_path / "nothing"), "--set", "output", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1 and "nothing" in err

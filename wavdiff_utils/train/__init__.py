@@ -5,7 +5,7 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(__name__, submod_attrs={
     "checkpoints": ["CHECKPOINTS", "CHECKPOINT_MANIFEST", "BadCheckpointError", "checkpoint_folders", "latest_checkpoint", "save_checkpoint", "check_checkpoint", "pick_checkpoint", "named_checkpoint", "load_checkpoint", "remove_leftovers", "remove_checkpoints", "saving", "save_failure"],
-    "config": ["TrainConfig", "PLANES", "CONDITIONING", "DEFAULT_TEXT_ENCODER", "TEXT_ENCODER_ENV", "CONFIG_NAME", "DEMO_DATA", "check_resumable", "read_saved_config", "MissingExtraError", "require_training", "EXTRA_KEYS", "check_setting_names", "model_planes"],
+    "config": ["TrainConfig", "PLANES", "CONDITIONING", "DEFAULT_TEXT_ENCODER", "TEXT_ENCODER_ENV", "CONFIG_NAME", "DEMO_DATA", "check_resumable", "read_saved_config", "MissingExtraError", "require_training", "EXTRA_KEYS", "RECORDED_KEYS", "check_setting_names", "model_planes"],
     "data": ["tile_to_model", "model_to_tile", "TrainTiles", "EpochSampler", "shard_tiles", "crop_offset", "collate", "DEMO_SPLITS", "build_demo_dataset"],
     "guards": ["check_geometry", "training_bytes", "unet_parameters", "Memory", "device_memory", "check_training", "check_workers", "out_of_memory", "WORKER_BYTES"],
     "loaders": ["make_loader", "probe_batch", "validation_loader", "fixed_loss", "PROBE_TILES", "batches", "data_error"],

@@ -26,7 +26,7 @@ from ..errors import BadParameterError, OutputConflictError, WavdiffError
 
 __all__ = ["TrainConfig", "PLANES", "CONDITIONING", "DEFAULT_TEXT_ENCODER", "TEXT_ENCODER_ENV",
            "CONFIG_NAME", "DEMO_DATA", "check_resumable", "read_saved_config", "MissingExtraError",
-           "require_training", "EXTRA_KEYS", "check_setting_names", "model_planes"]
+           "require_training", "EXTRA_KEYS", "RECORDED_KEYS", "check_setting_names", "model_planes"]
 
 #: What the model learns: all three planes, or the magnitude alone (phase rebuilt on decode).
 PLANES = ("all", "magnitude")
@@ -66,6 +66,9 @@ MAX_TEXT_TOKENS = 4096
 #: ``07_train`` does after training (sampling, decoding), and its demo dataset (``demo_*``).
 EXTRA_KEYS = ("num_samples", "sample_steps", "guidance_scale", "prompts", "phase", "peak")
 _EXTRA_PREFIXES = ("demo_",)
+#: What a run folder's ``train_config.json`` records beside the settings (the dataset's codec):
+#: accepted, and left out, when that file is given back with ``-f``.
+RECORDED_KEYS = ("codec",)
 
 
 def model_planes(planes: str, stereo: bool) -> int:
@@ -77,10 +80,10 @@ def model_planes(planes: str, stereo: bool) -> int:
 def check_setting_names(names, *, where: str = "settings") -> None:
     """Raise :class:`BadParameterError` (one line naming the first unknown name and the close
     matches) unless every name is a :class:`TrainConfig` field or one of :data:`EXTRA_KEYS`
-    (or ``demo_*``): a typo must not train with the defaults."""
+    (or ``demo_*``, or :data:`RECORDED_KEYS`): a typo must not train with the defaults."""
     import difflib
 
-    known = [f.name for f in dataclasses.fields(TrainConfig)] + list(EXTRA_KEYS)
+    known = [f.name for f in dataclasses.fields(TrainConfig)] + list(EXTRA_KEYS + RECORDED_KEYS)
     for name in names:
         if name in known or str(name).startswith(_EXTRA_PREFIXES):
             continue
