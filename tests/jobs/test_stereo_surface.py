@@ -181,6 +181,6 @@ def test_01_encode_stereo_counts_side_tiles_and_draws_the_pair(stereo_song, tmp_
     text = "".join("".join(o.get("text", "")) for o in outputs)
     n = read_manifest(tmp_path / "tiles" / "duo")["n_tiles"]
     assert f"stereo: {n} side tiles" in text
-    pair = [c for c in nb["cells"] if c["cell_type"] == "code" and "side_file" in "".join(c["source"])]
+    pair = [c for c in nb["cells"] if c["cell_type"] == "code" and "plot_mid_side(" in "".join(c["source"])]
     assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
                for o in pair[0]["outputs"])
