@@ -33,8 +33,8 @@ from ..paths import atomic_path
 from .card import hms as _hms, write_card
 from .parquet import write_parquet
 
-__all__ = ["METADATA_NAME", "CARD_NAME", "CHANNELS", "DatasetExport", "export_dataset", "holdout_splits",
-           "song_split", "read_metadata"]
+__all__ = ["METADATA_NAME", "CARD_NAME", "CHANNELS", "DatasetExport", "export_dataset",
+           "holdout_splits", "rows_without_side", "song_split", "read_metadata"]
 
 #: The rows file ``datasets``' imagefolder loader reads.
 METADATA_NAME = "metadata.jsonl"
@@ -308,6 +308,12 @@ def _write_metadata(path: Path, rows: list[dict]) -> None:
         with open(tmp, "w", encoding="utf-8") as fh:
             for r in rows:
                 fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def rows_without_side(rows: list) -> list[str]:
+    """The ``file_name`` of every row that names no side tile (all of a mono dataset's)."""
+    return [r["file_name"] for r in rows
+            if not isinstance(r.get("side_file_name"), str) or not r["side_file_name"]]
 
 
 def read_metadata(folder) -> list[dict]:

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch.utils.data
 
 from ..errors import BadParameterError, MissingInputError
-from .export import METADATA_NAME, caption_of, read_metadata
+from .export import METADATA_NAME, caption_of, read_metadata, rows_without_side
 from ..io.png16 import decode_png16
 from .shards import ShardReader
 from .tensors import pixels_to_tensor
@@ -114,7 +114,7 @@ def _folder_row(root: Path, png: Path) -> dict:
 
 def _check_stereo_rows(root: Path, rows: list) -> None:
     """Refuse ``channels="stereo"`` for a dataset whose rows lack side tiles, in one line."""
-    lacking = [r["file_name"] for r in rows if not r.get("side_file_name")]
+    lacking = rows_without_side(rows)
     if len(lacking) == len(rows):
         raise BadParameterError(f"{root}: a mono dataset (no side tiles): channels='stereo' needs "
                                 f"one encoded with channels: stereo; use channels='mid'")

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..codec.params import CodecParams
-from ..dataset.export import METADATA_NAME, read_metadata
+from ..dataset.export import METADATA_NAME, read_metadata, rows_without_side
 from ..dataset.shards import (SHARD_INDEX, SIDE_EXT, decode_sample, iter_shard_raw,
                               read_shard_index, shard_paths)
 from ..errors import BadTileError, MissingInputError, WavdiffError
@@ -211,8 +211,7 @@ def _headers(root: Path, files: list, what: str = "tile") -> dict:
 def _side_files(root: Path, rows: list) -> list:
     """The side tile of every row (``stereo=True``); one line for a mono dataset, a row
     without its side tile, or a side tile that is its mid tile's size no more."""
-    sides = [r.get("side_file_name") for r in rows]
-    lacking = [r["file_name"] for r, s in zip(rows, sides) if not isinstance(s, str) or not s]
+    lacking = rows_without_side(rows)
     if len(lacking) == len(rows):
         raise TrainDataError(f"{root}: a mono dataset (no side_file_name in {METADATA_NAME}); "
                              f"{MONO_HINT}")
@@ -220,7 +219,7 @@ def _side_files(root: Path, rows: list) -> list:
         raise TrainDataError(f"{root}: {len(lacking)} of {len(rows)} tile(s) have no side tile "
                              f"(e.g. {lacking[0]}); encode every song with channels: stereo (or "
                              f"export_dataset again), or use stereo=False")
-    return sides
+    return [r["side_file_name"] for r in rows]
 
 
 def _scan_imagefolder(root: Path, stereo: bool = False) -> TileSource:
