@@ -291,7 +291,14 @@ def test_kill_9_mid_write_leaves_nothing_under_the_final_name(tiles, tmp_path):
     res = decode_song(tiles / "a", out)                  # the re-run writes the whole file
     ref = decode_song(tiles / "a", tmp_path / "ref.wav")
     assert res.n_samples == ref.n_samples == 44100
-    assert out.read_bytes() == (tmp_path / "ref.wav").read_bytes()
+    assert _no_peak_time(out.read_bytes()) == _no_peak_time((tmp_path / "ref.wav").read_bytes())
+
+
+def _no_peak_time(wav: bytes) -> bytes:
+    """A float WAV's bytes with the time stamp of its PEAK chunk (libsndfile writes the clock's
+    second there) blanked: two writes of the same audio a second apart differ only in it."""
+    at = wav.find(b"PEAK")
+    return wav if at < 0 else wav[:at + 12] + bytes(4) + wav[at + 16:]
 
 
 # =========================================================================== item 8: metadata
